@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fixtures loaders, tiny models, test servers."""
