@@ -1,0 +1,319 @@
+"""IR → a validated DAG of operator nodes. Each pass is a small function ``Plan -> Plan``.
+
+Passes run in order (``PASSES``); every pass adds its problems to the plan's
+error collector and skips only the nodes an earlier pass rejected, so one
+``dslrun check`` reports every problem in the spec at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from dslrun.dsl.errors import CLI, Collector, Span, did_you_mean
+from dslrun.dsl.expr import infer
+from dslrun.dsl.ir import (
+    DictV,
+    ListV,
+    Lit,
+    Param,
+    Ref,
+    Spec,
+    Step,
+    Value,
+    is_constant,
+    to_python,
+    walk,
+)
+from dslrun.operators import registry
+from dslrun.operators.base import FieldKind, Operator, field_kind
+from pydantic import ValidationError
+
+
+@dataclass
+class PlanNode:
+    name: str
+    step: Step
+    op_cls: type[Operator] | None = None
+    op: Operator | None = None
+    inputs: list[str] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.op is not None
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    overrides: dict[str, Value] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path.cwd)
+    params: dict[str, Value] = field(default_factory=dict)
+    nodes: dict[str, PlanNode] = field(default_factory=dict)
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    order: list[str] = field(default_factory=list)
+    errors: Collector = field(default_factory=Collector)
+
+    @property
+    def spec_dir(self) -> Path:
+        return Path(self.spec.file).resolve().parent
+
+    def replace(self, **kw: Any) -> Plan:
+        return dataclasses.replace(self, **kw)
+
+
+def _span(v: Any, fallback: Span | None = None) -> Span:
+    return getattr(v, "span", None) or fallback or Span("<spec>")
+
+
+# ---- passes ----
+
+def resolve_params(plan: Plan) -> Plan:
+    """Spec parameters with command-line overrides applied and type-checked against defaults."""
+    params: dict[str, Value] = {}
+    for p in plan.spec.params:
+        if p.name in params:
+            plan.errors.add(_span(p), f"parameter `{p.name}` is defined twice")
+        if not is_constant(p.default) or _has_param(p.default):
+            plan.errors.add(_span(p.default, p.span), f"default of `{p.name}` must be a literal value",
+                            "use a number, a string, true/false, null or a list of them")
+        params[p.name] = p.default
+    for name, value in plan.overrides.items():
+        if name not in params:
+            plan.errors.add(CLI, f"--set {name}: the spec has no parameter `{name}`",
+                            did_you_mean(name, params) or "declare it with `param NAME = default`")
+            continue
+        default = to_python(params[name]) if is_constant(params[name]) else None
+        given = to_python(value)
+        if not _compatible(default, given):
+            plan.errors.add(CLI, f"--set {name}={given!r}: expected {type(default).__name__} like the default {default!r}")
+            continue
+        if isinstance(default, float) and isinstance(given, int) and not isinstance(given, bool):
+            value = Lit(value=float(given), span=value.span)
+        params[name] = value
+    return plan.replace(params=params)
+
+
+def _has_param(v: Value) -> bool:
+    return any(isinstance(n, Param) for n in walk(v))
+
+
+def _compatible(default: Any, given: Any) -> bool:
+    if default is None or given is None:
+        return True
+    if isinstance(default, bool) or isinstance(given, bool):
+        return isinstance(default, bool) and isinstance(given, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(given, (int, float)) and (isinstance(default, float) or isinstance(given, int))
+    return type(default) is type(given)
+
+
+def substitute(v: Value, params: dict[str, Value], errors: Collector) -> Value:
+    if isinstance(v, Param):
+        if v.name not in params:
+            errors.add(_span(v), f"unknown parameter `${v.name}`",
+                       did_you_mean(v.name, params) or "declare it with `param NAME = default`")
+            return Lit(value=None, span=v.span)
+        return params[v.name]
+    updates: dict[str, Any] = {}
+    for name in ("items", "args", "operand", "left", "right"):
+        child = getattr(v, name, None)
+        if child is None:
+            continue
+        if name == "items" and isinstance(v, DictV):
+            updates[name] = tuple((k, substitute(i, params, errors)) for k, i in child)
+        elif isinstance(child, tuple):
+            updates[name] = tuple(substitute(i, params, errors) for i in child)
+        else:
+            updates[name] = substitute(child, params, errors)
+    return v.model_copy(update=updates) if updates else v
+
+
+def name_nodes(plan: Plan) -> Plan:
+    nodes: dict[str, PlanNode] = {}
+    for i, step in enumerate(plan.spec.steps, 1):
+        name = step.name or f"{step.op}_{i}"
+        if name in nodes:
+            first = nodes[name].step.span
+            plan.errors.add(_span(step), f"step `{name}` is defined twice (first at line {first.line if first else '?'})",
+                            "give each step its own name")
+            continue
+        nodes[name] = PlanNode(name=name, step=step)
+    return plan.replace(nodes=nodes)
+
+
+def resolve_ops(plan: Plan) -> Plan:
+    for node in plan.nodes.values():
+        cls = registry.get(node.step.op)
+        if cls is None:
+            plan.errors.add(node.step.op_span or _span(node.step), f"unknown operator `{node.step.op}`",
+                            did_you_mean(node.step.op, registry.names()))
+        node.op_cls = cls
+    return plan
+
+
+def link_inputs(plan: Plan) -> Plan:
+    for node in plan.nodes.values():
+        cls = node.op_cls
+        for ref in node.step.inputs:
+            if ref.name not in plan.nodes:
+                plan.errors.add(_span(ref), f"unknown step `{ref.name}`",
+                                did_you_mean(ref.name, [n for n in plan.nodes if n != node.name]))
+            node.inputs.append(ref.name)
+        if cls is None:
+            continue
+        n = len(node.step.inputs)
+        want = cls.n_inputs
+        if want == 0 and n:
+            plan.errors.add(_span(node.step.inputs[0]), f"`{cls.name}` reads no input step, got {n}")
+        elif want is None and n == 0:
+            plan.errors.add(node.step.op_span or _span(node.step), f"`{cls.name}` needs at least one input step",
+                            f"write {cls.name}(step_name, ...)")
+        elif want and n != want:
+            plan.errors.add(node.step.op_span or _span(node.step),
+                            f"`{cls.name}` takes {want} input step{'s' if want > 1 else ''}, got {n}",
+                            f"write {cls.name}(step_name, ...)")
+    return plan
+
+
+def validate_params(plan: Plan) -> Plan:
+    """Build each operator's Params from the spec: unknown keys, types and ranges."""
+    for node in plan.nodes.values():
+        cls = node.op_cls
+        if cls is None:
+            continue
+        step = node.step
+        values: dict[str, Any] = {}
+        fields = cls.Params.model_fields
+        bad = False
+        for key, raw in step.args:
+            span = step.arg_spans.get(key) or _span(raw, step.span)
+            kind = field_kind(cls.Params, key)
+            if kind is None:
+                plan.errors.add(span, f"unknown parameter `{key}` for `{cls.name}`",
+                                did_you_mean(key, fields) or _param_list(cls))
+                bad = True
+                continue
+            value = substitute(raw, plan.params, plan.errors)
+            converted = _convert(plan, kind, key, value, span)
+            if converted is _BAD:
+                bad = True
+                continue
+            values[key] = converted
+        if bad:
+            continue
+        try:
+            node.op = cls(cls.Params(**values))
+        except ValidationError as e:
+            for err in e.errors():
+                key = str(err["loc"][0]) if err["loc"] else ""
+                span = step.arg_spans.get(key) or step.op_span or _span(step)
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "missing":
+                    plan.errors.add(span, f"`{cls.name}` needs parameter `{key}`", _param_hint(cls, key))
+                else:
+                    where = f"`{key}`: " if key else ""
+                    plan.errors.add(span, f"{where}{msg}", _param_hint(cls, key))
+    return plan
+
+
+_BAD = object()
+
+
+def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) -> Any:
+    if kind == FieldKind.EXPR:
+        return value
+    if kind == FieldKind.STEP:
+        if not isinstance(value, Ref) or value.name not in plan.nodes:
+            name = value.name if isinstance(value, Ref) else to_python(value) if is_constant(value) else "?"
+            plan.errors.add(span, f"`{key}` must name a step; no step is called `{name}`",
+                            did_you_mean(str(name), plan.nodes))
+            return _BAD
+        return value.name
+    if not is_constant(value) and not (isinstance(value, ListV) and all(isinstance(i, Ref) for i in value.items)):
+        plan.errors.add(span, f"`{key}` takes a value, not an expression",
+                        "expressions are allowed in expression parameters such as `by` and `where`")
+        return _BAD
+    py = to_python(value)
+    if kind == FieldKind.INPUT_PATH and isinstance(py, str):
+        base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
+        path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
+        if not path.exists():
+            plan.errors.add(_span(value, span), f"file not found: {py} (looked in {path.parent})",
+                            "paths in a spec are relative to the spec's folder; on the command line, to the current one")
+            return _BAD
+        return str(path)
+    return py
+
+
+def _param_list(cls: type[Operator]) -> str:
+    return f"`{cls.name}` takes: " + ", ".join(f"`{k}`" for k in cls.Params.model_fields)
+
+
+def _param_hint(cls: type[Operator], key: str) -> str | None:
+    f = cls.Params.model_fields.get(key)
+    return f.description if f is not None and f.description else None
+
+
+def build_graph(plan: Plan) -> Plan:
+    g = nx.DiGraph()
+    for node in plan.nodes.values():
+        g.add_node(node.name)
+    for node in plan.nodes.values():
+        extra = node.op.step_refs() if node.op else []
+        for src in [*node.inputs, *extra]:
+            if src in plan.nodes:
+                g.add_edge(src, node.name)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        return plan.replace(graph=g, order=list(nx.lexicographical_topological_sort(g, key=_position(plan))))
+    path = [edge[0] for edge in cycle] + [cycle[0][0]]
+    first = plan.nodes[path[0]].step
+    plan.errors.add(_span(first), "found a cycle: " + " --> ".join(path), "a step cannot depend on its own output")
+    return plan.replace(graph=g, order=[])
+
+
+def _position(plan: Plan):
+    index = {name: i for i, name in enumerate(plan.nodes)}
+    return lambda name: index[name]
+
+
+def check_columns(plan: Plan) -> Plan:
+    """Every column an expression reads is produced by some step before it."""
+    for name in plan.order:
+        node = plan.nodes[name]
+        # A node whose input failed to validate would only echo that error; skip it.
+        if node.op is None or any(not plan.nodes[i].ok for i in node.inputs if i in plan.nodes):
+            continue
+        inputs = [plan.nodes[i].columns for i in node.inputs if i in plan.nodes]
+        for expr in node.op.reads().values():
+            if expr is not None:
+                infer(expr, inputs[0] if inputs else {}, plan.errors)
+        try:
+            node.columns = node.op.output_columns(inputs)
+        except Exception as e:  # an operator's column logic failing is a spec problem to show, not a crash
+            plan.errors.add(node.step.op_span or _span(node.step), str(e))
+    return plan
+
+
+PASSES = (resolve_params, name_nodes, resolve_ops, link_inputs, validate_params, build_graph, check_columns)
+
+
+def compile_spec(spec: Spec, overrides: dict[str, Value] | None = None, cwd: Path | None = None) -> Plan:
+    plan = Plan(spec=spec, overrides=dict(overrides or {}), cwd=cwd or Path.cwd())
+    for p in PASSES:
+        plan = p(plan)
+    plan.errors.raise_if_any()
+    return plan
+
+
+def spec_hash(text: str, overrides: dict[str, Any]) -> str:
+    h = hashlib.sha256(text.encode("utf-8"))
+    h.update(repr(sorted((k, repr(v)) for k, v in overrides.items())).encode())
+    return h.hexdigest()

@@ -1,0 +1,167 @@
+"""IR → text: the canonical .sel and YAML spellings (``dslrun fmt``).
+
+Formatting is canonical (like a code formatter): parameters first, one step
+per statement, minimal parentheses, double-quoted strings. Comments survive as
+docs above the statement they precede.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import yaml
+from dslrun.dsl.fields import kind_of
+from dslrun.dsl.ir import Binary, Call, DictV, ListV, Lit, Param, Ref, Spec, Step, Unary, Value
+from dslrun.operators.base import FieldKind
+
+_PREC = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+         "in": 4, "not in": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "neg": 7, "**": 8}
+_ATOM = 9
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KEYWORDS = {"param", "true", "false", "null", "and", "or", "not", "in"}
+LINE_WIDTH = 100
+
+
+def _prec(v: Value) -> int:
+    if isinstance(v, Binary):
+        return _PREC[v.op]
+    if isinstance(v, Unary):
+        return _PREC["not"] if v.op == "not" else _PREC["neg"]
+    if isinstance(v, Lit) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool) and v.value < 0:
+        return _PREC["neg"]
+    return _ATOM
+
+
+def _number(x: int | float) -> str:
+    return repr(x) if isinstance(x, float) else str(x)
+
+
+def expr_text(v: Value) -> str:
+    """Render a value in .sel syntax."""
+    if isinstance(v, Lit):
+        x = v.value
+        if x is None:
+            return "null"
+        if isinstance(x, bool):
+            return "true" if x else "false"
+        if isinstance(x, (int, float)):
+            return _number(x)
+        return json.dumps(x, ensure_ascii=False)
+    if isinstance(v, Param):
+        return f"${v.name}"
+    if isinstance(v, Ref):
+        return v.name
+    if isinstance(v, ListV):
+        return "[" + ", ".join(expr_text(i) for i in v.items) + "]"
+    if isinstance(v, DictV):
+        def key(k: str) -> str:
+            return k if _NAME.match(k) and k not in KEYWORDS else json.dumps(k, ensure_ascii=False)
+        return "{" + ", ".join(f"{key(k)}: {expr_text(i)}" for k, i in v.items) + "}"
+    if isinstance(v, Call):
+        return f"{v.func}(" + ", ".join(expr_text(a) for a in v.args) + ")"
+    if isinstance(v, Unary):
+        inner = expr_text(v.operand)
+        need = _PREC["not"] if v.op == "not" else _PREC["neg"]
+        if _prec(v.operand) < need:
+            inner = f"({inner})"
+        return f"not {inner}" if v.op == "not" else f"-{inner}"
+    if isinstance(v, Binary):
+        p = _PREC[v.op]
+        left, right = expr_text(v.left), expr_text(v.right)
+        if v.op == "**":
+            if _prec(v.left) < _ATOM:
+                left = f"({left})"
+            if _prec(v.right) < _PREC["neg"]:
+                right = f"({right})"
+        else:
+            comparison = p == 4
+            if _prec(v.left) < p or (comparison and _prec(v.left) == p):
+                left = f"({left})"
+            if _prec(v.right) <= p:
+                right = f"({right})"
+        return f"{left} {v.op} {right}"
+    raise TypeError(f"cannot render {v!r}")
+
+
+def _comment(doc: str | None, indent: str = "") -> list[str]:
+    if doc is None:
+        return []
+    return [f"{indent}# {line}".rstrip() if line else f"{indent}#" for line in doc.split("\n")]
+
+
+def step_sel(step: Step) -> str:
+    parts = [i.name for i in step.inputs] + [f"{k}: {expr_text(v)}" for k, v in step.args]
+    head = f"{step.name} = {step.op}(" if step.name else f"{step.op}("
+    one_line = head + ", ".join(parts) + ")"
+    if len(one_line) <= LINE_WIDTH or not parts:
+        return one_line
+    return head + "\n" + "".join(f"    {p},\n" for p in parts) + ")"
+
+
+def to_sel(spec: Spec) -> str:
+    out: list[str] = []
+    if spec.doc is not None:
+        out += _comment(spec.doc) + [""]
+    for p in spec.params:
+        out += _comment(p.doc) + [f"param {p.name} = {expr_text(p.default)}"]
+    if spec.params:
+        out.append("")
+    for i, step in enumerate(spec.steps):
+        if step.doc is not None and i > 0 and out and out[-1] != "":
+            out.append("")
+        out += _comment(step.doc) + step_sel(step).split("\n")
+    if spec.trailer is not None:
+        out += [""] + _comment(spec.trailer)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# ---- YAML ----
+
+def _yaml_plain(v: Value, kind: FieldKind):
+    """A value as the Python object YAML should carry for it."""
+    if kind == FieldKind.EXPR and not (isinstance(v, Lit) and not isinstance(v.value, str)):
+        return expr_text(v)
+    if isinstance(v, Lit):
+        if isinstance(v.value, str) and v.value.startswith("$"):
+            return "$" + v.value  # $$ escapes a literal dollar
+        return v.value
+    if isinstance(v, (Param, Ref)):
+        return expr_text(v)
+    if isinstance(v, ListV):
+        return [_yaml_plain(i, kind) for i in v.items]
+    if isinstance(v, DictV):
+        return {k: _yaml_plain(i, kind) for k, i in v.items}
+    return expr_text(v)
+
+
+def _dump(x) -> str:
+    text = yaml.safe_dump(x, default_flow_style=True, allow_unicode=True, width=10**9, sort_keys=False)
+    return text.removesuffix("\n").removesuffix("\n...")
+
+
+def to_yaml(spec: Spec) -> str:
+    out: list[str] = []
+    if spec.doc is not None:
+        out += _comment(spec.doc) + [""]
+    if spec.params:
+        out.append("params:")
+        for p in spec.params:
+            out += _comment(p.doc, "  ") + [f"  {p.name}: {_dump(_yaml_plain(p.default, FieldKind.VALUE))}"]
+    out.append("steps:")
+    for step in spec.steps:
+        out += _comment(step.doc, "  ")
+        fields: list[tuple[str, str]] = []
+        if step.name:
+            fields.append(("name", step.name))
+        fields.append(("op", _dump(step.op)))
+        if step.inputs:
+            names = [i.name for i in step.inputs]
+            fields.append(("input", _dump(names[0] if len(names) == 1 else names)))
+        for k, v in step.args:
+            fields.append((k, _dump(_yaml_plain(v, kind_of(step.op, k)))))
+        for j, (k, text) in enumerate(fields):
+            out.append(f"  {'- ' if j == 0 else '  '}{k}: {text}")
+    if spec.trailer is not None:
+        out += [""] + _comment(spec.trailer)
+    return "\n".join(out) + "\n"

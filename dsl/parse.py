@@ -1,0 +1,355 @@
+"""``.sel`` text → IR. A lark LALR parser with positions, and comments kept as docs.
+
+Comments above a statement (and on its lines) become that statement's ``doc``;
+a comment block at the top of the file followed by a blank line is the spec's
+``doc``; comments after the last statement are its ``trailer``. That is what
+lets ``dslrun fmt`` convert to YAML and back without losing the prose that
+cites a method's paper.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from functools import cache
+from importlib import resources
+
+from dslrun.dsl.errors import Collector, ErrorList, Span, register_source
+from dslrun.dsl.ir import (
+    Binary,
+    Call,
+    DictV,
+    ListV,
+    Lit,
+    Param,
+    ParamDef,
+    Ref,
+    Spec,
+    Step,
+    Unary,
+    Value,
+)
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+_TOKEN_NAMES = {
+    "RPAR": "`)`", "LPAR": "`(`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",
+    "NAME": "a name", "IDENT": "a name", "STRING": "a string", "NUMBER": "a number",
+    "PARAM": "a `$param`", "RSQB": "`]`", "LSQB": "`[`", "LBRACE": "`{`", "RBRACE": "`}`",
+    "$END": "end of file", "PARAM_KW": "`param`", "COMP_OP": "a comparison",
+}
+
+
+_comment_sink = threading.local()
+
+
+def _collect_comment(tok: Token) -> Token:
+    sink = getattr(_comment_sink, "tokens", None)
+    if sink is not None:
+        sink.append(tok)
+    return tok
+
+
+@cache
+def _parser() -> Lark:
+    grammar = resources.files("dslrun.dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                lexer_callbacks={"COMMENT": _collect_comment})
+
+
+def _span(file: str, meta_or_tok) -> Span:
+    if isinstance(meta_or_tok, Token):
+        t = meta_or_tok
+        return Span(file, t.line or 0, t.column or 0, t.end_line or 0, t.end_column or 0)
+    m = meta_or_tok
+    if getattr(m, "empty", False):
+        return Span(file)
+    return Span(file, m.line, m.column, m.end_line, m.end_column)
+
+
+def unquote(tok: str) -> str:
+    body = tok[1:-1]
+    if tok[0] == "'":
+        body = body.replace("\\'", "'").replace('"', '\\"')
+    return json.loads('"' + body + '"')
+
+
+def parse_number(text: str) -> int | float:
+    text = text.replace("_", "")
+    if any(c in text for c in ".eE"):
+        return float(text)
+    return int(text)
+
+
+class _Build(Transformer):
+    def __init__(self, file: str, errors: Collector):
+        super().__init__()
+        self.file = file
+        self.errors = errors
+
+    def _s(self, x) -> Span:
+        return _span(self.file, x)
+
+    # ---- statements ----
+    def start(self, items):
+        return [i for i in items if i is not None]
+
+    @v_args(meta=True)
+    def param_def(self, meta, items):
+        name, value = items
+        return ParamDef(name=str(name), default=value, span=self._s(meta))
+
+    @v_args(meta=True)
+    def assign(self, meta, items):
+        target, step = items
+        if "-" in target:
+            self.errors.add(self._s(target), f"step name `{target}` cannot contain `-`",
+                            f"use `{str(target).replace('-', '_')}`")
+        return step.model_copy(update={"name": str(target), "span": self._s(meta)})
+
+    def call_stmt(self, items):
+        return items[0]
+
+    @v_args(meta=True)
+    def call(self, meta, items):
+        op_tok, *args = items
+        inputs: list[Ref] = []
+        kwargs: list[tuple[str, Value]] = []
+        arg_spans: dict[str, Span] = {}
+        for a in args:
+            if a is None:
+                continue
+            kind, name, value, span = a
+            if kind == "pos":
+                if kwargs:
+                    self.errors.add(span, f"input `{name}` comes after keyword parameters",
+                                    "put the input steps first: op(input, key: value)")
+                inputs.append(Ref(name=name, span=span))
+            else:
+                if name in arg_spans:
+                    self.errors.add(span, f"parameter `{name}` is given twice")
+                arg_spans[name] = span
+                kwargs.append((name, value))
+        return Step(name=None, op=str(op_tok), inputs=tuple(inputs), args=tuple(kwargs),
+                    span=self._s(meta), op_span=self._s(op_tok), arg_spans=arg_spans)
+
+    def kwarg(self, items):
+        name, value = items
+        return ("kw", str(name), value, self._s(name))
+
+    def posarg(self, items):
+        (name,) = items
+        return ("pos", str(name), None, self._s(name))
+
+    # ---- expressions ----
+    def number(self, items):
+        return Lit(value=parse_number(items[0]), span=self._s(items[0]))
+
+    def string(self, items):
+        tok = items[0]
+        try:
+            return Lit(value=unquote(tok), span=self._s(tok))
+        except json.JSONDecodeError:
+            self.errors.add(self._s(tok), "invalid escape sequence in string",
+                            'use \\n, \\t, \\", \\\\ or \\uXXXX')
+            return Lit(value=str(tok)[1:-1], span=self._s(tok))
+
+    @v_args(meta=True)
+    def true(self, meta, _):
+        return Lit(value=True, span=self._s(meta))
+
+    @v_args(meta=True)
+    def false(self, meta, _):
+        return Lit(value=False, span=self._s(meta))
+
+    @v_args(meta=True)
+    def null(self, meta, _):
+        return Lit(value=None, span=self._s(meta))
+
+    def param(self, items):
+        return Param(name=str(items[0])[1:], span=self._s(items[0]))
+
+    def ref(self, items):
+        return Ref(name=str(items[0]), span=self._s(items[0]))
+
+    @v_args(meta=True)
+    def func(self, meta, items):
+        name, *args = items
+        return Call(func=str(name), args=tuple(a for a in args if a is not None), span=self._s(meta))
+
+    @v_args(meta=True)
+    def list(self, meta, items):
+        return ListV(items=tuple(i for i in items if i is not None), span=self._s(meta))
+
+    @v_args(meta=True)
+    def dict(self, meta, items):
+        pairs = [p for p in items if p is not None]
+        seen: set[str] = set()
+        for k, _v, span in pairs:
+            if k in seen:
+                self.errors.add(span, f"key `{k}` is given twice")
+            seen.add(k)
+        return DictV(items=tuple((k, v) for k, v, _ in pairs), span=self._s(meta))
+
+    def pair(self, items):
+        key, value = items
+        text = unquote(key) if key.type == "STRING" else str(key)
+        return (text, value, self._s(key))
+
+    @v_args(meta=True)
+    def binop(self, meta, items):
+        left, op, right = items
+        return Binary(op=str(op), left=left, right=right, span=self._s(meta))
+
+    @v_args(meta=True)
+    def compare(self, meta, items):
+        return self.binop(meta, items)
+
+    @v_args(meta=True)
+    def in_(self, meta, items):
+        return Binary(op="in", left=items[0], right=items[1], span=self._s(meta))
+
+    @v_args(meta=True)
+    def not_in(self, meta, items):
+        return Binary(op="not in", left=items[0], right=items[1], span=self._s(meta))
+
+    @v_args(meta=True)
+    def and_(self, meta, items):
+        return Binary(op="and", left=items[0], right=items[1], span=self._s(meta))
+
+    @v_args(meta=True)
+    def or_(self, meta, items):
+        return Binary(op="or", left=items[0], right=items[1], span=self._s(meta))
+
+    @v_args(meta=True)
+    def not_(self, meta, items):
+        return Unary(op="not", operand=items[0], span=self._s(meta))
+
+    @v_args(meta=True)
+    def neg(self, meta, items):
+        _minus, operand = items
+        if isinstance(operand, Lit) and type(operand.value) in (int, float):
+            return Lit(value=-operand.value, span=self._s(meta))  # fold: -5 is a literal
+        return Unary(op="-", operand=operand, span=self._s(meta))
+
+
+def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
+    line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
+    span = Span(file, line, col, line, col + 1)
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        msg = f"unexpected character {ch!r}"
+        hint = "strings need double quotes" if ch.isprintable() and ch not in "()" else None
+    elif isinstance(err, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1)
+        msg, hint = "unexpected end of file", "a call may be missing its closing `)`"
+    else:
+        assert isinstance(err, UnexpectedToken)
+        tok = err.token
+        shown = "end of file" if tok.type == "$END" else f"`{tok}`"
+        expected = sorted({_TOKEN_NAMES.get(e, f"`{e.lower()}`") for e in err.expected})
+        msg = f"unexpected {shown}"
+        hint = "expected " + ", ".join(expected[:8]) if expected else None
+        if tok.type == "$END":
+            lines = text.splitlines() or [""]
+            span = Span(file, len(lines), len(lines[-1]) + 1)
+        elif "COMMA" in err.expected and "RPAR" in err.expected:
+            hint = "a `,` between parameters, or the call's closing `)`, is missing before this"
+    c = Collector()
+    c.add(span, msg, hint)
+    return ErrorList(c.errors)
+
+
+def parse_expression(text: str, file: str = "<expr>", line: int = 1, col: int = 1) -> Value:
+    """Parse one expression (used for YAML strings and ``--set``), positions offset to its origin."""
+    errors = Collector()
+    # Wrapped as a parameter statement so one grammar serves both.
+    prefix = "param _ = "
+    try:
+        tree = _parser().parse(prefix + text)
+    except UnexpectedInput as err:
+        if hasattr(err, "column") and err.line == 1:
+            err.column = max(1, err.column - len(prefix)) + col - 1
+            err.line = line
+        raise _syntax_error(file, text, err) from None
+    (pdef,) = _Build(file, errors).transform(tree)
+    errors.raise_if_any()
+    return _shift(pdef.default, file, line, col, len(prefix))
+
+
+def _shift(v: Value, file: str, line: int, col: int, prefix: int) -> Value:
+    def moved(s: Span | None) -> Span | None:
+        if s is None or not s.line:
+            return s
+        return Span(file, line, s.col - prefix + col - 1, line, s.end_col - prefix + col - 1)
+
+    # Rebuild with shifted spans: values are frozen.
+    def rebuild(node):
+        updates = {"span": moved(node.span)}
+        if isinstance(node, ListV):
+            updates["items"] = tuple(rebuild(i) for i in node.items)
+        elif isinstance(node, DictV):
+            updates["items"] = tuple((k, rebuild(i)) for k, i in node.items)
+        elif isinstance(node, Call):
+            updates["args"] = tuple(rebuild(a) for a in node.args)
+        elif isinstance(node, Unary):
+            updates["operand"] = rebuild(node.operand)
+        elif isinstance(node, Binary):
+            updates["left"], updates["right"] = rebuild(node.left), rebuild(node.right)
+        return node.model_copy(update=updates)
+
+    return rebuild(v)
+
+
+def parse_sel(text: str, file: str = "<spec>") -> Spec:
+    register_source(file, text)
+    comments: list[Token] = []
+    _comment_sink.tokens = comments
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(file, text, err) from None
+    finally:
+        _comment_sink.tokens = None
+    errors = Collector()
+    statements = _Build(file, errors).transform(tree)
+    errors.raise_if_any()
+    return _attach_docs(file, text, statements, comments)
+
+
+def _comment_text(tok: Token) -> str:
+    body = str(tok)[1:]
+    return body[1:] if body.startswith(" ") else body
+
+
+def _attach_docs(file: str, text: str, statements: list, comments: list[Token]) -> Spec:
+    lines = text.splitlines()
+    first_line = statements[0].span.line if statements else len(lines) + 1
+    header: list[str] = []
+    rest = list(comments)
+    # A leading comment block that a blank line separates from what follows is the spec's doc.
+    block = [c for c in rest if c.line < first_line]
+    if block and block[0].line == 1:
+        n = 0
+        while n < len(block) and block[n].line == n + 1 and lines[n].lstrip().startswith("#"):
+            n += 1
+        after = block[n - 1].line  # 1-based line of the block's last comment
+        if after >= len(lines) or not lines[after].strip():
+            header = [_comment_text(c) for c in block[:n]]
+            rest = rest[n:]
+    docs: dict[int, list[str]] = {}
+    trailer: list[str] = []
+    for c in rest:
+        owner = next((i for i, s in enumerate(statements) if c.line <= s.span.end_line), None)
+        if owner is None:
+            trailer.append(_comment_text(c))
+        else:
+            docs.setdefault(owner, []).append(_comment_text(c))
+    params, steps = [], []
+    for i, s in enumerate(statements):
+        doc = "\n".join(docs[i]) if i in docs else None
+        s = s.model_copy(update={"doc": doc})
+        (params if isinstance(s, ParamDef) else steps).append(s)
+    return Spec(doc="\n".join(header) if header else None, params=tuple(params), steps=tuple(steps),
+                trailer="\n".join(trailer) if trailer else None, file=file)

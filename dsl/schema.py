@@ -1,0 +1,60 @@
+"""``dslrun schema``: a JSON Schema of the YAML spelling, for editor completion and validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dslrun.operators import registry
+from dslrun.operators.base import FieldKind, field_kind
+
+_VALUE = {"description": "a literal, a list, or $param"}
+
+
+def _field_schema(cls, key: str, prop: dict[str, Any]) -> dict[str, Any]:
+    kind = field_kind(cls.Params, key)
+    desc = prop.get("description")
+    if kind == FieldKind.EXPR:
+        out: dict[str, Any] = {"type": ["string", "number", "boolean"], "description": (desc or "") +
+                               " (an expression over columns)"}
+    elif kind == FieldKind.STEP:
+        out = {"type": "string", "description": (desc or "") + " (the name of a step)"}
+    else:
+        out = {k: v for k, v in prop.items() if k != "title"}
+        # A `$param` may stand for any value.
+        out = {"anyOf": [out, {"type": "string", "pattern": r"^\$[A-Za-z_]\w*$"}]}
+        if desc:
+            out["description"] = desc
+    return out
+
+
+def spec_schema() -> dict[str, Any]:
+    steps = []
+    for name in registry.names():
+        cls = registry.get(name)
+        ps = cls.Params.model_json_schema()
+        props: dict[str, Any] = {
+            "op": {"const": name, "description": cls.summary()},
+            "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        }
+        if cls.n_inputs != 0:
+            props["input"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                              "description": "the input step(s)"}
+        for key, prop in ps.get("properties", {}).items():
+            props[key] = _field_schema(cls, key, prop)
+        required = ["op", *ps.get("required", [])] + (["input"] if cls.n_inputs else [])
+        steps.append({"type": "object", "title": name, "properties": props, "required": required,
+                      "additionalProperties": False, "$defs": ps.get("$defs", {})} if ps.get("$defs") else
+                     {"type": "object", "title": name, "properties": props, "required": required,
+                      "additionalProperties": False})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "dslrun selection spec (YAML form)",
+        "type": "object",
+        "properties": {
+            "params": {"type": "object", "description": "spec parameters and their defaults (override with --set)",
+                       "additionalProperties": {"type": ["string", "number", "boolean", "array", "object", "null"]}},
+            "steps": {"type": "array", "items": {"oneOf": steps}},
+        },
+        "required": ["steps"],
+        "additionalProperties": False,
+    }

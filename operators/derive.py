@@ -1,0 +1,46 @@
+"""``derive``: a new column from an expression over existing ones."""
+
+from __future__ import annotations
+
+import re
+
+from dslrun.dsl.errors import Collector
+from dslrun.dsl.expr import evaluate, infer
+from dslrun.operators.base import Columns, Expr, Params, TableOperator
+from dslrun.operators.registry import register
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.table import Table, as_column
+from pydantic import Field, field_validator
+
+
+class DeriveParams(Params):
+    column: str = Field(description="name of the new (or replaced) column")
+    expr: Expr = Field(description="expression over columns, e.g. `quality * complexity`")
+
+    @field_validator("column")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) or v.startswith("_"):
+            raise ValueError(f"{v!r} is not a column name (letters, digits, _; not starting with _)")
+        return v
+
+
+@register
+class Derive(TableOperator):
+    """Add `column` = `expr`, evaluated vectorised over the table."""
+
+    name = "derive"
+    Params = DeriveParams
+
+    def reads(self):
+        return {"expr": self.params.expr}
+
+    def output_columns(self, inputs: list[Columns]) -> Columns:
+        cols = dict(inputs[0])
+        cols[self.params.column] = infer(self.params.expr, inputs[0], Collector())
+        return cols
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        (table,) = inputs
+        values = evaluate(self.params.expr, table, table.ids)
+        return table.with_columns({self.params.column: as_column(values)})

@@ -1,0 +1,37 @@
+"""``filter``: keep the rows where an expression holds."""
+
+from __future__ import annotations
+
+import numpy as np
+from dslrun.dsl.expr import evaluate
+from dslrun.operators.base import Expr, Params, TableOperator
+from dslrun.operators.registry import register
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.table import Table
+from pydantic import Field
+
+
+class FilterParams(Params):
+    where: Expr = Field(description="a true/false expression over columns, e.g. `ifd < 1 and len(output) > 10`")
+
+
+@register
+class Filter(TableOperator):
+    """Keep rows where `where` is true (missing values count as false); order is kept."""
+
+    name = "filter"
+    Params = FilterParams
+
+    def reads(self):
+        return {"where": self.params.where}
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        (table,) = inputs
+        return table.mask(truthy(evaluate(self.params.where, table, table.ids)))
+
+
+def truthy(values: np.ndarray) -> np.ndarray:
+    if values.dtype == bool:
+        return values
+    return np.fromiter((bool(v) and not (isinstance(v, float) and np.isnan(v)) for v in values),
+                       dtype=bool, count=len(values))

@@ -1,0 +1,74 @@
+"""``length``: character, word and (optionally) token counts of each part of a sample."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dslrun.operators.base import INT, Columns, Cost, Params, SampleOperator
+from dslrun.operators.registry import register
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.table import Table
+from pydantic import Field
+
+PARTS = ("instruction", "input", "output")
+
+
+class LengthParams(Params):
+    tokenizer: str | None = Field(
+        None, description="a Hugging Face tokenizer (hub id or local path) for *_tokens columns; needs dslrun[models]")
+
+
+@register
+class Length(SampleOperator):
+    """<part>_chars and <part>_words for instruction, input, output and total; <part>_tokens with a tokenizer."""
+
+    name = "length"
+    version = "1"
+    Params = LengthParams
+
+    def output_columns(self, inputs: list[Columns]) -> Columns:
+        cols = dict(inputs[0])
+        cols.update(self.columns())
+        return cols
+
+    def columns(self) -> Columns:
+        units = ["chars", "words"] + (["tokens"] if self.params.tokenizer else [])
+        return {f"{p}_{u}": INT for p in (*PARTS, "total") for u in units}
+
+    def model_identity(self) -> str:
+        return self.params.tokenizer or ""
+
+    def estimate(self, n_samples: int) -> Cost:
+        return Cost(samples=n_samples)
+
+    def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
+        tok = _tokenizer(self.params.tokenizer) if self.params.tokenizer else None
+        out = []
+        cols = {p: batch.column(p) for p in PARTS}
+        for i in range(len(batch)):
+            row: dict[str, int] = {}
+            for p in PARTS:
+                text = cols[p][i]
+                row[f"{p}_chars"] = len(text)
+                row[f"{p}_words"] = len(text.split())
+                if tok is not None:
+                    row[f"{p}_tokens"] = len(tok(text, add_special_tokens=False)["input_ids"]) if text else 0
+            for u in ("chars", "words", "tokens"):
+                if f"output_{u}" in row:
+                    row[f"total_{u}"] = sum(row[f"{p}_{u}"] for p in PARTS)
+            out.append(row)
+        return out
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(name: str):
+    if name not in _TOKENIZERS:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise RuntimeError("token counts need the models extra: pip install 'dslrun[models]'") from e
+        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(name)
+    return _TOKENIZERS[name]

@@ -1,0 +1,40 @@
+"""``load``: read a candidate pool (Alpaca JSON/JSONL, ShareGPT, OpenAI messages, Parquet)."""
+
+from __future__ import annotations
+
+from dslrun.operators.base import BASE_COLUMNS, Columns, InputPath, Params, TableOperator
+from dslrun.operators.registry import register
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.pools import read_pool, sniff_columns, write_quarantine
+from dslrun.runtime.table import Table
+from pydantic import Field
+
+
+class LoadParams(Params):
+    path: InputPath = Field(description="the pool file: .json, .jsonl or .parquet")
+    limit: int = Field(0, ge=0, description="keep only the first N valid samples (0: all)")
+    fields: dict[str, str] = Field(default_factory=dict,
+                                   description="map instruction/input/output to your file's field names")
+
+
+@register
+class Load(TableOperator):
+    """Read a pool; malformed rows go to quarantine/<step>.jsonl with the reason."""
+
+    name = "load"
+    n_inputs = 0
+    Params = LoadParams
+
+    def output_columns(self, inputs: list[Columns]) -> Columns:
+        cols = dict(BASE_COLUMNS)
+        cols.update(sniff_columns(self.params.path, self.params.fields))
+        return cols
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        loaded = read_pool(self.params.path, self.params.limit, self.params.fields)
+        ctx.stats.quarantined = len(loaded.quarantined)
+        if loaded.quarantined and not ctx.dry_run:
+            path = ctx.out_dir / "quarantine" / f"{ctx.node}.jsonl"
+            write_quarantine(path, loaded.quarantined)
+            ctx.stats.notes.append(f"{len(loaded.quarantined)} malformed rows quarantined to {path}")
+        return loaded.table

@@ -1,0 +1,76 @@
+"""``save``: write the subset in the pool's own schema, plus a scores table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from dslrun.operators.base import OutputPath, Params, TableOperator
+from dslrun.operators.registry import register
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.pools import BASE, atomic_write, write_records
+from dslrun.runtime.table import Table
+from pydantic import Field
+
+SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
+
+
+class SaveParams(Params):
+    path: OutputPath | None = Field(None, description="output file, relative to --out (default: <step>.<pool format>)")
+    format: Literal["auto", "json", "jsonl", "parquet"] = Field("auto", description="auto: the pool's own format")
+    scores: Literal["parquet", "jsonl", "none"] = Field("parquet", description="format of the scores table")
+
+
+@register
+class Save(TableOperator):
+    """Write the selected samples as the pool stored them (drop-in for LLaMA-Factory, axolotl, TRL)."""
+
+    name = "save"
+    Params = SaveParams
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        (table,) = inputs
+        if ctx.dry_run:
+            return table
+        fmt = self.params.format if self.params.format != "auto" else table.meta.get("format", "json")
+        path = Path(self.params.path) if self.params.path else Path(f"{_stem(ctx.node)}{SUFFIX[fmt]}")
+        path = path if path.is_absolute() else ctx.out_dir / path
+        write_records(path, list(table.column("_record")), fmt)
+        written = [str(path)]
+        if self.params.scores != "none":
+            spath = path.with_name(path.stem + ".scores." + self.params.scores)
+            write_scores(spath, table, self.params.scores)
+            written.append(str(spath))
+        ctx.stats.notes.append("wrote " + ", ".join(written))
+        table.meta.setdefault("written", []).extend(written)
+        return table
+
+
+def _stem(node: str) -> str:
+    return "selected" if node.startswith("save_") else node
+
+
+def score_columns(table: Table) -> list[str]:
+    """Everything but the raw text: ids, row numbers, extra fields and computed scores."""
+    skip = set(BASE) - {"id", "n_turns"}
+    return [c for c in table.column_names if c not in skip and table.column(c).ndim == 1]
+
+
+def write_scores(path: Path, table: Table, fmt: str) -> None:
+    cols = ["id", "_row", *[c for c in score_columns(table) if c != "id"]]
+    if fmt == "jsonl":
+        rows = table.rows(cols)
+        for r in rows:
+            r["row"] = r.pop("_row")
+        write_records(path, rows, "jsonl")
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for c in cols:
+        col = table.column(c)
+        name = "row" if c == "_row" else c
+        arrays[name] = pa.array(col.tolist() if col.dtype == object else np.asarray(col))
+    atomic_write(path, lambda tmp: pq.write_table(pa.table(arrays), tmp))

@@ -1,0 +1,217 @@
+"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure.
+
+``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``graph``, ``fmt``
+and ``schema`` never import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dslrun.dsl.errors import CLI, ErrorList, SpecError
+
+COMMANDS = ("run", "check", "plan", "graph", "fmt", "schema", "cache")
+EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as v
+
+    try:
+        return v("dslrun")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "0+unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dslrun", description="Declarative selection of instruction-tuning data.")
+    p.add_argument("--version", action="version", version=f"dslrun {version()}")
+    sub = p.add_subparsers(dest="command")
+
+    def spec_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("spec", help="a .sel or .yaml spec")
+        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a spec parameter (repeatable)")
+        sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE to register more operators")
+        return sp
+
+    r = spec_cmd("run", "compile and run a spec")
+    r.add_argument("--out", type=Path, help="output directory (default: out/<spec name>)")
+    r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
+    spec_cmd("check", "static checks only; computes nothing")
+    pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
+    pl.add_argument("--cache-dir", type=Path)
+    g = spec_cmd("graph", "print the DAG")
+    g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    f = sub.add_parser("fmt", help="reformat a spec, or convert between .sel and YAML")
+    f.add_argument("spec")
+    f.add_argument("--to", choices=("sel", "yaml"), help="target spelling (default: the spec's own)")
+    f.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    f.add_argument("--plugin", action="append", default=[])
+    sub.add_parser("schema", help="JSON Schema of the YAML spelling")
+    c = sub.add_parser("cache", help="inspect or prune the score cache")
+    c.add_argument("action", choices=("ls", "gc"))
+    c.add_argument("--cache-dir", type=Path)
+    c.add_argument("--older-than", type=float, metavar="DAYS", help="gc: nodes unused for DAYS")
+    c.add_argument("--op", action="append", default=[], help="gc: nodes of this operator")
+    c.add_argument("--all", action="store_true", help="gc: everything")
+    return p
+
+
+def parse_overrides(items: list[str]):
+    from dslrun.dsl.ir import Lit, Ref, is_constant
+    from dslrun.dsl.parse import parse_expression
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ErrorList([SpecError(CLI, f"--set {item}: expected NAME=VALUE", "e.g. --set threshold=4.5")])
+        name, _, text = item.partition("=")
+        try:
+            value = parse_expression(text, CLI.file)
+            if isinstance(value, Ref):
+                value = Lit(value=value.name)
+            elif not is_constant(value):
+                value = Lit(value=text)
+        except ErrorList:
+            value = Lit(value=text)
+        out[name.strip()] = value.model_copy(update={"span": CLI})
+    return out
+
+
+def cache_dir(arg: Path | None) -> Path:
+    return arg or Path(os.environ.get("DSLRUN_CACHE_DIR", ".dslrun"))
+
+
+def _compile(args) -> tuple[Any, Any, str]:
+    from dslrun.dsl.compile import compile_spec
+    from dslrun.dsl.load import load_spec
+    from dslrun.operators import registry
+
+    for mod in getattr(args, "plugin", []):
+        registry.load_plugin(mod)
+    spec = load_spec(args.spec)
+    overrides = parse_overrides(getattr(args, "set", []))
+    plan = compile_spec(spec, overrides)
+    text = Path(args.spec).read_text(encoding="utf-8")
+    return plan, overrides, text
+
+
+def cmd_check(args) -> int:
+    plan, _, _ = _compile(args)
+    print(f"{args.spec}: ok ({len(plan.order)} steps)")
+    return EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    from dslrun.runtime.cache import ScoreCache
+    from dslrun.runtime.context import RunContext
+    from dslrun.runtime.planner import dry_run, render
+
+    plan, _, _ = _compile(args)
+    cdir = cache_dir(args.cache_dir)
+    cache = ScoreCache(cdir / "scores.sqlite")
+    ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache)
+    print(render(plan, dry_run(plan, ctx), str(cdir)))
+    return EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    from dslrun.dsl.graph import to_dot, to_mermaid
+
+    plan, _, _ = _compile(args)
+    sys.stdout.write(to_mermaid(plan) if args.format == "mermaid" else to_dot(plan))
+    return EXIT_OK
+
+
+def cmd_fmt(args) -> int:
+    from dslrun.dsl.emit import to_sel, to_yaml
+    from dslrun.dsl.load import load_spec, syntax_of
+    from dslrun.operators import registry
+
+    for mod in args.plugin:
+        registry.load_plugin(mod)
+    spec = load_spec(args.spec)
+    target = args.to or syntax_of(args.spec)
+    text = to_sel(spec) if target == "sel" else to_yaml(spec)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from dslrun.dsl.schema import spec_schema
+
+    print(json.dumps(spec_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    from dslrun.runtime.cache import ScoreCache
+
+    cdir = cache_dir(args.cache_dir)
+    cache = ScoreCache(cdir / "scores.sqlite")
+    if args.action == "ls":
+        rows = cache.ls()
+        print(f"cache {cdir}: {len(rows)} nodes, {sum(r['samples'] for r in rows)} samples")
+        for r in rows:
+            print(f"  {r['node']}  {r['op']:<14} v{r['version']:<3} {r['samples']:>8} samples "
+                  f"{r['bytes'] / 1e6:>8.2f} MB  {r['model'] or ''}")
+        return EXIT_OK
+    if not (args.all or args.older_than is not None or args.op):
+        print("cache gc: say what to delete: --older-than DAYS, --op NAME, or --all", file=sys.stderr)
+        return EXIT_SPEC
+    n = cache.gc(older_than_days=None if args.all else args.older_than, ops=args.op or None)
+    print(f"deleted {n} cached scores")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from dslrun.runtime.run import run_plan
+
+    plan, overrides, text = _compile(args)
+    out = args.out or Path("out") / Path(args.spec).stem
+    return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
+                    workers=args.workers, version=version())
+
+
+HANDLERS = {"run": cmd_run, "check": cmd_check, "plan": cmd_plan, "graph": cmd_graph, "fmt": cmd_fmt,
+            "schema": cmd_schema, "cache": cmd_cache}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "run")
+    args = _parser().parse_args(argv)
+    if not args.command:
+        _parser().print_help()
+        return EXIT_SPEC
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from dslrun.runtime.pools import PoolError
+
+    try:
+        return HANDLERS[args.command](args)
+    except (ErrorList, SpecError) as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC
+    except PoolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

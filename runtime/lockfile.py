@@ -1,0 +1,84 @@
+"""The lock file written next to a run's output: what was run, on what, with what result.
+
+It holds no timestamps or absolute paths, so two identical runs write the
+same bytes and the file diffs cleanly in git.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from dslrun.dsl.compile import Plan
+from dslrun.operators.base import SampleOperator
+from dslrun.runtime.executor import RunResult
+from dslrun.runtime.pools import atomic_write
+from dslrun.runtime.samples import cache_params, node_fingerprint
+
+LOCK_NAME = "dslrun.lock.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _rel(path: str, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
+        return path
+
+
+def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[str, Any], version: str,
+               out_dir: Path) -> dict[str, Any]:
+    inputs, nodes, seeds = [], [], {}
+    for name in plan.order:
+        node = plan.nodes[name]
+        op = node.op
+        assert op is not None
+        params = op.params.model_dump(mode="json")
+        for key, value in params.items():
+            if key == "path" and node.step.op == "load":
+                params[key] = _rel(value, plan.spec_dir)
+                inputs.append({"step": name, "path": params[key], "sha256": file_sha256(value)})
+            if "seed" in key:
+                seeds[f"{name}.{key}"] = value
+        stats = result.stats.get(name)
+        entry: dict[str, Any] = {"name": name, "op": op.name, "version": op.version, "params": params}
+        if isinstance(op, SampleOperator):
+            entry["fingerprint"] = node_fingerprint(op)
+            entry["model"] = op.model_identity() or None
+            entry["cache_params"] = cache_params(op)
+        if stats is not None:
+            entry["rows_in"], entry["rows_out"] = stats.rows_in, stats.rows_out
+            entry["dropped"] = max(stats.rows_in - stats.rows_out, 0) if node.inputs else 0
+            if stats.quarantined:
+                entry["quarantined"] = stats.quarantined
+            if stats.failed:
+                entry["failed"] = stats.failed
+        nodes.append(entry)
+    return {
+        "dslrun_version": version,
+        "spec": {"file": Path(plan.spec.file).name, "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+                 "overrides": {k: v for k, v in sorted(overrides.items())}},
+        "inputs": inputs,
+        "seeds": seeds,
+        "nodes": nodes,
+    }
+
+
+def write_lock(out_dir: Path, lock: dict[str, Any]) -> Path:
+    path = out_dir / LOCK_NAME
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(lock, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+
+    atomic_write(path, write)
+    return path

@@ -1,0 +1,96 @@
+"""``dslrun plan``: what a run will do and cost, before paying for anything.
+
+Cheap steps (loading, filtering, ranking) run for real so row counts are
+exact. A per-sample step counts its cached samples; if some are missing it is
+not computed, and every step after it reports an upper bound (``≤``) on rows
+and counts its cache hits over that superset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dslrun.dsl.compile import Plan
+from dslrun.operators.base import Cost, Resource, SampleOperator
+from dslrun.runtime.context import NodeStats, RunContext
+from dslrun.runtime.executor import run_node
+from dslrun.runtime.samples import node_fingerprint, run_sample_op, unique_first
+from dslrun.runtime.table import Table
+
+
+@dataclass
+class PlanRow:
+    name: str
+    op: str
+    resource: str
+    rows: int
+    exact: bool
+    cached: int | None = None
+    samples: int | None = None
+    cost: Cost = field(default_factory=Cost)
+
+
+def dry_run(plan: Plan, ctx: RunContext) -> list[PlanRow]:
+    ctx.dry_run = True
+    tables: dict[str, Table] = {}
+    exact: dict[str, bool] = {}
+    rows: list[PlanRow] = []
+    for name in plan.order:
+        node = plan.nodes[name]
+        op = node.op
+        assert op is not None
+        inputs = [tables[i] for i in node.inputs]
+        known = all(exact[i] for i in node.inputs)
+        nctx = ctx.for_node(name, NodeStats())
+        row = PlanRow(name, op.name, op.resource.value, 0, known)
+        if isinstance(op, SampleOperator):
+            table = inputs[0]
+            uniq, _ = unique_first(table.ids)
+            row.samples = len(uniq)
+            row.cached = ctx.cache.count(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else 0
+            row.cost = op.estimate(len(uniq) - row.cached)
+            if known and (row.cached == len(uniq) or op.resource == Resource.CPU):
+                tables[name] = run_sample_op(op, table, nctx)
+            else:
+                tables[name], known = table, False
+        elif known:
+            tables[name] = run_node(plan, name, inputs, nctx)
+        else:
+            tables[name] = inputs[0] if inputs else Table({})
+        exact[name] = known
+        row.exact = known
+        row.rows = len(tables[name])
+        rows.append(row)
+    return rows
+
+
+def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
+    header = ("#", "step", "op", "kind", "rows", "cached", "to compute", "model passes", "API calls")
+    body = []
+    total = Cost()
+    for i, r in enumerate(rows, 1):
+        rows_txt = f"{r.rows}" if r.exact else f"≤{r.rows}"
+        if r.samples is None:
+            cached = todo = passes = calls = "-"
+        else:
+            cached = f"{r.cached}/{r.samples}"
+            todo = str(r.cost.samples)
+            passes, calls = str(r.cost.forward_passes), str(r.cost.api_calls)
+            for k in ("samples", "forward_passes", "api_calls", "input_tokens", "output_tokens"):
+                setattr(total, k, getattr(total, k) + getattr(r.cost, k))
+            if r.cost.money is not None:
+                total.money = (total.money or 0.0) + r.cost.money
+        body.append((str(i), r.name, r.op, r.resource, rows_txt, cached, todo, passes, calls))
+    widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
+    lines = [f"plan: {plan.spec.file} ({len(rows)} steps; cache {cache_path})"]
+    for row in [header, *body]:
+        lines.append("  " + "  ".join(cell.ljust(w) if c < 4 else cell.rjust(w)
+                                      for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    summary = (f"to compute: {total.samples} samples, {total.forward_passes} model forward passes, "
+               f"{total.api_calls} API calls")
+    if total.input_tokens or total.output_tokens:
+        summary += f", {total.input_tokens} input + {total.output_tokens} output tokens"
+    if total.money is not None:
+        summary += f", about ${total.money:.2f}"
+    lines.append(summary)
+    return "\n".join(lines)

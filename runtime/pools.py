@@ -1,0 +1,321 @@
+"""Reading and writing candidate pools in the formats people train with.
+
+Formats: Alpaca-style JSON/JSONL (``instruction``, ``input``, ``output``, extra
+fields kept), ShareGPT (``conversations`` of ``from``/``value``), OpenAI
+messages (``messages`` of ``role``/``content``), and Parquet holding any of
+these. A record that cannot be used (missing or mistyped fields, an empty
+response, bad UTF-8) is *quarantined*: written to a side file with the reason
+and counted, while the run goes on.
+
+The sample id is a hash of the sample's normalised content (NFC, line endings,
+surrounding whitespace), so the same sample has the same id in every pool and
+every run — which is what makes per-sample caching work across pools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dslrun.runtime.table import Table, as_column
+
+ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
+                "system": "system"}
+BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
+
+
+class PoolError(Exception):
+    """The pool cannot be read at all (missing file, not JSON, unknown format)."""
+
+
+@dataclass
+class Quarantined:
+    row: int
+    reason: str
+    record: Any
+
+
+@dataclass
+class Loaded:
+    table: Table
+    quarantined: list[Quarantined] = field(default_factory=list)
+    schema: str = "alpaca"
+    fmt: str = "json"
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
+
+
+def sample_id(messages: list[dict[str, str]], alpaca: tuple[str, str, str] | None = None) -> str:
+    if alpaca is not None:
+        payload: Any = {"instruction": normalise(alpaca[0]), "input": normalise(alpaca[1]),
+                        "output": normalise(alpaca[2])}
+    else:
+        payload = [[m["role"], normalise(m["content"])] for m in messages]
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def file_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise PoolError(f"{path}: unknown pool format `{suffix}` (expected .json, .jsonl or .parquet)")
+
+
+def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]:
+    """(row, record, problem) for every record; problem is set when the row is unreadable."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        for i, rec in enumerate(pq.read_table(path).to_pylist()):
+            yield i, rec, None
+        return
+    raw = path.read_bytes()
+    if fmt == "jsonl":
+        for i, line in enumerate(raw.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield i, line.decode("utf-8", errors="replace"), f"bad UTF-8 at byte {e.start}"
+                continue
+            try:
+                yield i, json.loads(text), None
+            except json.JSONDecodeError as e:
+                yield i, text, f"invalid JSON: {e.msg} at column {e.colno}"
+        return
+    # surrogateescape keeps undecodable bytes visible as lone surrogates, so one bad
+    # record is quarantined instead of the whole file failing.
+    text = raw.decode("utf-8", errors="surrogateescape")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PoolError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    if isinstance(data, dict):
+        for key in ("data", "examples", "samples", "train"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+    if not isinstance(data, list):
+        raise PoolError(f"{path}: expected a JSON array of samples (or JSONL), found {type(data).__name__}")
+    for i, rec in enumerate(data):
+        yield i, rec, None
+
+
+def _has_bad_text(x: Any) -> bool:
+    if isinstance(x, str):
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(x, dict):
+        return any(_has_bad_text(v) for v in x.values())
+    if isinstance(x, list):
+        return any(_has_bad_text(v) for v in x)
+    return False
+
+
+def detect_schema(rec: dict, fields: dict[str, str]) -> str:
+    if "conversations" in rec:
+        return "sharegpt"
+    if "messages" in rec:
+        return "messages"
+    if fields.get("instruction", "instruction") in rec or fields.get("output", "output") in rec:
+        return "alpaca"
+    return "unknown"
+
+
+def _conversation(turns: Any, role_key: str, text_key: str) -> tuple[list[dict[str, str]] | None, str | None]:
+    if not isinstance(turns, list) or not turns:
+        return None, "conversation is empty or not a list"
+    out = []
+    for j, t in enumerate(turns):
+        if not isinstance(t, dict):
+            return None, f"turn {j} is not an object"
+        role, text = t.get(role_key), t.get(text_key)
+        if role not in ROLE_ALIASES:
+            return None, f"turn {j} has unknown role {role!r}"
+        if not isinstance(text, str):
+            return None, f"turn {j} `{text_key}` is not a string"
+        out.append({"role": ROLE_ALIASES[role], "content": text})
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
+        return None, "empty output: no non-empty assistant turn"
+    if not any(m["role"] == "user" for m in out):
+        return None, "no user turn"
+    return out, None
+
+
+def parse_record(rec: Any, schema: str, fields: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The base columns of one record, or (None, reason) to quarantine it."""
+    if not isinstance(rec, dict):
+        return None, f"record is a {type(rec).__name__}, not an object"
+    if _has_bad_text(rec):
+        return None, "bad UTF-8 (undecodable bytes or lone surrogates in text)"
+    if schema in ("sharegpt", "messages"):
+        key = "conversations" if schema == "sharegpt" else "messages"
+        role_key, text_key = ("from", "value") if schema == "sharegpt" else ("role", "content")
+        msgs, problem = _conversation(rec.get(key), role_key, text_key)
+        if msgs is None:
+            return None, problem
+        users = [m["content"] for m in msgs if m["role"] == "user"]
+        answers = [m["content"] for m in msgs if m["role"] == "assistant"]
+        return {"id": sample_id(msgs), "instruction": users[0], "input": "",
+                "output": "\n\n".join(answers), "messages": msgs, "n_turns": len(answers)}, None
+    names = {k: fields.get(k, k) for k in ("instruction", "input", "output")}
+    values = {}
+    for k, src in names.items():
+        v = rec.get(src, "" if k == "input" else None)
+        if v is None:
+            return None, f"missing field `{src}`"
+        if not isinstance(v, str):
+            return None, f"field `{src}` is a {type(v).__name__}, not a string"
+        values[k] = v
+    if not values["output"].strip():
+        return None, "empty output"
+    if not values["instruction"].strip():
+        return None, "empty instruction"
+    user = values["instruction"] + ("\n\n" + values["input"] if values["input"].strip() else "")
+    msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": values["output"]}]
+    sid = sample_id(msgs, (values["instruction"], values["input"], values["output"]))
+    return {"id": sid, **values, "messages": msgs, "n_turns": 1}, None
+
+
+def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = None) -> Loaded:
+    path = Path(path)
+    if not path.exists():
+        raise PoolError(f"{path}: pool file not found")
+    fmt = file_format(path)
+    fields = fields or {}
+    rows: list[dict[str, Any]] = []
+    records: list[Any] = []
+    positions: list[int] = []
+    quarantined: list[Quarantined] = []
+    schema: str | None = None
+    for i, rec, problem in _read_records(path, fmt):
+        if limit and len(rows) >= limit:
+            break
+        if problem is None and schema is None and isinstance(rec, dict):
+            schema = detect_schema(rec, fields)
+            if schema == "unknown":
+                raise PoolError(f"{path}: record {i} has none of the known layouts "
+                                f"(instruction/output, conversations, messages); its keys: {sorted(rec)[:10]}. "
+                                "Map your field names with load(..., fields: {instruction: \"prompt\", output: \"response\"})")
+        if problem is None:
+            base, problem = parse_record(rec, schema or "alpaca", fields)
+        if problem is not None:
+            quarantined.append(Quarantined(i, problem, rec))
+            continue
+        rows.append(base)
+        records.append(rec)
+        positions.append(i)
+    return Loaded(_to_table(rows, records, positions, schema or "alpaca", fields, path, fmt),
+                  quarantined, schema or "alpaca", fmt)
+
+
+def _extra_fields(records: list[dict], schema: str, fields: dict[str, str]) -> dict[str, list]:
+    skip = {"conversations"} if schema == "sharegpt" else {"messages"} if schema == "messages" else set()
+    skip |= {fields.get(k, k) for k in ("instruction", "input", "output")} if schema == "alpaca" else set()
+    names: dict[str, None] = {}
+    for rec in records:
+        for k in rec:
+            if k not in skip:
+                names.setdefault(k, None)
+    out = {}
+    for k in names:
+        col = "field_" + k if k in BASE or k.startswith("_") else k
+        out[col] = [rec.get(k) for rec in records]
+    return out
+
+
+def _to_table(rows, records, positions, schema, fields, path: Path, fmt: str) -> Table:
+    kinds = {"id": "str", "instruction": "str", "input": "str", "output": "str", "messages": "list", "n_turns": "int"}
+    cols: dict[str, np.ndarray] = {k: as_column([r[k] for r in rows], kind) for k, kind in kinds.items()}
+    for name, values in _extra_fields(records, schema, fields).items():
+        cols[name] = as_column(values)
+    cols["_row"] = np.asarray(positions, dtype=np.int64)
+    cols["_record"] = as_column(records, "any")
+    return Table(cols, {"source": str(path), "schema": schema, "format": fmt})
+
+
+def column_type(arr: np.ndarray) -> str:
+    if arr.dtype == bool:
+        return "bool"
+    if np.issubdtype(arr.dtype, np.integer):
+        return "int"
+    if np.issubdtype(arr.dtype, np.floating):
+        return "float" if arr.ndim == 1 else "vector"
+    sample = next((x for x in arr if x is not None), None)
+    if isinstance(sample, str):
+        return "str"
+    if isinstance(sample, (list, tuple)):
+        return "list"
+    return "any"
+
+
+def sniff_columns(path: str | Path, fields: dict[str, str] | None = None) -> dict[str, str]:
+    """Columns a pool will have, from its first records, for static checks (cheap)."""
+    loaded = read_pool(path, limit=50, fields=fields)
+    t = loaded.table
+    return {c: column_type(t.column(c)) for c in t.column_names}
+
+
+# ---- writing ----
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_records(path: Path, records: list[Any], fmt: str) -> None:
+    def write(tmp: Path) -> None:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(records), tmp)
+        elif fmt == "jsonl":
+            with tmp.open("w", encoding="utf-8") as f:
+                for r in records:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        else:
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(records, f, ensure_ascii=False, indent=2)
+                f.write("\n")
+
+    atomic_write(path, write)
+
+
+def write_quarantine(path: Path, items: list[Quarantined]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for q in items:
+                rec = q.record
+                if _has_bad_text(rec):
+                    rec = json.loads(json.dumps(rec, ensure_ascii=True).encode("utf-8", "replace"))
+                f.write(json.dumps({"row": q.row, "reason": q.reason, "record": rec}, ensure_ascii=False,
+                                   default=str) + "\n")
+
+    atomic_write(path, write)

@@ -1,0 +1,92 @@
+"""A whole run: credentials check, execution with progress, lock file, summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dslrun.dsl.compile import Plan
+from dslrun.dsl.errors import Collector
+from dslrun.dsl.ir import to_python
+from dslrun.operators.base import FieldKind, field_kind
+from dslrun.runtime.cache import ScoreCache
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.executor import NodeFailed, RunResult, execute
+from dslrun.runtime.lockfile import build_lock, write_lock
+from dslrun.runtime.pools import atomic_write
+
+
+def check_credentials(plan: Plan) -> None:
+    """API operators name the environment variable holding their key; it must be set to run."""
+    errors = Collector()
+    for node in plan.nodes.values():
+        if node.op is None:
+            continue
+        for key in type(node.op.params).model_fields:
+            if field_kind(type(node.op.params), key) != FieldKind.ENV:
+                continue
+            var = getattr(node.op.params, key)
+            if var and not os.environ.get(var):
+                span = node.step.arg_spans.get(key) or node.step.op_span or node.step.span
+                errors.add(span, f"`{node.name}` needs the environment variable {var} (its API key), which is not set",
+                           f"export {var}=... before running, or point `{key}` at another variable")
+    errors.raise_if_any()
+
+
+def summary_lines(plan: Plan, result: RunResult) -> list[str]:
+    header = ("step", "op", "rows in", "rows out", "cache hits", "misses", "seconds")
+    rows = []
+    for name in plan.order:
+        s = result.stats.get(name)
+        if s is None:
+            continue
+        sample = s.cache_hits or s.cache_misses
+        rows.append((name, plan.nodes[name].step.op, str(s.rows_in) if plan.nodes[name].inputs else "-",
+                     str(s.rows_out), str(s.cache_hits) if sample else "-", str(s.cache_misses) if sample else "-",
+                     f"{s.seconds:.2f}"))
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, *rows]]
+    for name in plan.order:
+        s = result.stats.get(name)
+        for note in (s.notes if s else []):
+            lines.append(f"{name}: {note}")
+    return lines
+
+
+def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
+             quiet: bool = False, workers: int = 4, version: str = "0") -> int:
+    from dslrun.runtime.progress import Progress
+
+    check_credentials(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = ScoreCache(cache_dir / "scores.sqlite")
+    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache)
+    try:
+        if quiet:
+            result = execute(plan, ctx, workers=workers)
+        else:
+            with Progress() as progress:
+                ctx.progress = progress
+                result = execute(plan, ctx, workers=workers)
+    except NodeFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("everything computed before the failure is cached; fix the cause and run again to resume",
+              file=sys.stderr)
+        return 1
+    finally:
+        cache.close()
+    plain = {k: to_python(v) for k, v in overrides.items()}
+    lock = build_lock(plan, result, spec_text, plain, version, out)
+    lock_path = write_lock(out, lock)
+    run_info = {"seconds": round(result.seconds, 3),
+                "nodes": {n: s.as_dict() for n, s in result.stats.items()}}
+    atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_info, indent=2) + "\n"))
+    for line in summary_lines(plan, result):
+        print(line)
+    print(f"lock file: {lock_path}")
+    print(f"done in {result.seconds:.2f}s")
+    return 0
