@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,11 +245,18 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
         base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
         path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
         if not path.exists():
-            plan.errors.add(_span(value, span), f"file not found: {py} (looked in {path.parent})",
+            plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
                             "paths in a spec are relative to the spec's folder; on the command line, to the current one")
             return _BAD
         return str(path)
     return py
+
+
+def _shown(path: Path, cwd: Path) -> str:
+    try:
+        return os.path.relpath(path, cwd)
+    except ValueError:  # another drive on Windows
+        return str(path)
 
 
 def _param_list(cls: type[Operator]) -> str:

@@ -21,6 +21,13 @@ class Node(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
+    # Two nodes are equal when they say the same thing, wherever they were written.
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.model_dump() == other.model_dump()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self.model_dump())))
+
 
 class Lit(Node):
     kind: Literal["lit"] = "lit"

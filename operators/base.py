@@ -19,6 +19,7 @@ environment variable holding a secret; checked when run, not when checked).
 from __future__ import annotations
 
 import enum
+import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -147,4 +148,16 @@ def field_kind(params_cls: type[BaseModel], key: str) -> FieldKind | None:
     for meta in field.metadata:
         if isinstance(meta, FieldKind):
             return meta
-    return FieldKind.VALUE
+    return _kind_in(field.annotation) or FieldKind.VALUE
+
+
+def _kind_in(annotation: Any) -> FieldKind | None:
+    """The marker inside ``Expr | None``, ``list[StepRef]`` and the like."""
+    for meta in getattr(annotation, "__metadata__", ()):
+        if isinstance(meta, FieldKind):
+            return meta
+    for arg in typing.get_args(annotation):
+        kind = _kind_in(arg)
+        if kind is not None:
+            return kind
+    return None

@@ -18,7 +18,8 @@ SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
 
 class SaveParams(Params):
     path: OutputPath | None = Field(None, description="output file, relative to --out (default: <step>.<pool format>)")
-    format: Literal["auto", "json", "jsonl", "parquet"] = Field("auto", description="auto: the pool's own format")
+    format: Literal["auto", "json", "jsonl", "parquet"] = Field(
+        "auto", description="auto: from the path's suffix, else the pool's own format")
     scores: Literal["parquet", "jsonl", "none"] = Field("parquet", description="format of the scores table")
 
 
@@ -33,7 +34,11 @@ class Save(TableOperator):
         (table,) = inputs
         if ctx.dry_run:
             return table
-        fmt = self.params.format if self.params.format != "auto" else table.meta.get("format", "json")
+        fmt = self.params.format
+        if fmt == "auto":  # an explicit file suffix wins, else the pool's own format
+            by_suffix = {v: k for k, v in SUFFIX.items()}
+            given = Path(self.params.path).suffix if self.params.path else ""
+            fmt = by_suffix.get(given, table.meta.get("format", "json"))
         path = Path(self.params.path) if self.params.path else Path(f"{_stem(ctx.node)}{SUFFIX[fmt]}")
         path = path if path.is_absolute() else ctx.out_dir / path
         write_records(path, list(table.column("_record")), fmt)

@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
+    r.add_argument("--batch-rows", type=int, help="rows per batch for CPU sample operators (default 2048)")
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
     pl.add_argument("--cache-dir", type=Path)
@@ -184,8 +185,9 @@ def cmd_run(args) -> int:
 
     plan, overrides, text = _compile(args)
     out = args.out or Path("out") / Path(args.spec).stem
+    settings = {"cpu_batch": args.batch_rows} if args.batch_rows else {}
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
-                    workers=args.workers, version=version())
+                    workers=args.workers, version=version(), settings=settings)
 
 
 HANDLERS = {"run": cmd_run, "check": cmd_check, "plan": cmd_plan, "graph": cmd_graph, "fmt": cmd_fmt,

@@ -58,13 +58,14 @@ def summary_lines(plan: Plan, result: RunResult) -> list[str]:
 
 
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, workers: int = 4, version: str = "0") -> int:
+             quiet: bool = False, workers: int = 4, version: str = "0",
+             settings: dict[str, Any] | None = None) -> int:
     from dslrun.runtime.progress import Progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
     cache = ScoreCache(cache_dir / "scores.sqlite")
-    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache)
+    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
     try:
         if quiet:
             result = execute(plan, ctx, workers=workers)

@@ -1,0 +1,29 @@
+"""Golden pairs: spec → error text, and spec → plan text (see testkit/golden.py)."""
+
+from __future__ import annotations
+
+import pytest
+from dslrun.dsl.compile import compile_spec
+from dslrun.dsl.errors import ErrorList
+from dslrun.dsl.load import load_spec
+from dslrun.runtime.cache import ScoreCache
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.planner import dry_run, render
+from testkit import golden
+
+
+@pytest.mark.parametrize("spec", golden.cases("errors"), ids=lambda p: p.name)
+def test_bad_spec_error_text(spec, monkeypatch):
+    monkeypatch.chdir(spec.parent)
+    with pytest.raises(ErrorList) as e:
+        compile_spec(load_spec(spec.name))
+    golden.check(spec, str(e.value) + "\n")
+
+
+@pytest.mark.parametrize("spec", golden.cases("plans"), ids=lambda p: p.name)
+def test_plan_text(spec, monkeypatch, tmp_path):
+    monkeypatch.chdir(spec.parent)
+    plan = compile_spec(load_spec(spec.name))
+    ctx = RunContext(out_dir=tmp_path, spec_dir=spec.parent, cache=ScoreCache(tmp_path / "c.sqlite"))
+    golden.check(spec, render(plan, dry_run(plan, ctx), "<cache>") + "\n")
+    assert not any(tmp_path.glob("*.json")), "plan must not write outputs"

@@ -1,0 +1,39 @@
+"""A deliberately slow per-sample operator for kill-and-resume tests.
+
+Every computed sample id is appended to the file named by $SLOW_SCORE_LOG, so
+a test can count how often each sample was paid for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from dslrun.operators.base import FLOAT, Params, SampleOperator
+from dslrun.operators.registry import register
+from pydantic import Field
+
+
+class SlowScoreParams(Params):
+    delay: float = Field(0.05, ge=0, description="seconds per batch")
+
+
+@register
+class SlowScore(SampleOperator):
+    """score = a deterministic hash of the sample id, after a delay."""
+
+    name = "slow-score"
+    Params = SlowScoreParams
+    produces = {"slow_score": FLOAT}
+
+    def compute(self, batch, ctx):
+        time.sleep(self.params.delay)
+        log = os.environ.get("SLOW_SCORE_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write("".join(f"{sid}\n" for sid in batch.ids))
+                f.flush()
+                os.fsync(f.fileno())
+        return [{"slow_score": int(hashlib.sha256(sid.encode()).hexdigest()[:6], 16) / 0xFFFFFF}
+                for sid in batch.ids]
