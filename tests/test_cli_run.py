@@ -65,7 +65,7 @@ def test_random_and_yaml_twin_select_the_same(tmp_path):
     assert a.returncode == b.returncode == 0
     sa, sb = (json.loads((tmp_path / d / "selected.json").read_text()) for d in "ab")
     assert sa == sb and len(sa) == 10
-    c = dslrun(str(SPECS / "random.sel"), "--set", "k=10", "--set", "seed=1", "--out", "c", "-q", cwd=tmp_path)
+    dslrun(str(SPECS / "random.sel"), "--set", "k=10", "--set", "seed=1", "--out", "c", "-q", cwd=tmp_path, check=True)
     assert json.loads((tmp_path / "c" / "selected.json").read_text()) != sa
 
 
