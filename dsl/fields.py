@@ -7,7 +7,7 @@ step fields become references, and bare words in plain fields are strings.
 
 from __future__ import annotations
 
-from dslrun.dsl.ir import DictV, ListV, Lit, Ref, Spec, Step, Value
+from dslrun.dsl.ir import Binary, DictV, ListV, Lit, Ref, Spec, Step, Value
 from dslrun.operators import registry
 from dslrun.operators.base import FieldKind, field_kind
 
@@ -19,10 +19,22 @@ def kind_of(op: str, key: str) -> FieldKind:
     return field_kind(cls.Params, key) or FieldKind.VALUE
 
 
+def _hyphen_word(v: Value) -> str | None:
+    """``tag-coverage`` parses as a subtraction of two names; in a value field it is one word."""
+    if isinstance(v, Ref):
+        return v.name
+    if isinstance(v, Binary) and v.op == "-":
+        left, right = _hyphen_word(v.left), _hyphen_word(v.right)
+        if left is not None and right is not None:
+            return f"{left}-{right}"
+    return None
+
+
 def bare_words_to_strings(v: Value) -> Value:
     """``method: deita`` means the string "deita" when the field is not an expression."""
-    if isinstance(v, Ref):
-        return Lit(value=v.name, span=v.span)
+    word = _hyphen_word(v)
+    if word is not None:
+        return Lit(value=word, span=v.span)
     if isinstance(v, ListV):
         return v.model_copy(update={"items": tuple(bare_words_to_strings(i) for i in v.items)})
     if isinstance(v, DictV):
