@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dslrun.runtime.cache import ScoreCache
+from dslrun.runtime.model_pool import ModelPool
 
 log = logging.getLogger("dslrun")
 
@@ -38,7 +39,8 @@ class RunContext:
     progress: Any = None  # runtime.progress.Progress, or None when quiet
     settings: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    models: ModelPool = field(default_factory=ModelPool)
 
     def for_node(self, node: str, stats: NodeStats) -> RunContext:
         return RunContext(self.out_dir, self.spec_dir, self.cache, node, stats, self.progress,
-                          self.settings, self.dry_run)
+                          self.settings, self.dry_run, self.models)

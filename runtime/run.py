@@ -80,10 +80,11 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
         return 1
     finally:
         cache.close()
+        ctx.models.release()
     plain = {k: to_python(v) for k, v in overrides.items()}
     lock = build_lock(plan, result, spec_text, plain, version, out)
     lock_path = write_lock(out, lock)
-    run_info = {"seconds": round(result.seconds, 3),
+    run_info = {"seconds": round(result.seconds, 3), "model_loads": ctx.models.loads,
                 "nodes": {n: s.as_dict() for n, s in result.stats.items()}}
     atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_info, indent=2) + "\n"))
     for line in summary_lines(plan, result):

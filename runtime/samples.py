@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dslrun.operators.base import FieldKind, SampleOperator, field_kind
+from dslrun.operators.base import FieldKind, Resource, SampleOperator, field_kind
 from dslrun.runtime.cache import fingerprint
 from dslrun.runtime.context import RunContext
+from dslrun.runtime.model_pool import is_oom
 from dslrun.runtime.table import Table, as_column
 
 CPU_BATCH = 2048
@@ -51,6 +52,60 @@ def batch_size(op: SampleOperator, ctx: RunContext) -> int:
     return int(ctx.settings.get("batch_rows", {}).get(op.name, ctx.settings.get("cpu_batch", CPU_BATCH)))
 
 
+MODEL_TOKEN_BUDGET = 16384  # padded tokens per forward pass on CPU; GPUs take more (settings)
+MODEL_MAX_ROWS = 64
+
+
+def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunContext) -> list[list[int]]:
+    """Rows to compute, cut into batches.
+
+    Model operators get length bucketing: rows sorted by estimated length, then
+    packed so rows × longest ≤ the token budget — little padding, bounded memory.
+    Token counts are estimated from characters (≈ 4 per token), which is enough
+    to pack by; results do not depend on how rows are batched.
+    """
+    if op.resource != Resource.MODEL:
+        size = max(1, batch_size(op, ctx))
+        return [rows[i:i + size] for i in range(0, len(rows), size)]
+    budget = int(ctx.settings.get("token_budget", MODEL_TOKEN_BUDGET))
+    cap = int(ctx.settings.get("model_max_rows", MODEL_MAX_ROWS))
+    text = [sum(len(table.column(c)[r]) for c in ("instruction", "input", "output")) for r in rows]
+    est = {r: max(8, n // 4 + 8) for r, n in zip(rows, text)}
+    ordered = sorted(rows, key=lambda r: est[r])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for r in ordered:
+        if current and (len(current) + 1) * est[r] > budget or len(current) >= cap:
+            batches.append(current)
+            current = []
+        current.append(r)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def compute_with_split(op: SampleOperator, batch: Table, ctx: RunContext) -> list:
+    """Compute a batch; on out-of-memory, split it in half and retry each half."""
+    try:
+        return list(op.compute(batch, ctx))
+    except Exception as e:
+        if not is_oom(e) or len(batch) == 1:
+            raise
+        ctx.stats.notes.append(f"out of memory on {len(batch)} rows; split and retried")
+        _free_cuda()
+        half = len(batch) // 2
+        return compute_with_split(op, batch.slice(0, half), ctx) + compute_with_split(op, batch.slice(half, len(batch)), ctx)
+
+
+def _free_cuda() -> None:
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - only meaningful on GPUs
+        pass
+
+
 def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext) -> Table:
     ids = table.ids
     uniq, first_rows = unique_first(ids)
@@ -62,12 +117,10 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext) -> Table:
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
     ctx.stats.cache_hits = len(uniq) - len(missing)
     ctx.stats.cache_misses = len(missing)
-    size = max(1, batch_size(op, ctx))
     task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
-    for start in range(0, len(missing), size):
-        rows = missing[start:start + size]
+    for rows in plan_batches(op, table, missing, ctx):
         batch = table.take(rows)
-        computed = op.compute(batch, ctx)
+        computed = compute_with_split(op, batch, ctx)
         if len(computed) != len(rows):
             raise RuntimeError(f"{op.name} returned {len(computed)} results for {len(rows)} samples")
         pairs = list(zip(batch.ids, (dict(c) for c in computed)))
