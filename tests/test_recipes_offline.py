@@ -32,7 +32,7 @@ def test_ifd_recipes_on_20_real_samples(recipe, kept, model_cache, tmp_path):
 
     scores = pq.read_table(tmp_path / "o" / "selected.scores.parquet").to_pylist()
     assert len(selected) == len(scores) <= kept
-    assert all(s["ifd_reason"] is None and 0 < s["ifd"] for s in scores)
+    assert all(s["ifd_reason"] is None and s["ifd"] > 0 for s in scores)
     again = dslrun(str(SPECS / f"{recipe}.sel"), "--set", "limit=20", "-q", "--out", "o", cwd=tmp_path, env=env,
                    check=True)
     row = next(line.split() for line in again.stdout.splitlines() if line.startswith("scored "))

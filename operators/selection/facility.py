@@ -24,14 +24,17 @@ max-heap of ``(gain, index)`` prefers the highest index, a deliberate
 difference). Lazy evaluation keeps a max-heap of stale upper bounds (gains only
 shrink as ``S`` grows); the top is re-evaluated until a freshly computed gain
 is on top, which is then the true maximum (up to float rounding). Stale
-entries are refreshed ``probe`` at a time with one matrix product, since
-computing one column costs nearly as much as computing a few.
+entries are refreshed in batches (``probe``, doubling while the top stays
+stale), since one batch of columns costs little more than one column. On
+clustered data few entries need refreshing per step; on near-uniform data
+(random vectors) lazy greedy degrades towards plain greedy, as everywhere.
 
-Memory: the ``n x n`` kernel is never stored. The initial gains are summed over
-blocks of ``block`` rows, and a column ``s(., j)`` is recomputed when needed.
-Everything runs in float64: the Euclidean kernel of unit rows lies in
-``[exp(-2/d), 1]``, a band too narrow for float32 (and for float32 dot products
-in the ``|a|^2 + |b|^2 - 2ab`` expansion) to rank gains reliably.
+Memory and precision: work is done on ``u = 1 - s``, in float64, which keeps
+the Euclidean kernel's narrow band ``[exp(-2/d), 1]`` (unit rows) resolvable.
+For ``n <= dense_limit`` the kernel is computed once and kept as float32 ``u``
+(``4 n^2`` bytes: 400 MB at 10k rows); above that it is never stored: initial
+gains are summed over blocks of ``block`` rows and each column is recomputed
+from the embeddings when its gain is refreshed.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def facility_location(
     k: int,
     metric: str = "euclidean",
     *,
+    dense_limit: int = 10_000,
     block: int = 256,
     probe: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,50 +73,59 @@ def facility_location(
         raise ValueError("block and probe must be >= 1")
     sq = np.einsum("ij,ij->i", x, x)
 
-    every = np.arange(n)
-
-    def kernel(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        dots = x[rows] @ x[cols].T
+    def one_minus_sim(rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray:
+        """``1 - s`` between ``x[rows]`` and ``x[cols]`` (None: all rows)."""
+        xr, xc = (x if idx is None else x[idx] for idx in (rows, cols))
+        dots = xr @ xc.T
         if metric == "cosine":
-            return dots
-        d2 = sq[rows][:, None] + sq[cols][None, :] - 2.0 * dots
+            return 1.0 - dots
+        every = np.arange(n)
+        r, c = (every if idx is None else idx for idx in (rows, cols))
+        d2 = sq[r][:, None] + sq[c][None, :] - 2.0 * dots
         # A row's distance to itself is 0, but the expansion leaves ~1e-15
         # there, which the square root would blow up to ~1e-7.
-        _, r, c = np.intersect1d(rows, cols, assume_unique=True, return_indices=True)
-        d2[r, c] = 0.0
-        return np.exp(-np.sqrt(np.maximum(d2, 0.0)) / x.shape[1])
+        _, ri, ci = np.intersect1d(r, c, assume_unique=True, return_indices=True)
+        d2[ri, ci] = 0.0
+        return -np.expm1(-np.sqrt(np.maximum(d2, 0.0)) / x.shape[1])
 
-    cover = np.zeros(n, dtype=np.float64)  # max similarity to a chosen row, from 0
+    dense = np.empty((n, n), dtype=np.float32) if n <= dense_limit else None
+    initial = np.zeros(n)
+    for start in range(0, n, block):
+        rows = np.arange(start, min(start + block, n))
+        u = one_minus_sim(rows, None)
+        initial += np.maximum(1.0 - u, 0.0).sum(axis=0)
+        if dense is not None:
+            dense[rows] = u
+
+    uncovered = np.ones(n)  # 1 - (similarity to the nearest chosen row, from 0)
 
     def gains(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sims = kernel(every, cols)
-        return np.maximum(sims - cover[:, None], 0.0).sum(axis=0), sims
-
-    initial = np.zeros(n, dtype=np.float64)
-    for start in range(0, n, block):
-        rows = every[start : start + block]
-        initial += np.maximum(kernel(rows, every), 0.0).sum(axis=0)
+        u = one_minus_sim(None, cols) if dense is None else dense[:, cols].astype(np.float64)
+        return np.maximum(uncovered[:, None] - u, 0.0).sum(axis=0), u
 
     # Heap of (-bound, index): the smallest index wins among equal bounds.
     heap = [(-float(g), j) for j, g in enumerate(initial)]
     heapq.heapify(heap)
     fresh_at = np.zeros(n, dtype=np.int64)  # the step a bound was computed at
+    widest = max(probe, (1 << 22) // max(n, 1))  # keeps an n x batch block near 32 MB
     picks: list[int] = []
     picked_gains: list[float] = []
     for step in range(k):
         columns: dict[int, np.ndarray] = {}
+        size = probe
         while fresh_at[heap[0][1]] != step:
-            stale = [heapq.heappop(heap)[1] for _ in range(min(probe, len(heap)))]
-            fresh, sims = gains(np.asarray(stale))
+            stale = [heapq.heappop(heap)[1] for _ in range(min(size, len(heap)))]
+            fresh, u = gains(np.asarray(stale))
             for col, (j, g) in enumerate(zip(stale, fresh)):
                 heapq.heappush(heap, (-float(g), j))
                 fresh_at[j] = step
-                columns[j] = sims[:, col]
+                columns[j] = u[:, col]
+            size = min(2 * size, widest)
         neg_gain, best = heapq.heappop(heap)
         column = columns.get(best)
         if column is None:  # fresh since the initial pass: step 0 only
-            column = kernel(every, np.asarray([best]))[:, 0]
-        np.maximum(cover, column, out=cover)
+            column = gains(np.asarray([best]))[1][:, 0]
+        np.minimum(uncovered, column, out=uncovered)
         picks.append(best)
         picked_gains.append(-neg_gain)
     return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains, dtype=np.float64)
