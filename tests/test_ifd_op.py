@@ -68,3 +68,27 @@ def test_plan_counts_forward_passes(tiny, tmp_path):
     spec.write_text(f'p = load(path: "p.json")\ns = ifd(p, variant: cherry, model: "{tiny}")\nsave(s)\n')
     out = dslrun("plan", str(spec), cwd=tmp_path, env={"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}, check=True).stdout
     assert "to compute: 7 samples, 14 model forward passes" in out
+
+
+def test_perplexity_shares_the_model_load_with_ifd(tiny, tmp_path):
+    import math
+
+    import pyarrow.parquet as pq
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rows = alpaca(6)
+    write_pool(tmp_path / "p.json", rows)
+    spec = tmp_path / "s.sel"
+    spec.write_text(f'p = load(path: "p.json")\ni = ifd(p, variant: cherry, model: "{tiny}")\n'
+                    f'x = perplexity(i, of: response, model: "{tiny}")\nsave(x, path: "o.json")\n')
+    dslrun(str(spec), "-q", "--out", ".", cwd=tmp_path, env={"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}, check=True)
+    assert json.loads((tmp_path / "run.json").read_text())["model_loads"] == 1
+    got = pq.read_table(tmp_path / "o.scores.parquet").to_pylist()
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    tok = AutoTokenizer.from_pretrained(tiny)
+    for r, g in zip(rows, got):  # hand computation: unbatched forward pass, labels = inputs
+        ids = torch.tensor([tok(r["output"])["input_ids"]])
+        with torch.no_grad():
+            loss = model(ids, labels=ids).loss.item()
+        assert g["ppl_response"] == pytest.approx(math.exp(loss), rel=1e-5)
+        assert g["ppl_response_tokens"] == ids.shape[1] - 1
