@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+from pydantic import ValidationError
+
 from dslrun.dsl.errors import CLI, Collector, Span, did_you_mean
 from dslrun.dsl.expr import infer
 from dslrun.dsl.ir import (
@@ -32,7 +34,6 @@ from dslrun.dsl.ir import (
 )
 from dslrun.operators import registry
 from dslrun.operators.base import FieldKind, Operator, field_kind
-from pydantic import ValidationError
 
 
 @dataclass

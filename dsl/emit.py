@@ -11,6 +11,7 @@ import json
 import re
 
 import yaml
+
 from dslrun.dsl.fields import kind_of
 from dslrun.dsl.ir import Binary, Call, DictV, ListV, Lit, Param, Ref, Spec, Step, Unary, Value
 from dslrun.operators.base import FieldKind

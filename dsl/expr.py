@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from dslrun.dsl.errors import Collector, Span, SpecError, did_you_mean
 from dslrun.dsl.ir import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value, walk
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from dslrun.dsl.errors import Span
 from pydantic import BaseModel, ConfigDict, Field
+
+from dslrun.dsl.errors import Span
 
 Scalar = Union[str, int, float, bool, None]
 

@@ -14,6 +14,9 @@ import threading
 from functools import cache
 from importlib import resources
 
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
 from dslrun.dsl.errors import Collector, ErrorList, Span, register_source
 from dslrun.dsl.ir import (
     Binary,
@@ -29,8 +32,6 @@ from dslrun.dsl.ir import (
     Unary,
     Value,
 )
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 _TOKEN_NAMES = {
     "RPAR": "`)`", "LPAR": "`(`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",

@@ -10,6 +10,7 @@ Duplicate keys are errors, with both positions.
 from __future__ import annotations
 
 import yaml
+
 from dslrun.dsl.errors import Collector, ErrorList, Span, did_you_mean, register_source
 from dslrun.dsl.fields import kind_of
 from dslrun.dsl.ir import DictV, ListV, Lit, Param, ParamDef, Ref, Spec, Step, Value

@@ -7,11 +7,12 @@ import unicodedata
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
 from dslrun.operators.base import Params, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table
-from pydantic import Field
 
 _SPACE = re.compile(r"\s+")
 

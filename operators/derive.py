@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
+from pydantic import Field, field_validator
+
 from dslrun.dsl.errors import Collector
 from dslrun.dsl.expr import evaluate, infer
 from dslrun.operators.base import Columns, Expr, Params, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table, as_column
-from pydantic import Field, field_validator
 
 
 class DeriveParams(Params):

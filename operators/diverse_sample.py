@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
+
 from dslrun.dsl.expr import evaluate
 from dslrun.dsl.ir import Ref
 from dslrun.operators.base import Expr, Params, TableOperator
@@ -16,7 +18,6 @@ from dslrun.operators.registry import register
 from dslrun.operators.selection import deita_filter, facility_location, kcenter_greedy, tag_coverage
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table
-from pydantic import Field, model_validator
 
 METHODS = ("deita", "kcenter", "tag-coverage", "facility-location")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
+
 from dslrun.dsl.expr import evaluate
 from dslrun.operators.base import Expr, Params, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table
-from pydantic import Field
 
 
 class FilterParams(Params):

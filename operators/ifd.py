@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from pydantic import Field
+
 from dslrun.operators.base import FLOAT, STR, Columns, Cost, Params, Resource, SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import NoCache
 from dslrun.runtime.table import Table
-from pydantic import Field
 
 COLUMNS: Columns = {"ifd": FLOAT, "ppl_conditioned": FLOAT, "ppl_direct": FLOAT, "loss_conditioned": FLOAT,
                     "loss_direct": FLOAT, "ifd_reason": STR}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import Field
+
 from dslrun.operators.base import INT, Columns, Cost, Params, SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table
-from pydantic import Field
 
 PARTS = ("instruction", "input", "output")
 

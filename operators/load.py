@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from dslrun.operators.base import BASE_COLUMNS, Columns, InputPath, Params, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.pools import read_pool, sniff_columns, write_quarantine
 from dslrun.runtime.table import Table
-from pydantic import Field
 
 
 class LoadParams(Params):

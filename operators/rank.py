@@ -6,13 +6,14 @@ import math
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
+
 from dslrun.dsl.expr import evaluate
 from dslrun.operators.base import Expr, Params, TableOperator
 from dslrun.operators.filter import truthy
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table
-from pydantic import Field, model_validator
 
 
 class RankParams(Params):

@@ -6,11 +6,12 @@ import math
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
+
 from dslrun.operators.base import Params, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.table import Table
-from pydantic import Field, model_validator
 
 
 class SampleParams(Params):

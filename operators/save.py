@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
 from dslrun.operators.base import OutputPath, Params, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.pools import BASE, atomic_write, write_records
 from dslrun.runtime.table import Table
-from pydantic import Field
 
 SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
 

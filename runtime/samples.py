@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from dslrun.operators.base import FieldKind, Resource, SampleOperator, field_kind
 from dslrun.runtime.cache import fingerprint
 from dslrun.runtime.context import RunContext

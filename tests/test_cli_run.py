@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from testkit.cli import POOL, SPECS, alpaca, dslrun, write_pool
 
 PLUGIN_ENV = {"DSLRUN_PLUGINS": "testkit.slow_ops", "PYTHONPATH": str(Path(__file__).parent)}

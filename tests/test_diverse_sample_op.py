@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from dslrun.operators.selection import deita_filter_plain, kcenter_greedy, tag_coverage
 from testkit.cli import dslrun, write_pool
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dslrun.dsl.emit import expr_text, to_sel, to_yaml
 from dslrun.dsl.errors import ErrorList
 from dslrun.dsl.ir import Binary, Lit, Ref

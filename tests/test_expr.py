@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dslrun.dsl.errors import Collector
 from dslrun.dsl.expr import ExprError, evaluate, infer
 from dslrun.dsl.parse import parse_expression

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dslrun.dsl.compile import compile_spec
 from dslrun.dsl.errors import ErrorList
 from dslrun.dsl.load import load_spec

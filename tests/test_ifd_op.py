@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from testkit.cli import alpaca, dslrun, write_pool
 
 torch = pytest.importorskip("torch")
@@ -27,9 +28,10 @@ def records(n: int) -> list[dict]:
 @pytest.mark.parametrize("variant", ["cherry", "superfiltering"])
 def test_ifd_step_matches_kernel_and_is_cached(tiny, tmp_path, variant):
     import pyarrow.parquet as pq
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from dslrun.operators.lm.ifd import ifd_scores
     from dslrun.operators.lm.templates import get_template
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     rows = records(20)
     write_pool(tmp_path / "p.json", rows)

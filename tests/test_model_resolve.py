@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from dslrun.runtime.models import ModelResolutionError, resolve_model
 from dslrun.runtime.models import gguf as G
 from dslrun.runtime.models import resolve as R

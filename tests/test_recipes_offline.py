@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from testkit.cli import SHARED, SPECS, dslrun
 
 pytest.importorskip("torch")

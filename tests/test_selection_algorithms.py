@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from dslrun.operators.selection.coverage import tag_coverage
 from dslrun.operators.selection.deita import _pairs_above, deita_filter, deita_filter_plain
 from dslrun.operators.selection.facility import facility_location
 from dslrun.operators.selection.kcenter import kcenter_greedy
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def at_angles(*degrees: float) -> np.ndarray:

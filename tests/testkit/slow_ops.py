@@ -10,9 +10,10 @@ import hashlib
 import os
 import time
 
+from pydantic import Field
+
 from dslrun.operators.base import FLOAT, Params, SampleOperator
 from dslrun.operators.registry import register
-from pydantic import Field
 
 
 class SlowScoreParams(Params):
