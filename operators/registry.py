@@ -13,7 +13,7 @@ import os
 from dslrun.operators.base import Operator
 
 BUILTIN_MODULES = (
-    "load", "save", "filter", "rank", "sample", "derive", "dedup", "length", "diverse_sample", "ifd", "perplexity",
+    "load", "save", "filter", "rank", "sample", "derive", "dedup", "length", "diverse_sample", "ifd", "perplexity", "embed",
 )
 
 _REGISTRY: dict[str, type[Operator]] = {}

@@ -22,8 +22,8 @@ def as_column(values: Sequence[Any] | np.ndarray, kind: str | None = None) -> np
     values = list(values)
     if kind in ("str", "list", "any", "json"):
         return _object(values)
-    if kind == "vector":
-        return np.asarray(values)
+    if kind == "vector":  # cached as float16; computed on as float32
+        return np.stack([np.asarray(v, dtype=np.float32) for v in values]) if values else np.zeros((0, 0), np.float32)
     if kind in ("int", "float", "bool"):
         if any(v is None for v in values):
             if kind == "bool":
