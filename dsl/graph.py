@@ -11,14 +11,19 @@ def _id(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
+def _edges(plan: Plan) -> list[tuple[str, str]]:
+    """Edges in spec order, so the text is stable for golden tests and diffs."""
+    pos = {name: i for i, name in enumerate(plan.order)}
+    return sorted(plan.graph.edges, key=lambda e: (pos[e[0]], pos[e[1]]))
+
+
 def to_mermaid(plan: Plan) -> str:
     lines = ["flowchart TD"]
     for name in plan.order:
         node = plan.nodes[name]
         kind = node.op.resource.value if node.op else "?"
         lines.append(f'    {_id(name)}["{name}<br/>{node.step.op} · {kind}"]')
-    for a, b in sorted(plan.graph.edges, key=lambda e: (plan.order.index(e[0]), plan.order.index(e[1]))):
-        lines.append(f"    {_id(a)} --> {_id(b)}")
+    lines += [f"    {_id(a)} --> {_id(b)}" for a, b in _edges(plan)]
     return "\n".join(lines) + "\n"
 
 
@@ -29,7 +34,6 @@ def to_dot(plan: Plan) -> str:
         node = plan.nodes[name]
         kind = node.op.resource.value if node.op else "cpu"
         lines.append(f'    {_id(name)} [label="{name}\\n{node.step.op} ({kind})", shape={shapes.get(kind, "box")}];')
-    for a, b in sorted(plan.graph.edges, key=lambda e: (plan.order.index(e[0]), plan.order.index(e[1]))):
-        lines.append(f"    {_id(a)} -> {_id(b)};")
+    lines += [f"    {_id(a)} -> {_id(b)};" for a, b in _edges(plan)]
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -29,17 +29,21 @@ stale), since one batch of columns costs little more than one column. On
 clustered data few entries need refreshing per step; on near-uniform data
 (random vectors) lazy greedy degrades towards plain greedy, as everywhere.
 
-Memory and precision: work is done on ``u = 1 - s``, in float64, which keeps
-the Euclidean kernel's narrow band ``[exp(-2/d), 1]`` (unit rows) resolvable.
-For ``n <= dense_limit`` the kernel is computed once and kept as float32 ``u``
-(``4 n^2`` bytes: 400 MB at 10k rows); above that it is never stored: initial
-gains are summed over blocks of ``block`` rows and each column is recomputed
-from the embeddings when its gain is refreshed.
+Memory and precision: gains are computed from ``u = 1 - s`` in float64, which
+keeps the Euclidean kernel's narrow band ``[exp(-2/d), 1]`` (unit rows)
+resolvable; kernel columns are stored as float32 ``u``. When the whole kernel
+fits in ``memory_mb`` (``4 n^2`` bytes: 400 MB at 10k rows) it is computed once,
+by blocks of ``block`` rows. Otherwise it is never built: the initial gains are
+summed over row blocks, and columns are computed from the embeddings when a
+gain is refreshed and kept in a least-recently-used cache of ``memory_mb``.
+The rows re-evaluated step after step are the few contenders at the top of the
+heap, so the cache saves most of the recomputation.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 
 import numpy as np
 
@@ -51,7 +55,7 @@ def facility_location(
     k: int,
     metric: str = "euclidean",
     *,
-    dense_limit: int = 10_000,
+    memory_mb: int = 512,
     block: int = 256,
     probe: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +92,9 @@ def facility_location(
         d2[ri, ci] = 0.0
         return -np.expm1(-np.sqrt(np.maximum(d2, 0.0)) / x.shape[1])
 
-    dense = np.empty((n, n), dtype=np.float32) if n <= dense_limit else None
+    capacity = max(probe, (memory_mb << 20) // (4 * max(n, 1)))  # float32 columns
+    dense = np.empty((n, n), dtype=np.float32) if capacity >= n else None
+    cache: OrderedDict[int, np.ndarray] = OrderedDict()
     initial = np.zeros(n)
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
@@ -97,35 +103,41 @@ def facility_location(
         if dense is not None:
             dense[rows] = u
 
-    uncovered = np.ones(n)  # 1 - (similarity to the nearest chosen row, from 0)
+    def columns(cols: list[int]) -> np.ndarray:
+        """Float32 ``u`` columns for ``cols``, as an n x len(cols) float64 array."""
+        if dense is not None:
+            return dense[:, cols].astype(np.float64)
+        missing = [j for j in cols if j not in cache]
+        if missing:
+            for j, col in zip(missing, one_minus_sim(None, np.asarray(missing)).T):
+                cache[j] = col.astype(np.float32)
+        for j in cols:
+            cache.move_to_end(j)
+        while len(cache) > capacity:
+            cache.popitem(last=False)
+        return np.stack([cache[j] for j in cols], axis=1).astype(np.float64)
 
-    def gains(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        u = one_minus_sim(None, cols) if dense is None else dense[:, cols].astype(np.float64)
-        return np.maximum(uncovered[:, None] - u, 0.0).sum(axis=0), u
+    uncovered = np.ones(n)  # 1 - (similarity to the nearest chosen row, from 0)
 
     # Heap of (-bound, index): the smallest index wins among equal bounds.
     heap = [(-float(g), j) for j, g in enumerate(initial)]
     heapq.heapify(heap)
     fresh_at = np.zeros(n, dtype=np.int64)  # the step a bound was computed at
-    widest = max(probe, (1 << 22) // max(n, 1))  # keeps an n x batch block near 32 MB
+    widest = min(capacity, max(probe, (1 << 22) // max(n, 1)))  # n x batch near 32 MB
     picks: list[int] = []
     picked_gains: list[float] = []
     for step in range(k):
-        columns: dict[int, np.ndarray] = {}
         size = probe
         while fresh_at[heap[0][1]] != step:
             stale = [heapq.heappop(heap)[1] for _ in range(min(size, len(heap)))]
-            fresh, u = gains(np.asarray(stale))
-            for col, (j, g) in enumerate(zip(stale, fresh)):
+            u = columns(stale)
+            fresh = np.maximum(uncovered[:, None] - u, 0.0).sum(axis=0)
+            for j, g in zip(stale, fresh):
                 heapq.heappush(heap, (-float(g), j))
                 fresh_at[j] = step
-                columns[j] = u[:, col]
             size = min(2 * size, widest)
         neg_gain, best = heapq.heappop(heap)
-        column = columns.get(best)
-        if column is None:  # fresh since the initial pass: step 0 only
-            column = gains(np.asarray([best]))[1][:, 0]
-        np.minimum(uncovered, column, out=uncovered)
+        np.minimum(uncovered, columns([best])[:, 0], out=uncovered)
         picks.append(best)
         picked_gains.append(-neg_gain)
     return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains, dtype=np.float64)
