@@ -29,9 +29,10 @@ stale), since one batch of columns costs little more than one column. On
 clustered data few entries need refreshing per step; on near-uniform data
 (random vectors) lazy greedy degrades towards plain greedy, as everywhere.
 
-Memory and precision: gains are computed from ``u = 1 - s`` in float64, which
-keeps the Euclidean kernel's narrow band ``[exp(-2/d), 1]`` (unit rows)
-resolvable; kernel columns are stored as float32 ``u``. When the whole kernel
+Memory and precision: the kernel is computed in float64 and stored as float32
+``u = 1 - s``, which keeps the Euclidean kernel's narrow band
+``[exp(-2/d), 1]`` (unit rows) resolvable; gains sum ``max(0, u_cover - u)``
+in float64. When the whole kernel
 fits in ``memory_mb`` (``4 n^2`` bytes: 400 MB at 10k rows) it is computed once,
 by blocks of ``block`` rows. Otherwise it is never built: the initial gains are
 summed over row blocks, and columns are computed from the embeddings when a
@@ -104,9 +105,9 @@ def facility_location(
             dense[rows] = u
 
     def columns(cols: list[int]) -> np.ndarray:
-        """Float32 ``u`` columns for ``cols``, as an n x len(cols) float64 array."""
+        """The float32 ``u`` columns for ``cols``, as an ``n x len(cols)`` array."""
         if dense is not None:
-            return dense[:, cols].astype(np.float64)
+            return dense[:, cols]
         missing = [j for j in cols if j not in cache]
         if missing:
             for j, col in zip(missing, one_minus_sim(None, np.asarray(missing)).T):
@@ -115,9 +116,12 @@ def facility_location(
             cache.move_to_end(j)
         while len(cache) > capacity:
             cache.popitem(last=False)
-        return np.stack([cache[j] for j in cols], axis=1).astype(np.float64)
+        return np.stack([cache[j] for j in cols], axis=1)
 
-    uncovered = np.ones(n)  # 1 - (similarity to the nearest chosen row, from 0)
+    # 1 - (similarity to the nearest chosen row, from 0). Float32 like the
+    # stored columns: a difference of two float32 values near each other is
+    # exact, and the sums below accumulate in float64.
+    uncovered = np.ones(n, dtype=np.float32)
 
     # Heap of (-bound, index): the smallest index wins among equal bounds.
     heap = [(-float(g), j) for j, g in enumerate(initial)]
@@ -131,7 +135,8 @@ def facility_location(
         while fresh_at[heap[0][1]] != step:
             stale = [heapq.heappop(heap)[1] for _ in range(min(size, len(heap)))]
             u = columns(stale)
-            fresh = np.maximum(uncovered[:, None] - u, 0.0).sum(axis=0)
+            diff = np.subtract(uncovered[:, None], u, out=u)
+            fresh = np.maximum(diff, 0.0, out=diff).sum(axis=0, dtype=np.float64)
             for j, g in zip(stale, fresh):
                 heapq.heappush(heap, (-float(g), j))
                 fresh_at[j] = step

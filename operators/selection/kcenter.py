@@ -9,8 +9,9 @@ distance and no initial centres.
 Semantics:
 
 1. Start from the given ``initial`` centres, or, when there are none, from one
-   row drawn uniformly at random with ``numpy.random.default_rng(seed)`` (MoDS
-   draws it with the unseeded global ``np.random.choice``).
+   row drawn uniformly at random with ``numpy.random.default_rng(seed)``
+   (``seed=None``: fresh OS entropy, not reproducible; MoDS draws it with the
+   unseeded global ``np.random.choice``).
 2. Keep, for every row, the distance to its nearest centre so far.
 3. Repeatedly add the row whose nearest-centre distance is largest, then lower
    every row's distance with its distance to the new centre (one vectorised pass
