@@ -25,26 +25,24 @@ difference). Lazy evaluation keeps a max-heap of stale upper bounds (gains only
 shrink as ``S`` grows); the top is re-evaluated until a freshly computed gain
 is on top, which is then the true maximum (up to float rounding). Stale
 entries are refreshed in batches (``probe``, doubling while the top stays
-stale), since one batch of columns costs little more than one column. On
+stale), since one batch of kernel rows costs little more than one row. On
 clustered data few entries need refreshing per step; on near-uniform data
 (random vectors) lazy greedy degrades towards plain greedy, as everywhere.
 
 Memory and precision: the kernel is computed in float64 and stored as float32
 ``u = 1 - s``, which keeps the Euclidean kernel's narrow band
 ``[exp(-2/d), 1]`` (unit rows) resolvable; gains sum ``max(0, u_cover - u)``
-in float64. When the whole kernel
-fits in ``memory_mb`` (``4 n^2`` bytes: 400 MB at 10k rows) it is computed once,
-by blocks of ``block`` rows. Otherwise it is never built: the initial gains are
-summed over row blocks, and columns are computed from the embeddings when a
-gain is refreshed and kept in a least-recently-used cache of ``memory_mb``.
-The rows re-evaluated step after step are the few contenders at the top of the
-heap, so the cache saves most of the recomputation.
+in float64. When the whole kernel fits in ``memory_mb`` (``4 n^2`` bytes:
+400 MB at 10k rows) it is computed once, by blocks of ``block`` rows.
+Otherwise it is never built: the initial gains are summed over row blocks, and
+kernel rows are computed from the embeddings when a gain is refreshed, kept in
+a least-recently-used cache of ``memory_mb``. Each refresh costs O(n) from the
+store, or O(n d) on a cache miss.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
 
 import numpy as np
 
@@ -93,33 +91,41 @@ def facility_location(
         d2[ri, ci] = 0.0
         return -np.expm1(-np.sqrt(np.maximum(d2, 0.0)) / x.shape[1])
 
-    capacity = max(probe, (memory_mb << 20) // (4 * max(n, 1)))  # float32 columns
-    dense = np.empty((n, n), dtype=np.float32) if capacity >= n else None
-    cache: OrderedDict[int, np.ndarray] = OrderedDict()
+    # Kernel rows kept as float32, row-major: ``store[slot[j]]`` is u(j, .),
+    # which is also column j (the kernel is symmetric). With room for all n
+    # rows the initial pass fills it; otherwise it is a least-recently-used cache.
+    capacity = min(n, max(probe, (memory_mb << 20) // (4 * max(n, 1))))
+    store = np.empty((capacity, n), dtype=np.float32)
+    slot = np.full(n, -1)
+    owner = np.full(capacity, -1)
+    used = np.full(capacity, -1)  # when a slot was last read; -1: empty
     initial = np.zeros(n)
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
         u = one_minus_sim(rows, None)
         initial += np.maximum(1.0 - u, 0.0).sum(axis=0)
-        if dense is not None:
-            dense[rows] = u
+        if capacity == n:
+            store[rows], slot[rows], owner[rows], used[rows] = u, rows, rows, 0
 
-    def columns(cols: list[int]) -> np.ndarray:
-        """The float32 ``u`` columns for ``cols``, as an ``n x len(cols)`` array."""
-        if dense is not None:
-            return dense[:, cols]
-        missing = [j for j in cols if j not in cache]
-        if missing:
-            for j, col in zip(missing, one_minus_sim(None, np.asarray(missing)).T):
-                cache[j] = col.astype(np.float32)
-        for j in cols:
-            cache.move_to_end(j)
-        while len(cache) > capacity:
-            cache.popitem(last=False)
-        return np.stack([cache[j] for j in cols], axis=1)
+    clock = 0
+
+    def kernel_rows(cols: np.ndarray) -> np.ndarray:
+        """``u(j, .)`` for each ``j`` in ``cols`` (at most ``capacity`` of them)."""
+        nonlocal clock
+        clock += 1
+        hit = slot[cols] >= 0
+        used[slot[cols[hit]]] = clock  # newest, so not evicted below
+        miss = cols[~hit]
+        if miss.size:
+            victims = np.argpartition(used, miss.size - 1)[: miss.size]
+            gone = owner[victims]
+            slot[gone[gone >= 0]] = -1
+            store[victims] = one_minus_sim(miss, None)
+            slot[miss], owner[victims], used[victims] = victims, miss, clock
+        return store[slot[cols]]
 
     # 1 - (similarity to the nearest chosen row, from 0). Float32 like the
-    # stored columns: a difference of two float32 values near each other is
+    # stored rows: a difference of two float32 values near each other is
     # exact, and the sums below accumulate in float64.
     uncovered = np.ones(n, dtype=np.float32)
 
@@ -134,15 +140,15 @@ def facility_location(
         size = probe
         while fresh_at[heap[0][1]] != step:
             stale = [heapq.heappop(heap)[1] for _ in range(min(size, len(heap)))]
-            u = columns(stale)
-            diff = np.subtract(uncovered[:, None], u, out=u)
-            fresh = np.maximum(diff, 0.0, out=diff).sum(axis=0, dtype=np.float64)
+            u = kernel_rows(np.asarray(stale))
+            diff = np.subtract(uncovered[None, :], u, out=u)
+            fresh = np.maximum(diff, 0.0, out=diff).sum(axis=1, dtype=np.float64)
             for j, g in zip(stale, fresh):
                 heapq.heappush(heap, (-float(g), j))
                 fresh_at[j] = step
             size = min(2 * size, widest)
         neg_gain, best = heapq.heappop(heap)
-        np.minimum(uncovered, columns([best])[:, 0], out=uncovered)
+        np.minimum(uncovered, kernel_rows(np.asarray([best]))[0], out=uncovered)
         picks.append(best)
         picked_gains.append(-neg_gain)
     return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains, dtype=np.float64)
