@@ -34,6 +34,11 @@ def syntax_of(path: str | Path) -> str:
 
 
 def load_spec(path: str | Path) -> Spec:
+    return load_spec_text(path)[0]
+
+
+def load_spec_text(path: str | Path) -> tuple[Spec, str]:
+    """The spec and its text (the lock file hashes the text)."""
     path = Path(path)
     syntax = syntax_of(path)
     try:
@@ -48,4 +53,4 @@ def load_spec(path: str | Path) -> Spec:
         c.add(Span(str(path)), f"spec is not valid UTF-8 ({e.reason} at byte {e.start})")
         c.raise_if_any()
         raise
-    return parse_text(text, str(path), syntax)
+    return parse_text(text, str(path), syntax), text

@@ -68,7 +68,7 @@ class Ifd(SampleOperator):
             prefix = template.direct_prefix
             kw["direct_prefix"] = prefix() if callable(prefix) else prefix
         multi = [i for i, n in enumerate(batch.column("n_turns")) if n > 1]
-        single = [i for i in range(len(batch)) if i not in set(multi)]
+        single = sorted(set(range(len(batch))) - set(multi))
         scores: dict[int, Any] = {}
         if single:
             ins, inp, out = (batch.column(c) for c in ("instruction", "input", "output"))

@@ -97,15 +97,14 @@ def cache_dir(arg: Path | None) -> Path:
 
 def _compile(args) -> tuple[Any, Any, str]:
     from dslrun.dsl.compile import compile_spec
-    from dslrun.dsl.load import load_spec
+    from dslrun.dsl.load import load_spec_text
     from dslrun.operators import registry
 
     for mod in getattr(args, "plugin", []):
         registry.load_plugin(mod)
-    spec = load_spec(args.spec)
+    spec, text = load_spec_text(args.spec)
     overrides = parse_overrides(getattr(args, "set", []))
     plan = compile_spec(spec, overrides)
-    text = Path(args.spec).read_text(encoding="utf-8")
     return plan, overrides, text
 
 

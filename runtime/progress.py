@@ -23,6 +23,9 @@ class Task:
     def advance(self, n: int) -> None:
         with self._lock:
             self._p.advance(self._id, n)
+            speed = self._p.tasks[self._id].speed
+            if speed:
+                self._p.update(self._id, rate=f"{speed:,.1f} samples/s")
 
     def done(self) -> None:
         with self._lock:
@@ -49,13 +52,4 @@ class Progress:
     def task(self, name: str, total: int) -> Task:
         with self._lock:
             tid = self._p.add_task(name, total=total, rate="")
-        return _RateTask(self._p, tid, self._lock)
-
-
-class _RateTask(Task):
-    def advance(self, n: int) -> None:
-        with self._lock:
-            self._p.advance(self._id, n)
-            speed = self._p.tasks[self._id].speed
-            if speed:
-                self._p.update(self._id, rate=f"{speed:,.1f} samples/s")
+        return Task(self._p, tid, self._lock)

@@ -46,6 +46,8 @@ import heapq
 
 import numpy as np
 
+from ._inputs import embedding_matrix
+
 __all__ = ["facility_location"]
 
 
@@ -59,16 +61,7 @@ def facility_location(
     probe: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lazy-greedy facility location; returns (row indices, gains) in selection order."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (rows x dims), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings must be finite (no NaN or inf)")
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    elif metric != "euclidean":
-        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    x = embedding_matrix(embeddings, metric, np.float64)
     n = x.shape[0]
     if not 0 <= k <= n:
         raise ValueError(f"k must be in [0, {n}], got {k}")

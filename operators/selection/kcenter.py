@@ -34,6 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._inputs import embedding_matrix
+
 __all__ = ["kcenter_greedy"]
 
 
@@ -45,16 +47,7 @@ def kcenter_greedy(
     initial: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Choose ``k`` rows by farthest-point traversal; indices in selection order."""
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (rows x dims), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings must be finite (no NaN or inf)")
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    elif metric != "euclidean":
-        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    x = embedding_matrix(embeddings, metric, np.float32)
     n = x.shape[0]
     start = np.unique(np.asarray([] if initial is None else initial, dtype=np.int64))
     if start.size and (start.min() < 0 or start.max() >= n):
