@@ -35,6 +35,7 @@ CORPUS = [
     ALPACA.prompt_input, ALPACA.prompt_no_input, VICUNA.prompt_no_input,
     "Name a primary color. Blue is a primary color, and so are red and yellow.",
     "Add 2 and 3. The sum of two and three is five.",
+    '### Response:"Hi" she said. ### Response:"Yes" ### Response:"No"',  # learns the merge `:"`
 ]
 SAMPLES = [  # (instruction, input, output)
     ("Name a primary color.", "", "Blue is a primary color."),
@@ -42,6 +43,7 @@ SAMPLES = [  # (instruction, input, output)
     ("Write a haiku about the sea.", "", "Waves fold into foam,\nsalt wind carries gull voices,\nthe tide keeps its time."),
     ("Translate to French.", "good morning", "Bonjour, et bonne journée à vous aussi !"),
     ("Say yes.", "", "Yes"),
+    ("Quote a greeting.", "", '"Hi" she said.'),  # `:"` spans the prompt/response boundary
 ]
 
 
@@ -218,11 +220,11 @@ def test_cherry_ifd_is_ratio_of_mean_losses(model, tok, tok_bos, bos):
     got = ifd_scores(model, t, prompts, outputs, variant="cherry", batch_size=2)
     b = [1] if bos else []
     for p, o, s in zip(prompts, outputs, got, strict=True):
-        r = ids(t, o)
-        lc = ref_nll(model, b + ids(t, p) + r, len(b + ids(t, p)))
-        ld = ref_nll(model, b + ids(t, "### Response:") + r, len(b + ids(t, "### Response:")))
+        # as the original: whole text encoded, scored from len(encode(text before response))
+        lc = ref_nll(model, b + ids(t, p + o), len(b + ids(t, p)))
+        ld = ref_nll(model, b + ids(t, "### Response:" + o), len(b + ids(t, "### Response:")))
         loss_c, loss_d = lc[0] / lc[1], ld[0] / ld[1]
-        assert lc[1] == ld[1] == len(r) == s.n_conditioned == s.n_direct
+        assert (lc[1], ld[1]) == (s.n_conditioned, s.n_direct)
         assert abs(s.loss_conditioned - loss_c) < TOL and abs(s.loss_direct - loss_d) < TOL
         assert abs(s.ifd - loss_c / loss_d) < TOL
         assert abs(s.ppl_conditioned / math.exp(loss_c) - 1) < TOL
@@ -238,9 +240,9 @@ def test_superfiltering_ifd_is_ratio_of_perplexities(model, tok, tok_bos, bos):
     for p, o, s in zip(prompts, outputs, got, strict=True):
         r = ids(t, o)
         if not bos and len(r) == 1:  # nothing left to score in the direct text
-            assert s.ifd is None and "single token" in s.reason
+            assert s.ifd is None and "single-token" in s.reason
             continue
-        lc = ref_nll(model, b + ids(t, p) + r, len(b + ids(t, p)))
+        lc = ref_nll(model, b + ids(t, p + o), len(b + ids(t, p)))
         ld = ref_nll(model, b + r, 1)  # labels=input_ids: every token but the first
         assert s.n_direct == (len(r) if bos else len(r) - 1)
         ifd = math.exp(lc[0] / lc[1]) / math.exp(ld[0] / ld[1])
@@ -248,15 +250,25 @@ def test_superfiltering_ifd_is_ratio_of_perplexities(model, tok, tok_bos, bos):
         assert s.reason == (None if ifd < 1 else "ifd >= 1")
 
 
+def test_token_spanning_the_boundary_is_scored_as_the_original_does(model, tok):
+    p, o = ALPACA.render(SAMPLES[5][0]), SAMPLES[5][2]
+    whole, head = ids(tok, p + o), ids(tok, p)
+    assert whole[:len(head)] != head, "the test tokenizer should merge `:\"` across the boundary"
+    s = ifd_scores(model, tok, [p], [o], variant="cherry")[0]
+    lc = ref_nll(model, whole, len(head))  # scoring starts after len(encode(prompt)) tokens
+    assert s.n_conditioned == len(whole) - len(head) and abs(s.loss_conditioned - lc[0] / lc[1]) < TOL
+
+
 def test_truncation_rules(model, tok):
     p, o = ALPACA.render("Write a haiku about the sea."), SAMPLES[2][2]
     P, r = len(ids(tok, p)), ids(tok, o)
-    # cherry: conditioned text cut at max_length; direct keeps the same response tokens
-    s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + 7)[0]
-    lc = ref_nll(model, ids(tok, p) + r[:7], P)
-    ld = ref_nll(model, ids(tok, "### Response:") + r[:7], len(ids(tok, "### Response:")))
-    assert s.n_conditioned == s.n_direct == 7
-    assert abs(s.ifd - (lc[0] / 7) / (ld[0] / 7)) < TOL
+    # cherry: conditioned text cut at max_length, direct text at max_length - P - 2
+    s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + 12)[0]
+    whole, direct, D = ids(tok, p + o), ids(tok, "### Response:" + o), len(ids(tok, "### Response:"))
+    lc = ref_nll(model, whole[:P + 12], P)
+    ld = ref_nll(model, direct[:10], D)
+    assert (s.n_conditioned, s.n_direct) == (12, 10 - D) == (lc[1], ld[1])
+    assert abs(s.ifd - (lc[0] / lc[1]) / (ld[0] / ld[1])) < TOL
     # cherry skips prompts with max_length - prompt_tokens - 2 <= 4
     s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + 6)[0]
     assert s.ifd is None and s.reason.startswith("prompt too long")
@@ -303,3 +315,23 @@ def test_multi_turn_aggregation(model, tok):
 def test_importing_kernels_does_not_import_torch():
     code = "import sys, dslrun.operators.lm; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pack_by_length_bounds_padding_and_budget():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dslrun.operators.lm.losses import pack_by_length
+
+    @settings(max_examples=200, deadline=None)
+    @given(lengths=st.lists(st.integers(1, 600), max_size=60), budget=st.integers(64, 4096),
+           pad=st.floats(0.0, 0.5))
+    def check(lengths, budget, pad):
+        groups = pack_by_length(lengths, budget, pad)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        for g in groups:
+            longest, real = max(lengths[i] for i in g), sum(lengths[i] for i in g)
+            if len(g) > 1:  # a lone sequence may exceed the budget; it still runs
+                assert len(g) * longest <= budget and len(g) * longest - real <= pad * len(g) * longest + 1e-9
+
+    check()

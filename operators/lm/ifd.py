@@ -1,15 +1,17 @@
 """IFD (instruction-following difficulty) of (prompt, response) pairs, two published variants.
 
-Both score the same response tokens twice — after the prompt (*conditioned*) and without
-it (*direct*) — tokenised as :mod:`.losses` states.
+Both score the response twice — after the prompt (*conditioned*) and without it
+(*direct*). Texts are tokenised whole, as the original scripts do (see
+:func:`ifd_sequences`), so a token spanning the prompt/response boundary is handled
+the same way; the two counts of response tokens can then differ by one.
 
 ``cherry`` (Cherry LLM, ``cherry_seletion/data_analysis.py`` + ``data_by_IFD.py``):
   template Alpaca; direct text = ``direct_prefix + response`` (``'### Response:'`` for
   Alpaca, no space or newline); loss = mean response-token cross-entropy;
   **IFD = loss_conditioned / loss_direct** (a ratio of mean losses); max_length 512 for
-  the conditioned text; the direct text keeps exactly the response tokens the conditioned
-  text kept (the original approximates this with ``max_length - prompt_tokens - 2``);
-  a prompt with ``max_length - prompt_tokens - 2 <= 4`` is skipped, as in the original;
+  the conditioned text; the direct text cut to ``max_length - prompt_tokens - 2`` tokens
+  (the original's estimate of the same response tokens); a prompt with
+  ``max_length - prompt_tokens - 2 <= 4`` is skipped, as in the original;
   **IFD > 1 is invalid** (== 1 kept).
 
 ``superfiltering`` (Superfiltering, ``code_ifd/data_analysis.py`` + ``put_analysis_to_data.py``
@@ -93,47 +95,59 @@ def finish(variant: Variant, nll_c: float, n_c: int, nll_d: float, n_d: int) -> 
 
 def ifd_sequences(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], variant: Variant,
                   max_length: int, direct_prefix: str) -> list[tuple | str]:
-    """Per sample: ``(cond_ids, cond_start, direct_ids, direct_start)`` or a reason string."""
+    """Per sample: ``(cond_ids, cond_start, direct_ids, direct_start)`` or a reason string.
+
+    Tokenised as the original scripts do: each text is encoded whole (so a token may span
+    the prompt/response boundary, e.g. ``:"``), and scoring starts at the length of the
+    encoded text before the response (``len(encode(text[:text.rfind(response)]))``).
+    """
     bos = special_prefix(tokenizer)
-    head_d = with_prefix(bos, encode(tokenizer, [direct_prefix])[0] if direct_prefix else [])
+    heads = [with_prefix(bos, p) for p in encode(tokenizer, prompts)]
+    wholes = [with_prefix(bos, w) for w in encode(tokenizer, [p + r for p, r in zip(prompts, responses, strict=True)])]
+    if variant.name == "cherry":
+        d_start = len(with_prefix(bos, encode(tokenizer, [direct_prefix])[0] if direct_prefix else []))
+        directs = encode(tokenizer, [direct_prefix + r for r in responses])
+    else:
+        d_start = len(bos)
+        directs = encode(tokenizer, responses)
+    d_start = max(d_start, 1)
     out: list[tuple | str] = []
-    for text, p, r in zip(responses, encode(tokenizer, prompts), encode(tokenizer, responses),
-                          strict=True):
-        head = with_prefix(bos, p)
+    for text, head, whole, direct in zip(responses, heads, wholes, directs, strict=True):
+        direct = with_prefix(bos, direct)
         room = max_length - len(head)
-        if not text or not r:
+        if not text:
             out.append("empty response")
-        elif variant.name == "cherry" and room - 2 <= 4:
-            out.append(f"prompt too long: {len(head)} tokens leave no room in max_length "
-                       f"{max_length} (needs max_length - prompt_tokens - 2 > 4)")
-        elif room <= 0:
+            continue
+        if variant.name == "cherry":
+            if room - 2 <= 4:
+                out.append(f"prompt too long: {len(head)} tokens leave no room in max_length "
+                           f"{max_length} (needs max_length - prompt_tokens - 2 > 4)")
+                continue
+            direct = direct[:room - 2]  # the original's estimate of the same response tokens
+        else:
+            direct = direct[:room + 1]
+        cond = whole[:max_length]
+        if len(cond) <= len(head):
             out.append(f"response truncated away by max_length {max_length} "
                        f"(prompt has {len(head)} tokens)")
+        elif len(direct) <= d_start:
+            out.append("no response token left to score in the direct text (a single-token response "
+                       "with no BOS token or direct prefix, or truncated away)")
         else:
-            kept = r[:room]
-            if variant.name == "cherry":
-                direct, d_start = head_d + kept, len(head_d)
-            else:
-                direct, d_start = (bos + r)[:room + 1], len(bos)
-            d_start = max(d_start, 1)
-            if len(direct) <= d_start:
-                out.append("response has a single token and nothing to condition it on "
-                           "(no BOS token, no direct prefix)")
-            else:
-                out.append((head + kept, len(head), direct, d_start))
+            out.append((cond, len(head), direct, d_start))
     return out
 
 
 def ifd_scores(model: Any, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], *,
                variant: str = "cherry", max_length: int | None = None,
                direct_prefix: str | None = None, batch_size: int | None = None,
-               padding_side: Padding = "left") -> list[IFDScore]:
+               token_budget: int | None = None, padding_side: Padding = "left") -> list[IFDScore]:
     """IFD of each (rendered prompt, response) pair; see the module doc for the two variants.
 
     *direct_prefix* defaults to the variant's template prefix (``'### Response:'`` for
     cherry); pass the prefix of the template the prompts were rendered with. The
-    conditioned texts and the direct texts are scored in separate forward passes of at
-    most *batch_size* sequences each (None: all in one pass).
+    conditioned texts and the direct texts are scored in separate forward passes, packed
+    as :func:`.losses.score_in_batches` does (*batch_size* rows, or *token_budget* tokens).
     """
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
@@ -147,7 +161,8 @@ def ifd_scores(model: Any, tokenizer: Any, prompts: Sequence[str], responses: Se
     # Conditioned and direct texts differ a lot in length: separate passes pad less.
     cond, direct = (
         iter(score_in_batches(model, tokenizer, [t[k] for t in todo], [t[k + 1] for t in todo],
-                              batch_size=batch_size, padding_side=padding_side))
+                              batch_size=batch_size, token_budget=token_budget,
+                              padding_side=padding_side))
         for k in (0, 2))
     out = []
     for plan in plans:
