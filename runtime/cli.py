@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_SPEC
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpx2", "httpcore", "openai"):  # one line per HTTP request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from dslrun.runtime.pools import PoolError
 
     try:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from dslrun.dsl.compile import Plan
 from dslrun.operators.base import Resource, SampleOperator, TableOperator
+from dslrun.operators.llm.base import LlmOperator
+from dslrun.runtime.api_nodes import run_llm_op
 from dslrun.runtime.context import NodeStats, RunContext
 from dslrun.runtime.samples import run_sample_op
 from dslrun.runtime.table import Table
@@ -38,7 +40,9 @@ def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext) -> Tab
     assert op is not None
     ctx.stats.rows_in = sum(len(t) for t in inputs)
     start = time.perf_counter()
-    if isinstance(op, SampleOperator):
+    if isinstance(op, LlmOperator):
+        out = run_llm_op(op, inputs[0], ctx)
+    elif isinstance(op, SampleOperator):
         out = run_sample_op(op, inputs[0], ctx)
     elif isinstance(op, TableOperator):
         out = op.run(inputs, ctx)

@@ -48,7 +48,13 @@ def dry_run(plan: Plan, ctx: RunContext) -> list[PlanRow]:
             uniq, _ = unique_first(table.ids)
             row.samples = len(uniq)
             row.cached = ctx.cache.count(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else 0
-            row.cost = op.estimate(len(uniq) - row.cached)
+            estimate_rows = getattr(op, "estimate_rows", None)
+            if estimate_rows is not None and row.cached < len(uniq):
+                done = ctx.cache.get_many(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else {}
+                _, first = unique_first(table.ids)
+                row.cost = estimate_rows(table, [r for sid, r in zip(uniq, first) if sid not in done])
+            else:
+                row.cost = op.estimate(len(uniq) - row.cached)
             if known and (row.cached == len(uniq) or op.resource == Resource.CPU):
                 tables[name] = run_sample_op(op, table, nctx)
             else:
@@ -65,11 +71,13 @@ def dry_run(plan: Plan, ctx: RunContext) -> list[PlanRow]:
 
 
 def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
-    header = ("#", "step", "op", "kind", "rows", "cached", "to compute", "model passes", "API calls")
-    body = []
+    header: tuple[str, ...] = ("#", "step", "op", "kind", "rows", "cached", "to compute", "model passes",
+                               "API calls", "tokens in+out", "cost")
+    body: list[tuple[str, ...]] = []
     total = Cost()
     for i, r in enumerate(rows, 1):
         rows_txt = f"{r.rows}" if r.exact else f"≤{r.rows}"
+        tokens = money = "-"
         if r.samples is None:
             cached = todo = passes = calls = "-"
         else:
@@ -80,7 +88,12 @@ def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
                 setattr(total, k, getattr(total, k) + getattr(r.cost, k))
             if r.cost.money is not None:
                 total.money = (total.money or 0.0) + r.cost.money
-        body.append((str(i), r.name, r.op, r.resource, rows_txt, cached, todo, passes, calls))
+                money = f"${r.cost.money:.4f}"
+            if r.cost.input_tokens or r.cost.output_tokens:
+                tokens = f"{r.cost.input_tokens}+{r.cost.output_tokens}"
+        body.append((str(i), r.name, r.op, r.resource, rows_txt, cached, todo, passes, calls, tokens, money))
+    if all(b[-2:] == ("-", "-") for b in body):  # no API step: no token or money columns
+        header, body = header[:-2], [b[:-2] for b in body]
     widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
     lines = [f"plan: {plan.spec.file} ({len(rows)} steps; cache {cache_path})"]
     for row in [header, *body]:
@@ -89,7 +102,8 @@ def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
     summary = (f"to compute: {total.samples} samples, {total.forward_passes} model forward passes, "
                f"{total.api_calls} API calls")
     if total.input_tokens or total.output_tokens:
-        summary += f", {total.input_tokens} input + {total.output_tokens} output tokens"
+        summary += (f", {total.input_tokens} input + at most {total.output_tokens} output tokens"
+                    " (input counted by the model's tokenizer where one is at hand, else estimated)")
     if total.money is not None:
         summary += f", about ${total.money:.2f}"
     lines.append(summary)

@@ -19,16 +19,22 @@ from dslrun.runtime.lockfile import build_lock, write_lock
 from dslrun.runtime.pools import atomic_write
 
 
+def env_vars(op: Any) -> dict[str, str]:
+    """Parameter → name of the environment variable it needs (an operator may add defaults)."""
+    declared = getattr(op, "env_vars", None)
+    if declared is not None:
+        return declared()
+    params = type(op.params)
+    return {k: getattr(op.params, k) for k in params.model_fields if field_kind(params, k) == FieldKind.ENV}
+
+
 def check_credentials(plan: Plan) -> None:
     """API operators name the environment variable holding their key; it must be set to run."""
     errors = Collector()
     for node in plan.nodes.values():
         if node.op is None:
             continue
-        for key in type(node.op.params).model_fields:
-            if field_kind(type(node.op.params), key) != FieldKind.ENV:
-                continue
-            var = getattr(node.op.params, key)
+        for key, var in env_vars(node.op).items():
             if var and not os.environ.get(var):
                 span = node.step.arg_spans.get(key) or node.step.op_span or node.step.span
                 errors.add(span, f"`{node.name}` needs the environment variable {var} (its API key), which is not set",

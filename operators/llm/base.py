@@ -1,0 +1,154 @@
+"""``LlmOperator``: a per-sample operator whose values come from chat calls.
+
+The operator says which messages to send for a sample and how to read a reply; the
+runtime (``runtime/api_nodes.py``) sends them through the API pool, caches every reply
+the moment it arrives, and records a reason for every sample it could not score.
+Backend settings are shared by every LLM operator through ``LlmParams``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from dslrun.operators.base import Cost, EnvVar, Params, Resource, SampleOperator
+from dslrun.runtime.samples import NoCache
+
+if TYPE_CHECKING:
+    from dslrun.runtime.api import ApiResult, Reply
+    from dslrun.runtime.context import RunContext
+
+DEFAULT_MODEL = {"openai": "gpt-4o-mini", "local": "smollm2-135m"}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class LlmParams(Params):
+    backend: Literal["openai", "local"] = Field(
+        "openai", description="openai: any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama) by base_url; "
+                              "local: a transformers chat model in this process")
+    model: str | None = Field(None, description="model name on the server, or for local a model alias, folder, "
+                                                ".gguf file or hub id (default gpt-4o-mini / smollm2-135m)")
+    base_url: str | None = Field(None, description="server URL, e.g. http://localhost:8000/v1 (default OpenAI's)")
+    api_key_env: EnvVar | None = Field(None, description="name of the environment variable holding the API key "
+                                                          "(default OPENAI_API_KEY); never the key itself")
+    temperature: float | None = Field(None, ge=0, description="default: the template's (0 for the published judges)")
+    max_tokens: int | None = Field(None, ge=1, description="default: the template's")
+    seed: int | None = None
+    # How, not what: kept out of cache keys.
+    rpm: Annotated[float | None, NoCache()] = Field(None, gt=0, description="requests per minute for this endpoint")
+    tpm: Annotated[float | None, NoCache()] = Field(None, gt=0, description="tokens per minute for this endpoint")
+    concurrency: Annotated[int, NoCache()] = Field(16, ge=1, description="calls in flight at most")
+    timeout: Annotated[float, NoCache()] = Field(60.0, gt=0, description="seconds per attempt")
+    max_attempts: Annotated[int, NoCache()] = Field(6, ge=1, description="attempts per sample (retries + 1)")
+    max_calls: Annotated[int | None, NoCache()] = Field(None, ge=0, description="stop after this many calls")
+    max_cost: Annotated[float | None, NoCache()] = Field(None, ge=0, description="stop before spending more "
+                                                                                  "(needs price)")
+    price: Annotated[dict[str, float] | None, NoCache()] = Field(
+        None, description="{input: X, output: Y}, money per 1M tokens; prices `plan` and bounds max_cost")
+    device: Annotated[str, NoCache()] = Field("auto", description="local backend: auto, cpu or cuda")
+    dtype: Annotated[str, NoCache()] = Field("auto", description="local backend: auto (bf16 GPU, fp32 CPU)")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.fullmatch(v):
+            raise ValueError("must be the *name* of an environment variable (like OPENAI_API_KEY), "
+                             "not a key; put the key in the environment: export NAME=...")
+        return v
+
+    @field_validator("price")
+    @classmethod
+    def _price_keys(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None and set(v) != {"input", "output"}:
+            raise ValueError("price needs exactly the keys input and output (money per 1M tokens)")
+        return v
+
+
+class LlmOperator(SampleOperator):
+    """Per-sample values from one chat call each. Subclasses build the call and read the reply."""
+
+    Params = LlmParams
+
+    def __init__(self, params: LlmParams):
+        super().__init__(params)
+        # A local chat model shares the GPU/CPU with the other model nodes.
+        self.resource = Resource.MODEL if self.llm.backend == "local" else Resource.API
+
+    @property
+    def llm(self) -> LlmParams:
+        assert isinstance(self.params, LlmParams)
+        return self.params
+
+    @property
+    def model_name(self) -> str:
+        return self.llm.model or DEFAULT_MODEL[self.llm.backend]
+
+    def env_vars(self) -> dict[str, str]:
+        if self.llm.backend != "openai":
+            return {}
+        return {"api_key_env": self.llm.api_key_env or "OPENAI_API_KEY"}
+
+    def model_identity(self) -> str:
+        if self.llm.backend == "local":
+            from dslrun.runtime.model_pool import identity
+
+            return "local:" + identity(self.model_name, "causal-lm")
+        from dslrun.runtime.api.backends import DEFAULT_BASE_URL
+
+        return f"openai:{(self.llm.base_url or DEFAULT_BASE_URL).rstrip('/')}:{self.model_name}"
+
+    # ---------------------------------------------------------------- what subclasses define
+    reason_column: str = "reason"
+
+    def messages(self, sample: Mapping[str, Any]) -> list[dict[str, str]]:
+        raise NotImplementedError
+
+    def request_options(self) -> dict[str, Any]:
+        """temperature / max_tokens / seed / logprobs for every call of this node."""
+        raise NotImplementedError
+
+    def parse(self, reply: Reply) -> dict[str, Any]:
+        """Column values from a reply; raise (ParseError) when it does not hold them."""
+        raise NotImplementedError
+
+    def unparsed(self, reply_text: str, error: str) -> dict[str, Any]:
+        """Column values for a paid reply that did not parse (kept in the cache)."""
+        raise NotImplementedError
+
+    def failed(self, reason: str) -> dict[str, Any]:
+        """Column values for a sample with no usable reply (not cached: a re-run retries it)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- runtime glue
+    def row(self, result: ApiResult) -> tuple[dict[str, Any], bool]:
+        """(column values, cache them?) for one pool result."""
+        if result.ok:
+            return {**result.value, "raw": result.text}, True
+        if result.reason == "parse" and result.text is not None:
+            return {**self.unparsed(result.text, result.error or "unparsable"), "raw": result.text}, True
+        return self.failed(result.describe()), False
+
+    def estimate(self, n_samples: int) -> Cost:
+        return Cost(samples=n_samples, api_calls=n_samples if self.resource == Resource.API else 0,
+                    forward_passes=n_samples if self.resource == Resource.MODEL else 0)
+
+    def estimate_rows(self, table: Any, rows: list[int]) -> Cost:
+        """Calls, input tokens (counted) and output tokens (``max_tokens`` bound) for *rows*."""
+        from dslrun.operators.llm.tokens import token_counter
+
+        count = token_counter(self)
+        cols = {c: table.column(c) for c in ("instruction", "input", "output")}
+        n_in = sum(count(self.messages({c: v[r] for c, v in cols.items()})) for r in rows)
+        n_out = len(rows) * int(self.request_options().get("max_tokens") or 512)
+        price = self.llm.price
+        money = None
+        if price and self.resource == Resource.API:
+            money = (n_in * price["input"] + n_out * price["output"]) / 1e6
+        cost = self.estimate(len(rows))
+        return cost.model_copy(update={"input_tokens": n_in, "output_tokens": n_out, "money": money})
+
+    def compute(self, batch: Any, ctx: RunContext) -> list[Mapping[str, Any]]:
+        raise TypeError(f"{self.name} runs through the API pool (runtime.api_nodes), not compute()")

@@ -1,0 +1,84 @@
+"""Running an LLM operator: chat calls through the API pool, every reply cached as it lands.
+
+Cached samples cost nothing. The rest become one request each; the pool sends them
+concurrently within the endpoint's rate limits, retries what is worth retrying and
+stops at the node's budget. Each outcome is written to the score cache the moment it
+is known (in its own transaction), so a run killed halfway resumes without paying
+for an answered sample again. Paid replies are cached even when they do not parse
+(with their failure reason); samples with no reply (retries ran out, budget) get a
+reason in the table and the run summary and are asked again on the next run.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from dslrun.operators.llm.base import LlmOperator
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
+from dslrun.runtime.table import Table
+
+
+def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
+    p = op.llm
+    if p.backend == "local":
+        from dslrun.runtime.api.local import LocalChatBackend
+
+        model, tokenizer = ctx.models.causal_lm(op.model_name, device=p.device, dtype=p.dtype)
+        return LocalChatBackend(model, tokenizer, name=op.model_name)
+    from dslrun.runtime.api import OpenAIBackend
+
+    return OpenAIBackend(op.model_name, base_url=p.base_url, api_key_env=op.env_vars()["api_key_env"],
+                         timeout=p.timeout)
+
+
+def make_pool(op: LlmOperator, backend: Any) -> Any:
+    from dslrun.runtime.api import ApiPool, Price, RetryPolicy
+
+    p = op.llm
+    price = Price(p.price["input"], p.price["output"]) if p.price else None
+    return ApiPool.for_backend(backend, rpm=p.rpm, tpm=p.tpm, max_concurrency=p.concurrency,
+                               retry=RetryPolicy(max_attempts=p.max_attempts), max_calls=p.max_calls,
+                               max_cost=p.max_cost, price=price, attempt_timeout=p.timeout)
+
+
+def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext) -> Table:
+    from dslrun.runtime.api import ApiRequest
+
+    ids = table.ids
+    uniq, first_rows = unique_first(ids)
+    fp = node_fingerprint(op)
+    results: dict[str, Any] = {}
+    if ctx.cache is not None:
+        ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
+        results = ctx.cache.get_many(fp, uniq)
+    missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
+    ctx.stats.cache_hits, ctx.stats.cache_misses = len(uniq) - len(missing), len(missing)
+    if missing:
+        columns = ("instruction", "input", "output")
+        cols = {c: table.column(c) for c in columns}
+        opts = op.request_options()
+        requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
+        task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
+        lock = threading.Lock()
+
+        def on_result(result: Any) -> None:
+            values, keep = op.row(result)
+            if keep and ctx.cache is not None:
+                ctx.cache.put_many(fp, [(result.key, values)])
+            with lock:
+                results[result.key] = values
+                if keep:
+                    ctx.stats.computed += 1
+                else:
+                    ctx.stats.failed += 1
+            if task is not None:
+                task.advance(1)
+
+        backend = make_backend(op, ctx)
+        summary = make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+        if task is not None:
+            task.done()
+        ctx.stats.notes.append(f"api: {summary}")
+    return table.with_columns(assemble(op, ids, results, table))

@@ -1,0 +1,320 @@
+"""``judge-score``: published prompts byte for byte, parsers, and whole runs against the test server."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dslrun.operators.llm.prompts import (
+    JUDGES,
+    ParseError,
+    expected_digit,
+    first_line_float,
+    json_field,
+    regex_float,
+)
+from dslrun.runtime.pools import read_pool
+from testkit.cli import REPO, dslrun, write_pool
+from testkit.openai_server import OpenAITestServer
+
+pytest.importorskip("openai")
+
+KEY_ENV, SECRET = "DSLRUN_JUDGE_TEST_KEY", "sk-judge-test-5b1e0c7d9a3f42e8b6d1"
+SAMPLE = {"instruction": "Give three tips for staying healthy.", "input": "",
+          "output": "1. Eat well.\n2. Sleep.\n3. Move."}
+
+
+# ----------------------------------------------------------------------------- prompts
+def test_alpagasus_messages_are_the_originals_byte_for_byte():
+    msgs = JUDGES["alpagasus"].messages(SAMPLE)
+    assert msgs[0] == {"role": "system", "content": (
+        "We would like to request your feedback on the performance of AI assistant in response to the "
+        "instruction and the given input displayed following.")}
+    assert msgs[1]["role"] == "user"
+    assert msgs[1]["content"] == (
+        "###Instruction:\nGive three tips for staying healthy.\n\n### Input:\n\n\n### Response:\n"
+        "1. Eat well.\n2. Sleep.\n3. Move.\n\n"
+        "Please rate according to the accuracy of the response to the instruction and the input. Each "
+        "assistant receives a score on a scale of 0 to 5, where a higher score indicates higher level of the "
+        "accuracy. Please first output a single line containing value indicating the scores. In the subsequent "
+        "line, please provide a comprehensive explanation of your evaluation, avoiding any potential bias. \n\n")
+    helpful = JUDGES["alpagasus-helpfulness"].messages(SAMPLE)[1]["content"]
+    assert "according to the helpfulness" in helpful and "receives an score" in helpful  # the original's typo
+    j = JUDGES["alpagasus"]
+    assert (j.temperature, j.max_tokens, j.on_failure) == (0.0, 256, -1.0)
+
+
+def test_deita_prompts_are_the_originals_byte_for_byte():
+    s = {**SAMPLE, "input": "ignored"}
+    assert JUDGES["deita-complexity"].messages(s) == [{"role": "user", "content": (
+        "You are a helpful assistant. Please identify the complexity score of the following user query. \n"
+        "##Query: Give three tips for staying healthy.  \n##Complexity: ")}]
+    assert JUDGES["deita-quality"].messages(s) == [{"role": "user", "content": (
+        "You are a helpful assistant. Please identify the quality score of the Response corresponding to the "
+        "Question. \n #Question#:\nGive three tips for staying healthy.\n#Response#:\n1. Eat well.\n2. Sleep.\n"
+        "3. Move. \n##Quality: ")}]
+
+
+def test_braces_in_a_sample_are_not_expanded():
+    msgs = JUDGES["alpagasus"].messages({"instruction": "print {output} and {}", "input": "{input}", "output": "x"})
+    assert "###Instruction:\nprint {output} and {}\n\n### Input:\n{input}\n\n### Response:\nx" in msgs[1]["content"]
+
+
+# ----------------------------------------------------------------------------- parsers
+@pytest.mark.parametrize("text,score", [
+    ("4.5\nThe response is accurate.", 4.5), ("5", 5.0), (" 3 \nok", 3.0), ("0\n", 0.0), ("1e0\n", 1.0),
+])
+def test_first_line_float(text, score):
+    assert first_line_float(text) == score
+
+
+@pytest.mark.parametrize("text", ["Score: 4.5\n", "", "\n4.5", "4.5/5", "four"])
+def test_first_line_float_rejects_what_the_original_rejects(text):
+    with pytest.raises(ParseError):
+        first_line_float(text)
+
+
+def test_expected_digit_is_the_softmax_expectation_over_1_to_6():
+    lps = {"1": -4.0, "2": -3.0, "3": -2.0, "4": -0.5, "5": -1.5, "6": -5.0, "x": -0.1}
+    w = [math.exp(lps[str(d)]) for d in range(1, 7)]
+    want = sum(d * x for d, x in zip(range(1, 7), w)) / sum(w)
+    got, how = expected_digit(lps, "4")
+    assert how == "logprobs" and abs(got - want) < 1e-12
+    # digits missing from the top list are left out; " 2" counts as "2"
+    assert expected_digit({" 2": -1.0, "4": -1.0, "hello": 0.0}, "")[0] == pytest.approx(3.0)
+    assert expected_digit(None, "Complexity: 5") == (5.0, "text")
+    assert expected_digit({"a": -0.1}, "score 3") == (3.0, "text")
+    with pytest.raises(ParseError):
+        expected_digit({"a": -0.1}, "none here: 0 7 9")
+
+
+def test_regex_and_json_parsers():
+    assert regex_float("Rating: 7/10", r"Rating:\s*([0-9.]+)") == 7.0
+    with pytest.raises(ParseError):
+        regex_float("no rating", r"Rating:\s*([0-9.]+)")
+    assert json_field('Sure!\n```json\n{"score": 4, "why": "ok"}\n```', "score") == 4
+    assert json_field('[1, 2] then {"other": 1} {"score": "3.5"}', "score") == "3.5"
+    with pytest.raises(ParseError):
+        json_field('{"score": 4', "score")
+
+
+# ----------------------------------------------------------------------------- whole runs
+SPEC = """\
+param base_url = "http://127.0.0.1:1/v1"
+param threshold = 4.5
+param concurrency = 8
+pool = load(path: "pool.json")
+rated = judge-score(pool, template: alpagasus, model: test-model, base_url: $base_url,
+                    api_key_env: {key}, timeout: 1.5, max_attempts: 8, concurrency: $concurrency)
+kept = filter(rated, where: score >= $threshold)
+save(kept)
+"""
+
+
+def project(tmp_path: Path, n: int) -> Path:
+    records = [{"instruction": f"Explain idea number {i}.", "input": "" if i % 2 else f"ctx {i}",
+                "output": f"Idea {i} is explained here."} for i in range(n)]
+    write_pool(tmp_path / "pool.json", records)
+    (tmp_path / "spec.sel").write_text(SPEC.replace("{key}", KEY_ENV))
+    return tmp_path
+
+
+def run(tmp_path: Path, srv: OpenAITestServer, *extra: str, check: bool = True):
+    return dslrun("run", "spec.sel", "--set", f"base_url={srv.base_url}", "-q", *extra, cwd=tmp_path,
+                  env={KEY_ENV: SECRET}, check=check)
+
+
+def scores(tmp_path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(tmp_path / "out" / "spec" / "selected.scores.parquet").to_pylist()
+
+
+def test_faults_of_every_kind_end_scored_or_failed_with_a_reason(tmp_path):
+    project(tmp_path, 40)
+    with OpenAITestServer(fault_rate=0.2, seed=3, retry_after="0.05", hang_s=30) as srv:
+        proc = run(tmp_path, srv, "--set", "threshold=-100")  # keep every row to inspect it
+        assert srv.stats().outcomes.keys() - {"ok"}, "the server should have injected faults"
+    rows = scores(tmp_path)
+    assert len(rows) == 40
+    ok = [r for r in rows if r["score_reason"] is None]
+    unparsable = [r for r in rows if (r["score_reason"] or "").startswith("unparsable")]
+    failed = [r for r in rows if r["score_reason"] and r not in unparsable]
+    assert len(ok) + len(unparsable) + len(failed) == 40
+    assert all(1.0 <= r["score"] <= 5.0 for r in ok)
+    assert all(r["score"] == -1.0 for r in unparsable)  # AlpaGasus' value for an unparsable reply
+    assert all(r["score"] is None for r in failed)
+    assert "api: 40 requests" in proc.stdout
+
+
+def test_rerun_with_another_threshold_sends_no_request(tmp_path):
+    project(tmp_path, 25)
+    with OpenAITestServer(seed=1) as srv:
+        run(tmp_path, srv)
+        first = srv.total
+        kept_45 = len(scores(tmp_path))
+        proc = run(tmp_path, srv, "--set", "threshold=4.0")
+        assert srv.total == first == 25
+        assert len(scores(tmp_path)) >= kept_45
+        assert "25" in proc.stdout  # cache hits reported
+
+
+def cached_samples(cache: Path) -> set[str]:
+    db = sqlite3.connect(cache / "scores.sqlite")
+    try:
+        return {s for (s,) in db.execute(
+            "SELECT s.sample FROM scores s JOIN nodes n ON s.node = n.node WHERE n.op = 'judge-score'")}
+    finally:
+        db.close()
+
+
+def test_sigkill_mid_run_then_resume_pays_for_no_answered_sample(tmp_path):
+    project(tmp_path, 30)
+    pool = read_pool(tmp_path / "pool.json").table
+    msgs = {sid: JUDGES["alpagasus"].messages({c: pool.column(c)[i] for c in ("instruction", "input", "output")})
+            for i, sid in enumerate(pool.ids)}
+    with OpenAITestServer(latency=0.25, seed=2) as srv:
+        cmd = [sys.executable, "-m", "dslrun.runtime.cli", "run", "spec.sel", "-q", "--set",
+               f"base_url={srv.base_url}", "--set", "concurrency=2"]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, KEY_ENV: SECRET},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while srv.total < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        answered = cached_samples(tmp_path / ".dslrun")
+        assert 5 <= len(answered) < 30
+        before = {sid: srv.count(m) for sid, m in msgs.items()}
+        run(tmp_path, srv, "--set", "threshold=-100")
+        after = {sid: srv.count(m) for sid, m in msgs.items()}
+    assert all(after[sid] == before[sid] == 1 for sid in answered)
+    assert all(after[sid] == before[sid] + 1 for sid in msgs if sid not in answered)
+    assert len(scores(tmp_path)) == 30
+
+
+def test_the_api_key_never_reaches_cache_logs_lock_or_outputs(tmp_path):
+    project(tmp_path, 12)
+    # Auth failures echo what the server saw; the key must still not be written anywhere.
+    with OpenAITestServer(seed=4, fault_rate=0.3, retry_after="0.05", hang_s=30) as srv:
+        proc = run(tmp_path, srv, "--set", "threshold=-100")
+    text = proc.stdout + proc.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            text += path.read_bytes().decode("utf-8", errors="replace")
+    assert "sk-judge-test" not in text and SECRET not in text
+    assert "api: 12 requests" in proc.stdout  # the scan did cover a run that talked to the server
+
+
+def test_a_literal_key_in_a_spec_is_an_error(tmp_path):
+    project(tmp_path, 2)
+    spec = (tmp_path / "spec.sel").read_text().replace(f"api_key_env: {KEY_ENV}", 'api_key_env: "sk-live-0123"')
+    (tmp_path / "spec.sel").write_text(spec)
+    proc = dslrun("check", "spec.sel", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "spec.sel:6:" in proc.stderr and "*name* of an environment variable" in proc.stderr
+
+
+def test_a_missing_key_variable_is_reported_before_any_call(tmp_path):
+    project(tmp_path, 2)
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    proc = subprocess.run([sys.executable, "-m", "dslrun.runtime.cli", "run", "spec.sel", "-q"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and f"needs the environment variable {KEY_ENV}" in proc.stderr
+
+
+def test_shipped_alpagasus_spec_runs_against_the_server(tmp_path):
+    with OpenAITestServer(seed=5) as srv:
+        proc = dslrun("run", str(REPO / "specs" / "alpagasus.sel"), "--set", "limit=15", "--set",
+                      f"base_url={srv.base_url}", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}",
+                      "-q", "--out", "out", cwd=tmp_path, env={KEY_ENV: SECRET}, check=True)
+        assert srv.total == 15
+    kept = json.loads((tmp_path / "out" / "selected.json").read_text())
+    rows = scores_at(tmp_path / "out")
+    assert len(kept) == len(rows) == sum(1 for r in rows if r["score"] >= 4.5)
+    assert "kept" in proc.stdout
+
+
+def scores_at(out: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "selected.scores.parquet").to_pylist()
+
+
+# ----------------------------------------------------------------------------- local backend
+def test_local_backend_scores_deita_from_first_position_logits(tmp_path):
+    torch = pytest.importorskip("torch")
+    from testkit.tiny_lm import save_tiny_lm
+
+    folder = save_tiny_lm(tmp_path / "lm")
+    records = [{"instruction": f"Write a short story about robot {i}.", "input": "", "output": "Blue."}
+               for i in range(3)]
+    write_pool(tmp_path / "pool.json", records)
+    (tmp_path / "spec.sel").write_text(
+        f'pool = load(path: "pool.json")\n'
+        f'c = judge-score(pool, template: deita-complexity, backend: local, model: "{folder}")\n'
+        f'q = judge-score(c, template: alpagasus, backend: local, model: "{folder}", max_tokens: 8, column: acc)\n'
+        f'save(q)\n')
+    dslrun("run", "spec.sel", "-q", cwd=tmp_path, check=True)
+    rows = scores(tmp_path)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    for rec, row in zip(records, rows, strict=True):
+        prompt = JUDGES["deita-complexity"].messages(rec)[0]["content"]  # raw text, as DEITA sends it
+        with torch.no_grad():
+            logits = model(**tok(prompt, return_tensors="pt")).logits[0, -1]
+        digit_logits = torch.tensor([logits[tok.convert_tokens_to_ids(str(d))] for d in range(1, 7)])
+        want = float((digit_logits.softmax(-1) * torch.arange(1, 7)).sum())
+        assert row["score"] == pytest.approx(want, abs=1e-5) and row["score_reason"] is None
+        # a random tiny model does not write a number: AlpaGasus' -1, with the reason kept
+        assert row["acc"] == -1.0 and row["acc_reason"].startswith("unparsable reply")
+    again = dslrun("run", "spec.sel", "-q", cwd=tmp_path, check=True)
+    assert "api:" not in again.stdout  # everything came from the cache
+
+
+def test_deita_scores_from_server_top_logprobs(tmp_path):
+    records = [{"instruction": f"Task {i}", "input": "", "output": "ok"} for i in range(4)]
+    write_pool(tmp_path / "pool.json", records)
+    (tmp_path / "spec.sel").write_text(
+        'param base_url = "x"\npool = load(path: "pool.json")\n'
+        f'c = judge-score(pool, template: deita-complexity, model: test-model, base_url: $base_url, '
+        f'api_key_env: {KEY_ENV})\nsave(c)\n')
+    seen: list[dict] = []
+
+    def top(request: dict, first_token: str) -> dict[str, float]:
+        seen.append(request)
+        return {"3": -0.2, "4": -1.8, "x": -3.0}
+
+    with OpenAITestServer(reply=lambda req: "3", top_logprobs=top) as srv:
+        run(tmp_path, srv)
+    want = (3 * math.exp(-0.2) + 4 * math.exp(-1.8)) / (math.exp(-0.2) + math.exp(-1.8))
+    assert [r["score"] for r in scores(tmp_path)] == pytest.approx([want] * 4)
+    assert all(r["logprobs"] and r["top_logprobs"] == 20 and r["max_tokens"] == 2 for r in seen)
+
+
+def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):
+    project(tmp_path, 10)
+    spec = (tmp_path / "spec.sel").read_text().replace("concurrency: $concurrency)",
+                                                       "concurrency: $concurrency, price: {input: 1.0, output: 2.0})")
+    (tmp_path / "spec.sel").write_text(spec)
+    with OpenAITestServer() as srv:
+        proc = dslrun("plan", "spec.sel", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True)
+        assert srv.total == 0
+    row = next(line for line in proc.stdout.splitlines() if "judge-score" in line).split()
+    n_in, n_out = map(int, row[-2].split("+"))
+    assert row[-3] == "10" and n_out == 10 * 256  # calls; output bounded by max_tokens
+    prompts = [JUDGES["alpagasus"].messages(r) for r in json.loads((tmp_path / "pool.json").read_text())]
+    chars = sum(len(m["content"]) for msgs in prompts for m in msgs)
+    assert chars // 5 < n_in < chars // 3
+    assert row[-1] == f"${(n_in * 1.0 + n_out * 2.0) / 1e6:.4f}"
