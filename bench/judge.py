@@ -1,18 +1,21 @@
-"""Benchmark: LLM-judge calls through ApiPool vs a plain sequential loop.
+"""Benchmark: the ``judge-score`` operator vs a plain sequential loop of the same calls.
 
-Against the OpenAI-compatible test server (tests/testkit) with a fixed latency
-per call, using the real ``openai`` client:
+Against the OpenAI-compatible test server (tests/testkit) with a fixed latency per
+call, using the real ``openai`` client, on the first ``--n`` samples of the shipped
+Alpaca slice with the AlpaGasus prompt:
 
-1. sequential: one ``await client.chat.completions.create`` at a time (the first
-   ``--seq-sample`` requests are timed and the rate extrapolated to ``--n``);
-2. ApiPool with ``--concurrency`` calls in flight;
-3. rate-limited: the server enforces ``--rpm`` itself (a 1-second bucket) and the
-   pool paces at the same ``--rpm``; the achieved request rate is measured from the
-   server's arrival times, and the 429s it sent are counted.
+1. sequential: one ``await client.chat.completions.create`` at a time, reply parsed as
+   AlpaGasus does (the first ``--seq-sample`` requests are timed and the rate
+   extrapolated to ``--n``);
+2. the ``judge-score`` node run by the runtime (API pool, score cache in a temporary
+   folder, a reply committed per sample) with ``--concurrency`` calls in flight;
+3. rate-limited: the server enforces ``--rpm`` itself (a 1-second bucket) and the node
+   runs with ``rpm: --rpm``; the achieved request rate is measured from the server's
+   arrival times, and the 429s it sent are counted.
 
 The last line is ``judge_speedup=<x> rpm_error=<relative error>``.
 
-    python bench/judge.py            # ~55 s: most of it is phase 3 (500 requests at 600 rpm)
+    python bench/judge.py            # ~60 s: most of it is phase 3 (500 requests at 600 rpm)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,47 +32,57 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import openai  # noqa: E402
 
-from dslrun.runtime.api import ApiPool, ApiRequest, OpenAIBackend, RateLimiter, Reply  # noqa: E402
+from dslrun.operators.judge_score import JudgeScore  # noqa: E402
+from dslrun.operators.llm.prompts import first_line_float  # noqa: E402
+from dslrun.runtime.api_nodes import run_llm_op  # noqa: E402
+from dslrun.runtime.cache import ScoreCache  # noqa: E402
+from dslrun.runtime.context import NodeStats, RunContext  # noqa: E402
+from dslrun.runtime.pools import read_pool  # noqa: E402
+from dslrun.runtime.table import Table  # noqa: E402
 from testkit.openai_server import OpenAITestServer  # noqa: E402
 
 KEY_ENV = "DSLRUN_BENCH_API_KEY"
-TEMPLATE = ("Rate the response to the instruction on a scale of 1 to 5.\n\n"
-            "Instruction: {instruction}\n\nResponse: {response}\n\nScore:")
+POOL = Path(__file__).resolve().parents[1] / "specs" / "data" / "alpaca_random_1k.json"
 
 
-def make_requests(n: int, tag: str) -> list[ApiRequest]:
-    return [ApiRequest(f"{tag}-{i}", [
-        {"role": "system", "content": "You are a careful grader of instruction data."},
-        {"role": "user", "content": TEMPLATE.format(instruction=f"Task {i} ({tag})",
-                                                    response=f"An answer to task {i}.")},
-    ], {"temperature": 0.0, "max_tokens": 16}) for i in range(n)]
+def pool_slice(n: int, tag: str) -> Table:
+    """*n* samples; *tag* makes every phase's prompts (and cache keys) distinct."""
+    table = read_pool(POOL, limit=n).table
+    return table.with_columns({"instruction": [f"{x} ({tag})" for x in table.column("instruction")]})
 
 
-def parse_score(reply: Reply) -> float:
-    return float(reply.text.split()[0])
+def node(srv: OpenAITestServer, **kw) -> JudgeScore:
+    return JudgeScore(JudgeScore.Params(template="alpagasus", model="test-model", base_url=srv.base_url,
+                                        api_key_env=KEY_ENV, timeout=30, **kw))
 
 
-async def sequential(srv: OpenAITestServer, reqs: list[ApiRequest]) -> float:
+async def sequential(srv: OpenAITestServer, table: Table) -> float:
+    op = node(srv)
+    opts = op.request_options()
     async with openai.AsyncOpenAI(base_url=srv.base_url, api_key=os.environ[KEY_ENV],
                                   max_retries=0) as client:
         t0 = time.perf_counter()
-        for req in reqs:
-            r = await client.chat.completions.create(model="test-model", messages=req.messages,
-                                                     **req.opts)
-            parse_score(Reply(text=r.choices[0].message.content or ""))
+        for i in range(len(table)):
+            sample = {c: table.column(c)[i] for c in ("instruction", "input", "output")}
+            r = await client.chat.completions.create(model="test-model", messages=op.messages(sample), **opts)
+            first_line_float(r.choices[0].message.content or "")
         return time.perf_counter() - t0
 
 
-def pooled(srv: OpenAITestServer, reqs: list[ApiRequest], pool: ApiPool):
-    be = OpenAIBackend("test-model", base_url=srv.base_url, api_key_env=KEY_ENV, timeout=30)
-    results: list = []
-    t0 = time.perf_counter()
-    summary = pool.run_sync(reqs, be, results.append, parse=parse_score)
-    return time.perf_counter() - t0, summary
+def judged(op: JudgeScore, table: Table) -> tuple[float, NodeStats]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = ScoreCache(Path(tmp) / "scores.sqlite")
+        ctx = RunContext(Path(tmp), Path(tmp), cache, node="rated")
+        t0 = time.perf_counter()
+        out = run_llm_op(op, table, ctx)
+        took = time.perf_counter() - t0
+        cache.close()
+    assert len(out) == len(table)
+    return took, ctx.stats
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="ApiPool throughput and rate-limit pacing")
+    ap = argparse.ArgumentParser(description="judge-score throughput and rate-limit pacing")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 128, 256])
@@ -81,8 +95,8 @@ def main() -> None:
           f"latency {args.latency * 1000:.0f} ms; client, server and pool share one process")
 
     with OpenAITestServer(latency=args.latency) as srv:
-        asyncio.run(sequential(srv, make_requests(3, "warm")))
-        seq_s = asyncio.run(sequential(srv, make_requests(args.seq_sample, "seq")))
+        asyncio.run(sequential(srv, pool_slice(3, "warm")))
+        seq_s = asyncio.run(sequential(srv, pool_slice(args.seq_sample, "seq")))
         seq_rate = args.seq_sample / seq_s
         print(f"sequential: {args.seq_sample} requests in {seq_s:.2f}s -> {seq_rate:.2f} req/s "
               f"(timed on the first {args.seq_sample}, extrapolated: {n} would take "
@@ -90,24 +104,23 @@ def main() -> None:
         best = 0.0
         for c in args.concurrency:
             srv.reset()
-            took, summary = pooled(srv, make_requests(n, f"pool{c}"), ApiPool(max_concurrency=c))
+            took, stats = judged(node(srv, concurrency=c), pool_slice(n, f"pool{c}"))
             rate = n / took
             best = max(best, rate)
-            print(f"ApiPool concurrency={c}: {n} requests in {took:.2f}s -> {rate:.1f} req/s "
-                  f"({summary.ok} ok, server max in flight {srv.stats().max_in_flight}); "
+            print(f"judge-score concurrency={c}: {n} samples in {took:.2f}s -> {rate:.1f} samples/s "
+                  f"({stats.computed} scored and cached, server max in flight {srv.stats().max_in_flight}); "
                   f"speedup {rate / seq_rate:.1f}x")
     speedup = best / seq_rate
 
     with OpenAITestServer(latency=args.latency, rpm=args.rpm) as srv:
-        pool = ApiPool(max_concurrency=max(args.concurrency), limiter=RateLimiter(rpm=args.rpm))
-        took, summary = pooled(srv, make_requests(n, "rpm"), pool)
+        took, nstats = judged(node(srv, concurrency=max(args.concurrency), rpm=args.rpm), pool_slice(n, "rpm"))
         stats = srv.stats()
         arr = stats.arrivals
         rate_rpm = (len(arr) - 1) / (arr[-1] - arr[0]) * 60
         err = abs(rate_rpm - args.rpm) / args.rpm
         print(f"rate-limited (pool rpm={args.rpm:g}, server enforcing {args.rpm:g} rpm): {n} requests "
               f"in {took:.1f}s; achieved {rate_rpm:.1f} rpm at the server (error {err:.2%}); "
-              f"server sent {stats.sent_429} x 429; {summary.ok} ok, {summary.retries} retries")
+              f"server sent {stats.sent_429} x 429; {nstats.notes[-1]}")
     print(f"judge_speedup={speedup:.1f} rpm_error={err:.4f}")
 
 
