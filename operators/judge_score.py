@@ -42,6 +42,11 @@ class JudgeParams(LlmParams):
     key: str | None = Field(None, description="json parser: the field holding the score")
     column: str = Field("score", description="name of the score column")
     logprobs: bool | None = Field(None, description="ask for top logprobs (default: on for expected-digit)")
+    top_logprobs: int = Field(20, ge=1, le=1000, description="how many first-token logprobs to ask for "
+                                                             "(OpenAI allows 20; vLLM up to its --max-logprobs)")
+    raw_prompt: bool | None = Field(None, description="local backend: send the prompt without the chat template "
+                                                      "(default: as the method does; DEITA yes). Servers always "
+                                                      "get chat messages")
 
     @model_validator(mode="after")
     def _custom_needs_a_file(self) -> JudgeParams:
@@ -106,10 +111,10 @@ class JudgeScore(LlmOperator):
         if p.seed is not None:
             opts["seed"] = p.seed
         if p.logprobs if p.logprobs is not None else j.parser == "expected-digit":
-            opts.update(logprobs=True, top_logprobs=20)
+            opts.update(logprobs=True, top_logprobs=p.top_logprobs)
             if p.backend == "local":
                 opts["logprob_tokens"] = list(DIGITS)
-        if j.raw and p.backend == "local":
+        if (j.raw if p.raw_prompt is None else p.raw_prompt) and p.backend == "local":
             opts["raw"] = True
         return opts
 

@@ -37,6 +37,11 @@ def make_pool(op: LlmOperator, backend: Any) -> Any:
     from dslrun.runtime.api import ApiPool, Price, RetryPolicy
 
     p = op.llm
+    if p.backend == "local":
+        # Generation is serialised in the backend: a per-attempt timeout would count the
+        # queue, and nothing is paid for.
+        return ApiPool(max_concurrency=p.concurrency, retry=RetryPolicy(max_attempts=p.max_attempts),
+                       max_calls=p.max_calls)
     price = Price(p.price["input"], p.price["output"]) if p.price else None
     return ApiPool.for_backend(backend, rpm=p.rpm, tpm=p.tpm, max_concurrency=p.concurrency,
                                retry=RetryPolicy(max_attempts=p.max_attempts), max_calls=p.max_calls,

@@ -126,7 +126,8 @@ class LlmOperator(SampleOperator):
     def row(self, result: ApiResult) -> tuple[dict[str, Any], bool]:
         """(column values, cache them?) for one pool result."""
         if result.ok:
-            return {**result.value, "raw": result.text}, True
+            extra = {"top_logprobs": result.reply.top_logprobs} if result.reply and result.reply.top_logprobs else {}
+            return {**result.value, "raw": result.text, **extra}, True
         if result.reason == "parse" and result.text is not None:
             return {**self.unparsed(result.text, result.error or "unparsable"), "raw": result.text}, True
         return self.failed(result.describe()), False
