@@ -318,3 +318,22 @@ def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):
     chars = sum(len(m["content"]) for msgs in prompts for m in msgs)
     assert chars // 5 < n_in < chars // 3
     assert row[-1] == f"${(n_in * 1.0 + n_out * 2.0) / 1e6:.4f}"
+
+
+def test_api_calls_overlap_with_model_work(tmp_path):
+    project(tmp_path, 6)
+    (tmp_path / "spec.sel").write_text(
+        'param base_url = "x"\npool = load(path: "pool.json")\n'
+        'm = slow-model(pool, seconds: 3)\n'
+        f'j = judge-score(pool, template: alpagasus, model: test-model, base_url: $base_url, api_key_env: {KEY_ENV},'
+        ' concurrency: 1)\nsave(m)\nsave(j, path: "judged.json")\n')
+    log = tmp_path / "model.log"
+    with OpenAITestServer(latency=0.2) as srv:
+        dslrun("run", "spec.sel", "-q", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True,
+               env={KEY_ENV: SECRET, "SLOW_MODEL_LOG": str(log), "DSLRUN_PLUGINS": "testkit.slow_ops",
+                    "PYTHONPATH": str(Path(__file__).parent)})
+        arrivals = srv.stats().arrivals
+    start, end = map(float, log.read_text().split())
+    assert len(arrivals) == 6
+    # requests were answered one by one while the model step held its slot
+    assert sum(start < t < end for t in arrivals) >= 3

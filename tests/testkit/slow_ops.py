@@ -12,7 +12,7 @@ import time
 
 from pydantic import Field
 
-from dslrun.operators.base import FLOAT, Params, SampleOperator
+from dslrun.operators.base import FLOAT, Params, Resource, SampleOperator
 from dslrun.operators.registry import register
 
 
@@ -38,3 +38,27 @@ class SlowScore(SampleOperator):
                 os.fsync(f.fileno())
         return [{"slow_score": int(hashlib.sha256(sid.encode()).hexdigest()[:6], 16) / 0xFFFFFF}
                 for sid in batch.ids]
+
+
+class SlowModelParams(Params):
+    seconds: float = Field(1.0, ge=0, description="seconds the whole step holds the 'model'")
+
+
+@register
+class SlowModel(SampleOperator):
+    """A stand-in for a local model step: holds the model slot for a while and writes the
+    ``time.monotonic()`` of its start and end to $SLOW_MODEL_LOG."""
+
+    name = "slow-model"
+    resource = Resource.MODEL
+    Params = SlowModelParams
+    produces = {"slow_model": FLOAT}
+
+    def compute(self, batch, ctx):
+        start = time.monotonic()
+        time.sleep(self.params.seconds)
+        log = os.environ.get("SLOW_MODEL_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"{start} {time.monotonic()}\n")
+        return [{"slow_model": 1.0} for _ in batch.ids]
