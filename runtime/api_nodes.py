@@ -86,4 +86,4 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext) -> Table:
         if task is not None:
             task.done()
         ctx.stats.notes.append(f"api: {summary}")
-    return table.with_columns(assemble(op, ids, results, table))
+    return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)

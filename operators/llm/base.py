@@ -122,6 +122,10 @@ class LlmOperator(SampleOperator):
         """Column values for a sample with no usable reply (not cached: a re-run retries it)."""
         raise NotImplementedError
 
+    def finish(self, table: Any, ctx: RunContext) -> Any:
+        """Columns computed across samples from the cached per-sample ones (default: none)."""
+        return table
+
     # ---------------------------------------------------------------- runtime glue
     def row(self, result: ApiResult) -> tuple[dict[str, Any], bool]:
         """(column values, cache them?) for one pool result."""
