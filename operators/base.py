@@ -82,10 +82,41 @@ class Cost(BaseModel):
     money: float | None = None
 
 
+class Stage(str, enum.Enum):
+    """Where a step sits in the literature's three-stage scheme (``dslrun explain`` counts by it)."""
+
+    IO = "io"                  # reading and writing pools: not part of the selector
+    SELECTOR = "selector"      # a feature, a quality label or a selection algorithm: one algorithm step
+    EVALUATION = "evaluation"  # fine-tuning and judging the result: not part of the selector
+
+
+class Feasibility(BaseModel):
+    """What one step adds to the spec's feasibility profile (see ``dsl/explain.py``).
+
+    ``uses_pfm``: the step's values depend on the pending fine-tune model itself, so
+    changing that model means re-scoring. ``trains_on_pool``: the step trains a model on
+    candidate data, so a new pool means re-training. ``closed_api``: the step sends the
+    samples to a proprietary model's API.
+    """
+
+    stage: Stage = Stage.SELECTOR
+    # A feature or quality label (one algorithm step each), or row selection (a chain of
+    # filters, ranks and derives is one step, however it is spelled).
+    labels: bool = False
+    llm_uses: int = 0
+    trained_llms: int = 0
+    uses_pfm: bool = False
+    trains_on_pool: bool = False
+    closed_api: bool = False
+    model: str | None = None  # the LLM the step uses, compared with the spec's PFM
+
+
 class Operator:
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     resource: ClassVar[Resource] = Resource.CPU
+    stage: ClassVar[Stage] = Stage.SELECTOR
+    computes_labels: ClassVar[bool] = False
     Params: ClassVar[type[Params]]
     # Number of positional inputs: 0 (a source), 1, or None for "one or more".
     n_inputs: ClassVar[int | None] = 1
@@ -109,12 +140,17 @@ class Operator:
         """Steps named in parameters (besides positional inputs): extra DAG edges."""
         return []
 
+    def feasibility(self) -> Feasibility:
+        """This step's part of the spec's feasibility profile; LLM operators override it."""
+        return Feasibility(stage=self.stage, labels=self.computes_labels)
+
 
 class SampleOperator(Operator):
     """Adds columns computed per sample; cached per sample by the runtime."""
 
     produces: ClassVar[Columns] = {}
     cacheable: ClassVar[bool] = True
+    computes_labels = True
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0])

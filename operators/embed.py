@@ -20,7 +20,15 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import VECTOR, Columns, Cost, Params, Resource, SampleOperator
+from dslrun.operators.base import (
+    VECTOR,
+    Columns,
+    Cost,
+    Feasibility,
+    Params,
+    Resource,
+    SampleOperator,
+)
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import NoCache
@@ -69,6 +77,11 @@ class Embed(SampleOperator):
 
     def estimate(self, n_samples: int) -> Cost:
         return Cost(samples=n_samples, forward_passes=n_samples)
+
+    def feasibility(self) -> Feasibility:
+        # A sentence encoder is not counted as an LLM; a causal LM's hidden states are.
+        is_llm = self.params.kind == "causal-lm"
+        return Feasibility(labels=True, llm_uses=int(is_llm), model=self.params.model if is_llm else None)
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
         p = self.params

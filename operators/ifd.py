@@ -12,7 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import FLOAT, STR, Columns, Cost, Params, Resource, SampleOperator
+from dslrun.operators.base import (
+    FLOAT,
+    STR,
+    Columns,
+    Cost,
+    Feasibility,
+    Params,
+    Resource,
+    SampleOperator,
+)
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import NoCache
@@ -55,6 +64,11 @@ class Ifd(SampleOperator):
 
     def estimate(self, n_samples: int) -> Cost:
         return Cost(samples=n_samples, forward_passes=2 * n_samples)
+
+    def feasibility(self) -> Feasibility:
+        # Cherry measures difficulty with the pending fine-tune model itself; Superfiltering
+        # shows a small proxy's IFD transfers to larger models (weak-to-strong).
+        return Feasibility(labels=True, llm_uses=1, uses_pfm=self.params.variant == "cherry", model=self.params.model)
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
         from dslrun.operators.lm.ifd import ifd_conversations, ifd_scores

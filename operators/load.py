@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from dslrun.operators.base import BASE_COLUMNS, Columns, InputPath, Params, TableOperator
+from dslrun.operators.base import BASE_COLUMNS, Columns, InputPath, Params, Stage, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.pools import read_pool, sniff_columns, write_quarantine
@@ -23,6 +23,7 @@ class Load(TableOperator):
     """Read a pool; malformed rows go to quarantine/<step>.jsonl with the reason."""
 
     name = "load"
+    stage = Stage.IO
     n_inputs = 0
     Params = LoadParams
 

@@ -13,7 +13,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import FLOAT, INT, Columns, Cost, Params, Resource, SampleOperator
+from dslrun.operators.base import (
+    FLOAT,
+    INT,
+    Columns,
+    Cost,
+    Feasibility,
+    Params,
+    Resource,
+    SampleOperator,
+)
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import NoCache
@@ -61,6 +70,9 @@ class Perplexity(SampleOperator):
 
     def estimate(self, n_samples: int) -> Cost:
         return Cost(samples=n_samples, forward_passes=n_samples)
+
+    def feasibility(self) -> Feasibility:
+        return Feasibility(labels=True, llm_uses=1, model=self.params.model)
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
         from dslrun.operators.lm.losses import response_logprobs

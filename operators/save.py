@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import OutputPath, Params, TableOperator
+from dslrun.operators.base import OutputPath, Params, Stage, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.pools import BASE, atomic_write, write_records
@@ -29,6 +29,7 @@ class Save(TableOperator):
     """Write the selected samples as the pool stored them (drop-in for LLaMA-Factory, axolotl, TRL)."""
 
     name = "save"
+    stage = Stage.IO
     Params = SaveParams
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:

@@ -1,6 +1,6 @@
 """The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure.
 
-``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``graph``, ``fmt``
+``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``explain``, ``graph``, ``fmt``
 and ``schema`` never import torch or transformers.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from dslrun.dsl.errors import CLI, ErrorList, SpecError
 
-COMMANDS = ("run", "check", "plan", "graph", "fmt", "schema", "cache")
+COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache")
 EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
 
 
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
     pl.add_argument("--cache-dir", type=Path)
+    e = spec_cmd("explain", "the spec's feasibility profile: LLMs trained, steps, LLM usages, model-/dataset-/"
+                            "closed-API-free")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
     g = spec_cmd("graph", "print the DAG")
     g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     f = sub.add_parser("fmt", help="reformat a spec, or convert between .sel and YAML")
@@ -127,6 +130,15 @@ def cmd_plan(args) -> int:
     return EXIT_OK
 
 
+def cmd_explain(args) -> int:
+    from dslrun.dsl.explain import profile, render
+
+    plan, _, _ = _compile(args)
+    prof = profile(plan)
+    print(json.dumps(prof.as_dict()) if args.json else render(plan, prof), end="\n" if args.json else "")
+    return EXIT_OK
+
+
 def cmd_graph(args) -> int:
     from dslrun.dsl.graph import to_dot, to_mermaid
 
@@ -189,7 +201,7 @@ def cmd_run(args) -> int:
                     workers=args.workers, version=version(), settings=settings)
 
 
-HANDLERS = {"run": cmd_run, "check": cmd_check, "plan": cmd_plan, "graph": cmd_graph, "fmt": cmd_fmt,
+HANDLERS = {"run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
             "schema": cmd_schema, "cache": cmd_cache}
 
 

@@ -195,7 +195,7 @@ def test_plan_graph_schema_fmt_commands(tmp_path):
     assert yaml_text == (SPECS / "longest.yaml").read_text()
 
 
-@pytest.mark.parametrize("command", ["check", "plan", "graph", "fmt"])
+@pytest.mark.parametrize("command", ["check", "plan", "explain", "graph", "fmt"])
 def test_static_commands_never_import_torch(command, tmp_path):
     code = ("import sys; from dslrun.runtime.cli import main; rc = main(sys.argv[1:]); "
             "bad = [m for m in ('torch', 'transformers', 'openai') if m in sys.modules]; "

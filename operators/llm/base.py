@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from dslrun.operators.base import Cost, EnvVar, Params, Resource, SampleOperator
+from dslrun.operators.base import Cost, EnvVar, Feasibility, Params, Resource, SampleOperator
 from dslrun.runtime.samples import NoCache
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from dslrun.runtime.context import RunContext
 
 DEFAULT_MODEL = {"openai": "gpt-4o-mini", "local": "smollm2-135m"}
+# Endpoints serving proprietary models; any other base_url is taken as a self-hosted open model.
+CLOSED_API_HOSTS = ("api.openai.com", "openai.azure.com", "api.anthropic.com", "generativelanguage.googleapis.com")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -85,6 +87,16 @@ class LlmOperator(SampleOperator):
     @property
     def model_name(self) -> str:
         return self.llm.model or DEFAULT_MODEL[self.llm.backend]
+
+    def feasibility(self) -> Feasibility:
+        return Feasibility(labels=True, llm_uses=1, closed_api=self.closed_api(), model=self.model_name)
+
+    def closed_api(self) -> bool:
+        """A proprietary model's API: OpenAI's own endpoint, or a known closed provider's URL."""
+        if self.llm.backend != "openai":
+            return False
+        url = (self.llm.base_url or "https://api.openai.com").lower()
+        return any(host in url for host in CLOSED_API_HOSTS)
 
     def env_vars(self) -> dict[str, str]:
         if self.llm.backend != "openai":
