@@ -66,6 +66,24 @@ def _rank_pct(x):
     return ranks / max(len(x), 1)
 
 
+def _rrf(*columns, k: float = 60.0):
+    """Reciprocal-rank fusion (Cormack et al., SIGIR 2009): sum of 1 / (k + rank) over the columns.
+
+    Ranks are 1-based, highest value first; tied values share the best rank so the
+    result does not depend on pool order; a missing value adds nothing.
+    """
+    n = max((np.size(c) for c in columns), default=0)
+    total = np.zeros(n, dtype=np.float64)
+    for col in columns:
+        x = np.broadcast_to(np.asarray(col, dtype=np.float64), (n,))
+        present = ~np.isnan(x)
+        v = x[present]
+        # competition rank: 1 + number of strictly larger values
+        ranks = 1 + np.searchsorted(np.sort(-v), -v, side="left")
+        total[present] += 1.0 / (k + ranks)
+    return total
+
+
 def _num(*_):
     return "float"
 
@@ -87,6 +105,8 @@ FUNCTIONS: dict[str, Func] = {
     "round": Func((1, 2), _num, lambda x, d=0: np.round(x, int(np.asarray(d).ravel()[0])), (NUM,), "round(x, digits)"),
     "zscore": Func((1, 1), _num, _zscore, (NUM,), "(x - mean) / std over the column (0 when std is 0)"),
     "rank_pct": Func((1, 1), _num, _rank_pct, (NUM,), "percentile rank in (0, 1], ties averaged"),
+    "rrf": Func((1, 16), _num, _rrf, (NUM,), "rrf(a, b, ...): reciprocal-rank fusion, sum of 1/(60 + rank), "
+                                         "highest first"),
     "safe_div": Func((3, 3), _num, None, (NUM,), "safe_div(a, b, default): a / b, default where b == 0"),
     "where": Func((3, 3), lambda t: t[1] if t[1] == t[2] else "float", None, (("bool",), ("any",)),
                   "where(condition, a, b): a where the condition holds, else b"),

@@ -9,6 +9,8 @@ Duplicate keys are errors, with both positions.
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from dslrun.dsl.errors import Collector, ErrorList, Span, did_you_mean, register_source
@@ -90,7 +92,9 @@ class _Loader:
         resolved = self.scalar(node)
         if not isinstance(resolved, str):
             return Lit(value=resolved, span=span)
-        if resolved.startswith("$") and not resolved.startswith("$$"):
+        # `$name` alone is a parameter; in an expression field `$a * score` is an expression using one.
+        is_param = resolved.startswith("$") and not resolved.startswith("$$")
+        if is_param and (kind != FieldKind.EXPR or re.fullmatch(r"\$[A-Za-z_][A-Za-z0-9_]*", resolved)):
             return Param(name=resolved[1:], span=span)
         if resolved.startswith("$$"):
             resolved = resolved[1:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -17,7 +18,8 @@ PARTS = ("instruction", "input", "output")
 
 class LengthParams(Params):
     tokenizer: str | None = Field(
-        None, description="a Hugging Face tokenizer (hub id or local path) for *_tokens columns; needs dslrun[models]")
+        None, description="the tokenizer of a model (alias, local folder, .gguf or hub id) for *_tokens columns; "
+                          "needs dslrun[models]")
 
 
 @register
@@ -38,7 +40,12 @@ class Length(SampleOperator):
         return {f"{p}_{u}": INT for p in (*PARTS, "total") for u in units}
 
     def model_identity(self) -> str:
-        return self.params.tokenizer or ""
+        if not self.params.tokenizer:
+            return ""
+        from dslrun.runtime.model_pool import identity
+
+        name = self.params.tokenizer
+        return identity(name, "causal-lm") if _local(name) else name
 
     def estimate(self, n_samples: int) -> Cost:
         return Cost(samples=n_samples)
@@ -71,5 +78,16 @@ def _tokenizer(name: str):
             from transformers import AutoTokenizer
         except ImportError as e:  # pragma: no cover - depends on the install
             raise RuntimeError("token counts need the models extra: pip install 'dslrun[models]'") from e
-        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(name)
+        from dslrun.runtime.model_pool import resolve
+
+        # An alias, folder or .gguf resolves as for model operators (offline, converted once); a hub
+        # id fetches only the tokenizer files, not the weights.
+        source = str(resolve(name, "causal-lm").path) if _local(name) else name
+        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(source)
     return _TOKENIZERS[name]
+
+
+def _local(name: str) -> bool:
+    from dslrun.runtime.models.resolve import ALIASES
+
+    return name in ALIASES or name.endswith(".gguf") or Path(name).expanduser().exists()

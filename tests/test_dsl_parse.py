@@ -6,7 +6,7 @@ import pytest
 
 from dslrun.dsl.emit import expr_text, to_sel, to_yaml
 from dslrun.dsl.errors import ErrorList
-from dslrun.dsl.ir import Binary, Lit, Ref
+from dslrun.dsl.ir import Binary, Lit, Param, Ref
 from dslrun.dsl.load import load_spec, parse_text
 from dslrun.dsl.parse import parse_expression
 from testkit.cli import SPECS
@@ -134,3 +134,11 @@ def test_dollar_escape_in_yaml_and_sel():
     yaml_text = to_yaml(spec)
     assert "$$HOME" in yaml_text
     assert parse_text(yaml_text, "a.yaml", "yaml").model_dump() == spec.model_dump()
+
+
+def test_yaml_expression_may_start_with_a_parameter():
+    spec = parse_text("params:\n  a: 2\nsteps:\n  - {name: p, op: load, path: x.json}\n"
+                      "  - {name: d, op: derive, input: p, column: y, expr: $a * n_turns}\n", "e.yaml", "yaml")
+    expr = spec.steps[1].arg("expr")
+    assert isinstance(expr, Binary) and expr.left == Param(name="a") and expr.right == Ref(name="n_turns")
+    assert "expr: $a * n_turns" in to_sel(spec)

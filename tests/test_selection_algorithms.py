@@ -314,3 +314,30 @@ def test_facility_gains_shrink_and_sum_to_objective():
     dist = np.linalg.norm(x[:, None, :] - x[None, picks, :], axis=2)
     objective = np.exp(-dist / x.shape[1]).max(axis=1).sum()
     assert gains.sum() == pytest.approx(objective, rel=1e-6)
+
+
+# ---------------------------------------------------------------- kNN distance
+
+
+def test_knn_distance_by_hand():
+    from dslrun.operators.selection.knn import knn_distance
+
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+    np.testing.assert_allclose(knn_distance(x, 1), [1, 1, 2, 4])
+    np.testing.assert_allclose(knn_distance(x, 2), [3, 2, 3, 6])
+    np.testing.assert_allclose(knn_distance(x, 2, stat="mean"), [2, 1.5, 2.5, 5])
+    assert np.isnan(knn_distance(x, 4)).all()  # fewer than k other rows
+
+
+def test_knn_distance_chunks_and_cosine_match_brute_force():
+    from dslrun.operators.selection.knn import knn_distance
+
+    x = np.random.default_rng(1).normal(size=(50, 8))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d = 1 - unit @ unit.T
+    np.fill_diagonal(d, np.inf)
+    want = np.sort(d, axis=1)[:, 5]
+    np.testing.assert_allclose(knn_distance(x, 6, metric="cosine", chunk=7), want, atol=1e-9)
+    e = np.linalg.norm(x[:, None] - x[None], axis=2)
+    np.fill_diagonal(e, np.inf)
+    np.testing.assert_allclose(knn_distance(x, 3, chunk=16), np.sort(e, axis=1)[:, 2], atol=1e-9)

@@ -1,0 +1,61 @@
+"""Every recipe in specs/ checks and plans; the model recipes run end to end on 20 real samples (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testkit.cli import SHARED, SPECS, dslrun
+
+RECIPES = sorted(p.stem for p in SPECS.glob("*.sel"))
+GGUF = SHARED / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_checks_and_explains(recipe, tmp_path):
+    for twin in (f"{recipe}.sel", f"{recipe}.yaml"):
+        dslrun("check", str(SPECS / twin), cwd=tmp_path, check=True)
+    dslrun("explain", str(SPECS / f"{recipe}.sel"), cwd=tmp_path, check=True)
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    if not GGUF.exists():
+        pytest.skip("../shared/models is not present")
+    return tmp_path_factory.mktemp("models")
+
+
+# recipe -> (settings, the step whose cached samples a re-run must hit, columns every kept row has)
+LOCAL_RUNS = {
+    "deita": (["k=5"], "quality", ("complexity", "quality", "evol_score")),
+    "superfiltering_d": (["k=2", "rate=0.5"], "scored", ("ifd",)),
+    "instruction_mining": (["k=5"], "rewarded", ("reward", "knn_6", "predicted_log_loss")),
+    "alpagasus": (["backend=local", "model=smollm2-135m", "threshold=-1"], "rated", ("score",)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(LOCAL_RUNS))
+def test_recipe_plans_and_runs_on_20_real_samples(recipe, model_cache, tmp_path):
+    import pyarrow.parquet as pq
+
+    settings, cached_step, columns = LOCAL_RUNS[recipe]
+    args = [str(SPECS / f"{recipe}.sel"), "--set", "limit=20", "--set", f"pool={SHARED / 'data/alpagasus/random_9k.json'}"]
+    for s in settings:
+        args += ["--set", s]
+    env = {"DSLRUN_MODEL_CACHE": str(model_cache)}
+    plan = dslrun("plan", *args, cwd=tmp_path, env=env, check=True)
+    assert cached_step in plan.stdout
+    dslrun(*args, "-q", "--out", "o", cwd=tmp_path, env=env, check=True)
+    selected = json.loads((tmp_path / "o" / "selected.json").read_text())
+    scores = pq.read_table(tmp_path / "o" / "selected.scores.parquet").to_pylist()
+    assert 0 < len(selected) == len(scores) <= 20
+    for row in scores:
+        assert all(row[c] is not None for c in columns), row
+    again = dslrun(*args, "-q", "--out", "o2", cwd=tmp_path, env=env, check=True)
+    line = next(x.split() for x in again.stdout.splitlines() if x.startswith(cached_step + " "))
+    assert line[4:6] == [str(line[2]), "0"]  # every sample a cache hit, none recomputed
+    assert (tmp_path / "o2" / "selected.json").read_text() == (tmp_path / "o" / "selected.json").read_text()
