@@ -65,3 +65,14 @@ def test_steps_do_not_depend_on_how_a_cut_is_spelled(tmp_path):
                                       "f = filter(l, where: input_chars == 0)\nr = rank(f, by: output_chars, top: 1)\n"
                                       "save(r)\n")
     assert profile(tmp_path, tmp_path / "one.sel") == profile(tmp_path, tmp_path / "two.sel")
+
+
+def test_readme_table_is_the_generated_one():
+    import subprocess
+    import sys
+
+    from testkit.cli import REPO
+
+    table = subprocess.run([sys.executable, str(REPO / "tools" / "feasibility_table.py")], capture_output=True,
+                           text=True, check=True).stdout
+    assert table in (REPO / "README.md").read_text(), "regenerate it: python tools/feasibility_table.py"
