@@ -59,6 +59,13 @@ class ModelPool:
         return self._get(("causal-lm", spec, device, dtype),
                          lambda: load_causal_lm(resolve(spec, "causal-lm"), device=device, dtype=dtype))
 
+    def reward_model(self, spec: str, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+        """A sequence classifier whose first logit scores a (question, answer) pair."""
+        from dslrun.runtime.models import load_reward_model
+
+        return self._get(("reward-model", spec, device, dtype),
+                         lambda: load_reward_model(resolve(spec, "causal-lm"), device=device, dtype=dtype))
+
     def sentence_encoder(self, spec: str, device: str = "auto") -> Any:
         from dslrun.runtime.models import load_sentence_encoder
 

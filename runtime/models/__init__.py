@@ -17,6 +17,7 @@ __all__ = [
     "ModelResolutionError",
     "ResolvedModel",
     "load_causal_lm",
+    "load_reward_model",
     "load_sentence_encoder",
     "pick_device",
     "resolve_model",
@@ -62,6 +63,22 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", dtype: Any = "
     tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_reward_model(resolved: ResolvedModel, device: str = "auto", dtype: Any = "auto"):
+    """Load a resolved reward model (a sequence classifier) → ``(model, tokenizer)``, in eval mode."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    dev = pick_device(device)
+    model = AutoModelForSequenceClassification.from_pretrained(str(resolved.path), dtype=_pick_dtype(dtype, dev))
+    model.to(dev)  # type: ignore[arg-type]
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:  # decoder classifiers find the last real token by it
+        model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
