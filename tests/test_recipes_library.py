@@ -1,4 +1,9 @@
-"""Every recipe in specs/ checks and plans; the model recipes run end to end on 20 real samples (slow)."""
+"""Every recipe in specs/ checks and explains; the local-model recipes run end to end on 20 real samples (slow).
+
+The LLM-judge recipes (alpagasus, instag) run end to end against the OpenAI-compatible
+test server in tests/test_judge_score.py and tests/test_tag_op.py; the IFD ones in
+tests/test_recipes_offline.py.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,6 @@ LOCAL_RUNS = {
     "deita": (["k=5"], "quality", ("complexity", "quality", "evol_score")),
     "superfiltering_d": (["k=2", "rate=0.5"], "scored", ("ifd",)),
     "instruction_mining": (["k=5"], "rewarded", ("reward", "knn_6", "predicted_log_loss")),
-    "alpagasus": (["backend=local", "model=smollm2-135m", "threshold=-1"], "rated", ("score",)),
 }
 
 
