@@ -89,3 +89,10 @@ def test_quota_needs_exactly_one_rule(tmp_path):
     r = dslrun("check", "s.sel", cwd=tmp_path)
     assert r.returncode == 2
     assert "exactly one of" in r.stderr and "s.sel:2:" in r.stderr
+
+
+def test_union_keeps_each_sample_once_in_input_order(tmp_path):
+    got = _selected(tmp_path, "a = rank(l, by: output_words, top: 2)\nb = rank(l, by: output_words, descending: false, "
+                              "top: 3)\nc = sample(l, n: 7, seed: 0)\nq = union(a, b, c)")
+    assert got[:5] == ["q6", "q5", "q0", "q1", "q2"]
+    assert sorted(got) == [f"q{i}" for i in range(7)]
