@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dslrun.operators.evaluate.judge import (
+from dslrun.operators.evaluation.judge import (
     UNPARSED,
     PairwiseResult,
     ReviewParseError,
