@@ -96,5 +96,11 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     for line in summary_lines(plan, result):
         print(line)
     print(f"lock file: {lock_path}")
+    try:  # the report is a view of the run: a failure here must not fail the run
+        from dslrun.runtime.report import write_report
+
+        print(f"report: {write_report(plan, result, out)}")
+    except Exception as e:  # pragma: no cover - defensive
+        print(f"warning: the run report could not be written: {type(e).__name__}: {e}", file=sys.stderr)
     print(f"done in {result.seconds:.2f}s")
     return 0

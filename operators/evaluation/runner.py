@@ -217,7 +217,7 @@ def _place(results: dict[str, Any], out: Path, ctx: RunContext) -> None:
     results["efficiency"] = {"against": ref, **point}
     try:
         png = eff.plot(out / "efficiency.png", [eff.Point(f"{ctx.node} (vs {ref})", point["sdf"], point["pir"])])
-        results["efficiency"]["graph"] = str(png)
+        results["efficiency"]["graph"] = str(png.relative_to(ctx.out_dir))  # relative to the run folder
     except ImportError:  # matplotlib is optional: the numbers stand without the picture
         ctx.stats.notes.append("efficiency graph skipped: pip install 'dslrun[eval]' for matplotlib")
 
