@@ -129,3 +129,26 @@ def test_evaluate_run_end_to_end(tiny, tmp_path):
     assert eff["against"] == "full" and eff["pir"] == res["counterparts"]["full"]["pir"]
     assert (tmp_path / "out" / "evaluate_3" / "efficiency.png").stat().st_size > 1000
     assert res["models"]["sem"]["heldout"]["loss"] > 0 and "pfm" in res["models"]
+
+
+def test_evaluate_judges_answers_made_elsewhere(tmp_path):
+    qs = [f"Question {i}?" for i in range(4)]
+    sem = ["a long and detailed answer", "short", "same", "another long answer"]
+    other = ["brief", "a much longer reply here", "same", "tiny"]
+    (tmp_path / "sem.jsonl").write_text("".join(json.dumps({"instruction": q, "answer": a}) + "\n"
+                                                for q, a in zip(qs, sem)))
+    (tmp_path / "other.json").write_text(json.dumps([{"prompt": q, "response": a} for q, a in zip(qs, other)]))
+    write_pool(tmp_path / "pool.json", records(3))
+    (tmp_path / "spec.sel").write_text(
+        'pool = load(path: "pool.json")\n'
+        'evaluate(pool, sem_answers: "sem.jsonl", counterpart_answers: "other.json", out: "ev",\n'
+        '         judge: {base_url: $url, model: "test-model", api_key_env: "' + KEY_ENV + '"})\n'
+        'param url = "http://x"\n')
+    with OpenAITestServer(reply=review) as srv:
+        dslrun("run", "spec.sel", "-q", "--out", "out", "--set", f"url={srv.base_url}", cwd=tmp_path,
+               env={KEY_ENV: "k"}, check=True)
+        assert srv.total == 7  # 4 pairs x 2 orders, the equal pair's two orders are one request
+    res = json.loads((tmp_path / "out" / "ev" / "results.json").read_text())
+    t = res["counterparts"]["counterpart"]["total"]
+    assert (t["win"], t["tie"], t["loss"]) == (2, 1, 1) and t["winning_score"] == pytest.approx(1.25)
+    assert "models" not in res  # nothing was trained
