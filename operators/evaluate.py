@@ -109,5 +109,6 @@ class Evaluate(TableOperator):
         from dslrun.operators.evaluation.runner import run_evaluation
 
         results = run_evaluation(self, table, ctx)
-        table.meta["evaluate"] = results
-        return table
+        out = table.slice(0, len(table))  # same rows; its own meta, so the input's stays as it was
+        out.meta["evaluate"] = results
+        return out

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dslrun.operators.evaluate import efficiency as eff
-from dslrun.operators.evaluate.judge import (
+from dslrun.operators.evaluation import efficiency as eff
+from dslrun.operators.evaluation.judge import (
     ReviewParseError,
     Tally,
     aggregate,
@@ -19,7 +19,7 @@ from dslrun.operators.evaluate.judge import (
     parse_review,
     review_messages,
 )
-from dslrun.operators.evaluate.pairwise import Pair, judge_pairs
+from dslrun.operators.evaluation.pairwise import Pair, judge_pairs
 from dslrun.runtime.api import ApiPool, Reply, RetryPolicy
 from dslrun.runtime.cache import ScoreCache
 
@@ -168,3 +168,17 @@ def test_published_points_have_sources():
     assert names >= {"AlpaGasus", "Superfiltering", "InsTag", "DEITA", "InstructionGPT-4", "Nuggets", "IFD",
                      "LESS", "Instruction-Mining"}
     assert all(p.source and 0 < p.sdf < 1 and p.pir > 1 for p in eff.PUBLISHED)
+
+
+@pytest.mark.parametrize("command", ["check", "plan"])
+def test_static_commands_on_an_evaluate_spec_stay_light(command, tmp_path):
+    import subprocess
+    import sys
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "evaluate_demo.sel"
+    code = ("import sys; from dslrun.runtime.cli import main; rc = main(sys.argv[1:]); "
+            "bad = [m for m in ('torch', 'transformers', 'peft', 'matplotlib', 'openai') if m in sys.modules]; "
+            "print('HEAVY', bad); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, command, str(spec)], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout

@@ -152,3 +152,27 @@ def test_evaluate_judges_answers_made_elsewhere(tmp_path):
     t = res["counterparts"]["counterpart"]["total"]
     assert (t["win"], t["tie"], t["loss"]) == (2, 1, 1) and t["winning_score"] == pytest.approx(1.25)
     assert "models" not in res  # nothing was trained
+
+
+@pytest.mark.slow
+def test_shipped_demo_recipe_runs_and_reports(tmp_path):
+    """specs/evaluate_demo.sel with the offline SmolLM2 (smaller than its defaults, to keep CI short)."""
+    from dslrun.runtime.models import ModelResolutionError
+
+    try:
+        from dslrun.runtime.model_pool import resolve
+
+        resolve("smollm2-135m", "causal-lm")
+    except ModelResolutionError as e:
+        pytest.skip(f"SmolLM2 not available offline: {e}")
+    from testkit.cli import SPECS
+
+    proc = dslrun("run", str(SPECS / "evaluate_demo.sel"), "--set", "k=8", "--set", "prompts=2", "-q",
+                  "--out", "out", cwd=tmp_path, check=True)
+    assert "sem vs random:" in proc.stdout and "report: out/report.html" in proc.stdout
+    res = json.loads((tmp_path / "out" / "evaluate_5" / "results.json").read_text())
+    t = res["counterparts"]["random"]["total"]
+    assert t["n"] == 2 and res["sdf"] == pytest.approx(8 / 1000)
+    assert res["models"]["sem"]["train"]["steps"] == 2 and res["models"]["sem"]["heldout"]["loss"] > 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="evaluation"' in html and "data:image/png;base64," in html
