@@ -46,6 +46,8 @@ def load_eval_set(path: str | Path, limit: int | None = None) -> list[dict[str, 
 
 def setting_name(path: str | Path) -> str:
     stem = Path(path).stem
+    head, _, tail = stem.rpartition("_")
+    stem = head if head and tail.isdigit() else stem  # a slice: lima_test_20 -> lima_test
     for suffix in ("_test_set", "_test", "_eval"):
         stem = stem.removesuffix(suffix)
     return stem
