@@ -32,8 +32,10 @@ def variants(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, Table]
     """name → training table: ``sem`` first, then each counterpart."""
     p = op.p
     out = {"sem": selected}
-    pool = ctx.refs.get(p.pool) if p.pool else None
+    pool: Table = ctx.refs.get(p.pool) if p.pool else None  # type: ignore[assignment]
     for c in p.counterparts:
+        if c in ("full", "random") and pool is None:
+            raise ValueError(f"counterpart {c!r} needs `pool: <the pool step>`")
         if c == "full":
             out["full"] = pool
         elif c == "random":
