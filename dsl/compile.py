@@ -243,14 +243,21 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
         return _BAD
     py = to_python(value)
     if kind == FieldKind.INPUT_PATH and isinstance(py, str):
-        base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
-        path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
-        if not path.exists():
-            plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
-                            "paths in a spec are relative to the spec's folder; on the command line, to the current one")
-            return _BAD
-        return str(path)
+        return _input_path(plan, value, py, span)
+    if kind == FieldKind.INPUT_PATH and isinstance(py, list) and isinstance(value, ListV):  # list[InputPath]
+        paths = [_input_path(plan, item, p, span) if isinstance(p, str) else p for item, p in zip(value.items, py)]
+        return _BAD if any(p is _BAD for p in paths) else paths
     return py
+
+
+def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
+    base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
+    path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
+    if not path.exists():
+        plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
+                        "paths in a spec are relative to the spec's folder; on the command line, to the current one")
+        return _BAD
+    return str(path)
 
 
 def _shown(path: Path, cwd: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dslrun.dsl.errors import CLI, ErrorList, SpecError
 
-COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache")
+COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report")
 EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
 
 
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     f.add_argument("--plugin", action="append", default=[])
     sub.add_parser("schema", help="JSON Schema of the YAML spelling")
+    rp = sub.add_parser("report", help="(re)write RUN_DIR/report.html from a finished run")
+    rp.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
     c = sub.add_parser("cache", help="inspect or prune the score cache")
     c.add_argument("action", choices=("ls", "gc"))
     c.add_argument("--cache-dir", type=Path)
@@ -201,7 +203,18 @@ def cmd_run(args) -> int:
                     workers=args.workers, version=version(), settings=settings)
 
 
-HANDLERS = {"run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
+def cmd_report(args) -> int:
+    from dslrun.runtime.report import render_dir
+
+    try:
+        print(f"report: {render_dir(args.run_dir)}")
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+HANDLERS = {"report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
             "schema": cmd_schema, "cache": cmd_cache}
 
 

@@ -65,6 +65,8 @@ def execute(plan: Plan, ctx: RunContext, workers: int = 4) -> RunResult:
         stats = result.stats[name]
         inputs = [result.tables[i] for i in node.inputs]
         nctx = ctx.for_node(name, stats)
+        # Steps named in parameters (``evaluate(..., pool: pool)``) are ready too: they are DAG edges.
+        nctx.refs = {r: result.tables[r] for r in (node.op.step_refs() if node.op else []) if r in result.tables}
         if node.op is not None and node.op.resource == Resource.MODEL:
             with model_lock:
                 return run_node(plan, name, inputs, nctx)

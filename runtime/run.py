@@ -93,8 +93,18 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     run_info = {"seconds": round(result.seconds, 3), "model_loads": ctx.models.loads,
                 "nodes": {n: s.as_dict() for n, s in result.stats.items()}}
     atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_info, indent=2) + "\n"))
+    from dslrun.dsl.explain import profile
+
+    feasibility = profile(plan).as_dict()
+    atomic_write(out / "profile.json", lambda tmp: tmp.write_text(json.dumps(feasibility, indent=2) + "\n"))
     for line in summary_lines(plan, result):
         print(line)
     print(f"lock file: {lock_path}")
+    try:  # the report is a view of the run: a failure here must not fail the run
+        from dslrun.runtime.report import write_report
+
+        print(f"report: {write_report(plan, result, out, feasibility)}")
+    except Exception as e:  # pragma: no cover - defensive
+        print(f"warning: the run report could not be written: {type(e).__name__}: {e}", file=sys.stderr)
     print(f"done in {result.seconds:.2f}s")
     return 0

@@ -21,6 +21,8 @@ EXPECTED = {
     "superfiltering_d": (0, 4, 1, True, True, True),   # ifd | filter+rank | embed | facility location
     "deita": (0, 4, 3, True, True, True),              # complexity | quality | LM embed | derive+deita
     "instruction_mining": (0, 5, 1, True, True, True),  # length | reward | embed | knn | derive+rank
+    "evaluate_demo": (0, 2, 0, True, True, True),      # length | rank; evaluate is not part of the selector
+    "alpagasus_eval": (0, 2, 1, True, True, False),    # judge (OpenAI) | filter; evaluate left out
 }
 KEYS = ("trained_llms", "steps", "llm_uses", "model_free", "dataset_free", "closed_api_free")
 

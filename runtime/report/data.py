@@ -1,0 +1,107 @@
+"""What the run report shows, as plain JSON-able data, gathered from a finished run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dslrun.runtime.pools import atomic_write
+
+EXAMPLES = 3  # kept and dropped examples shown per filtering step
+TEXT_CHARS = 280
+BINS = 20
+TEXT_COLUMNS = ("instruction", "input", "output")
+
+
+def _numeric(col: np.ndarray) -> np.ndarray | None:
+    if col.ndim != 1 or col.dtype.kind not in "fiub":
+        return None
+    vals = col.astype(float)
+    vals = vals[np.isfinite(vals)]
+    return vals if len(vals) else None
+
+
+def histogram(values: np.ndarray, bins: int = BINS) -> dict[str, Any]:
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        return {"edges": [lo, hi], "counts": [int(len(values))], "n": int(len(values)), "min": lo, "max": hi}
+    counts, edges = np.histogram(values, bins=bins)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "n": int(len(values)),
+            "min": lo, "max": hi, "mean": float(values.mean())}
+
+
+def _example(table: Any, row: int, score_cols: list[str]) -> dict[str, Any]:
+    ex: dict[str, Any] = {}
+    for c in TEXT_COLUMNS:
+        if c in table.column_names:
+            text = str(table.column(c)[row])
+            ex[c] = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"
+    for c in score_cols:
+        v = table.column(c)[row]
+        v = v.item() if isinstance(v, np.generic) else v
+        ex[c] = None if isinstance(v, float) and math.isnan(v) else v
+    return ex
+
+
+def _score_columns(table: Any) -> list[str]:
+    skip = {"_row", "n_turns"}
+    return [c for c in table.column_names if c not in skip and _numeric(table.column(c)) is not None]
+
+
+def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> dict[str, Any]:
+    node = plan.nodes[name]
+    out = tables.get(name)
+    inputs = [tables[i] for i in node.inputs if i in tables]
+    d: dict[str, Any] = {"name": name, "op": node.step.op, "rows_in": stats.rows_in if node.inputs else None,
+                         "kept": stats.rows_out, "failed": stats.failed + stats.quarantined,
+                         "seconds": round(stats.seconds, 3), "notes": list(stats.notes)}
+    d["dropped"] = max(0, stats.rows_in - stats.rows_out) if len(node.inputs) == 1 else None
+    if out is None:
+        return d
+    before = set(inputs[0].column_names) if inputs else set()
+    d["histograms"] = {c: histogram(_numeric(out.column(c)))  # type: ignore[arg-type]
+                       for c in _score_columns(out) if c not in before}
+    if len(inputs) == 1 and d["dropped"]:
+        src = inputs[0]
+        scores = [c for c in _score_columns(src) if c not in ("id",)][:6]
+        kept_ids = set(out.ids.tolist())
+        dropped_rows = [i for i, sid in enumerate(src.ids.tolist()) if sid not in kept_ids][:EXAMPLES]
+        d["kept_examples"] = [_example(out, r, [c for c in scores if c in out.column_names])
+                              for r in range(min(EXAMPLES, len(out)))]
+        d["dropped_examples"] = [_example(src, r, scores) for r in dropped_rows]
+    return d
+
+
+def load_profile(out_dir: Path) -> dict[str, Any] | None:
+    """The spec's feasibility profile, when something wrote one (``profile.json``; see ``dslrun explain``)."""
+    path = out_dir / "profile.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect(plan: Any, result: Any, out_dir: Path, profile: dict[str, Any] | None = None) -> dict[str, Any]:
+    nodes = [node_section(plan, n, result.stats[n], result.tables) for n in plan.order if n in result.stats]
+    evaluations = []
+    for n in plan.order:
+        t = result.tables.get(n)
+        ev = t.meta.get("evaluate") if t is not None and plan.nodes[n].step.op == "evaluate" else None
+        if ev:
+            evaluations.append(ev)
+    return {"spec": plan.spec.file, "doc": plan.spec.doc or "", "out_dir": str(out_dir),
+            "seconds": round(result.seconds, 3), "nodes": nodes, "evaluations": evaluations,
+            "profile": profile if profile is not None else load_profile(out_dir)}
+
+
+def write_report(plan: Any, result: Any, out_dir: Path, profile: dict[str, Any] | None = None) -> Path:
+    from dslrun.runtime.report.html import render
+
+    data = collect(plan, result, out_dir, profile)
+    atomic_write(out_dir / "report.json",
+                 lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8"))
+    html = render(data, out_dir)
+    path = out_dir / "report.html"
+    atomic_write(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
+    return path
