@@ -16,7 +16,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import InputPath, OutputPath, Params, Resource, Stage, StepRef, TableOperator
+from dslrun.operators.base import (
+    InputPath,
+    OutputPath,
+    Params,
+    Resource,
+    Stage,
+    StepRef,
+    TableOperator,
+)
 from dslrun.operators.llm.base import LlmParams
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
