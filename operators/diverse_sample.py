@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from dslrun.dsl.expr import evaluate
 from dslrun.dsl.ir import Ref
-from dslrun.operators.base import Expr, Params, TableOperator
+from dslrun.operators.base import Expr, Params, StepRef, TableOperator
 from dslrun.operators.registry import register
 from dslrun.operators.selection import deita_filter, facility_location, kcenter_greedy, tag_coverage
 from dslrun.runtime.context import RunContext
@@ -35,6 +35,8 @@ class DiverseSampleParams(Params):
     batch_size: int = Field(1, ge=1, description="deita: DEITA's batch option (1 = the paper's default)")
     metric: Literal["euclidean", "cosine"] = Field("euclidean", description="kcenter/facility-location distance")
     seed: int = Field(0, description="kcenter: seed of the first centre")
+    given: StepRef | None = Field(None, description="kcenter: a step whose samples are already selected: they are "
+                                                    "the initial centres and are never chosen again")
     order: Literal["selection", "original"] = Field("selection", description="output order")
 
     @model_validator(mode="after")
@@ -50,6 +52,9 @@ class DiverseSample(TableOperator):
 
     name = "diverse-sample"
     Params = DiverseSampleParams
+
+    def step_refs(self) -> list[str]:
+        return [self.params.given] if self.params.given else []
 
     def reads(self):
         p = self.params
@@ -69,11 +74,28 @@ class DiverseSample(TableOperator):
                 scores = np.asarray(evaluate(p.by, table, table.ids), dtype=np.float64)
                 chosen = deita_filter(vecs, scores, p.k, p.threshold, batch_size=p.batch_size)
             elif p.method == "kcenter":
-                chosen = kcenter_greedy(vecs, min(p.k, len(table)), metric=p.metric, seed=p.seed)
+                chosen = self._kcenter(table, vecs, ctx)
             else:
                 chosen, _gains = facility_location(vecs, min(p.k, len(table)), metric=p.metric)
         chosen = np.asarray(chosen, dtype=np.int64)
         return table.take(np.sort(chosen) if p.order == "original" else chosen)
+
+
+    def _kcenter(self, table: Table, vecs: np.ndarray, ctx: RunContext) -> np.ndarray:
+        p = self.params
+        if not p.given:
+            return kcenter_greedy(vecs, min(p.k, len(table)), metric=p.metric, seed=p.seed)
+        given = ctx.refs[p.given]
+        if p.embedding not in given:
+            raise ValueError(f"given step `{p.given}` has no `{p.embedding}` column to place its centres")
+        row_of = {sid: i for i, sid in enumerate(table.ids.tolist())}
+        inside = [row_of[sid] for sid in given.ids.tolist() if sid in row_of]
+        outside = [i for i, sid in enumerate(given.ids.tolist()) if sid not in row_of]
+        if outside:  # centres that are not candidates still count: append them after the candidates
+            vecs = np.concatenate([vecs, vectors(given.column(p.embedding))[outside]])
+        initial = inside + list(range(len(table), len(table) + len(outside)))
+        k = min(p.k, len(table) - len(set(inside)))
+        return kcenter_greedy(vecs, k, metric=p.metric, seed=p.seed, initial=initial)
 
 
 def vectors(column: np.ndarray) -> np.ndarray:

@@ -21,6 +21,9 @@ EXPECTED = {
     "superfiltering_d": (0, 4, 1, True, True, True),   # ifd | filter+rank | embed | facility location
     "deita": (0, 4, 3, True, True, True),              # complexity | quality | LM embed | derive+deita
     "instruction_mining": (0, 5, 1, True, True, True),  # length | reward | embed | knn | derive+rank
+    # quality | filter | embed | necessity (trains on the seeds) | kcenter+filter+kcenter+union;
+    # offline the quality scorer is the PFM itself, so that step is not model-free either
+    "mods": (1, 5, 3, False, False, True),
     "evaluate_demo": (0, 2, 0, True, True, True),      # length | rank; evaluate is not part of the selector
     "alpagasus_eval": (0, 2, 1, True, True, False),    # judge (OpenAI) | filter; evaluate left out
 }

@@ -38,6 +38,8 @@ LOCAL_RUNS = {
     "deita": (["k=5"], "quality", ("complexity", "quality", "evol_score")),
     "superfiltering_d": (["k=2", "rate=0.5"], "scored", ("ifd",)),
     "instruction_mining": (["k=5"], "rewarded", ("reward", "knn_6", "predicted_log_loss")),
+    "mods": (["seeds_k=4", "augment_k=4", "epochs=1", "answer_tokens=16", "quality_threshold=0",
+              "necessity_threshold=7"], "answered", ("quality",)),
 }
 
 

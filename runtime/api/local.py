@@ -75,6 +75,10 @@ class LocalChatBackend:
             for (_, _, loop, fut), reply in zip(batch, replies, strict=True):
                 loop.call_soon_threadsafe(_settle, fut, reply)
 
+    def generate_batch(self, conversations: list[list[dict[str, Any]]], **opts: Any) -> list[Reply]:
+        """One reply per conversation, generated together in this thread (no event loop needed)."""
+        return self._generate(conversations, opts)
+
     def _generate(self, conversations: list[list[dict[str, Any]]], opts: dict[str, Any]) -> list[Reply]:
         import torch
 
