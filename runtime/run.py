@@ -63,6 +63,14 @@ def summary_lines(plan: Plan, result: RunResult) -> list[str]:
     return lines
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
              quiet: bool = False, workers: int = 4, version: str = "0",
              settings: dict[str, Any] | None = None, engine: str = "local",
@@ -100,6 +108,7 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     lock = build_lock(plan, result, spec_text, plain, version, out)
     lock_path = write_lock(out, lock)
     run_info = {"seconds": round(result.seconds, 3), "engine": engine_info, "model_loads": ctx.models.loads,
+                "driver_peak_rss_mib": round(peak_rss_mib(), 1),
                 "nodes": {n: s.as_dict() for n, s in result.stats.items()}}
     atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_info, indent=2) + "\n"))
     for line in summary_lines(plan, result):

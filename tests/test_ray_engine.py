@@ -88,11 +88,11 @@ def outputs(folder: Path) -> dict[str, object]:
 RECIPES = {  # spec → overrides that make it run offline and small
     "longest.sel": [],
     "random.sel": ["--set", "k=100"],
-    "alpagasus.sel": ["--set", "limit=60", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}"],
-    "instag.sel": ["--set", "limit=60", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}",
-                   "--set", "k=10"],
-    "ifd.sel": ["--set", "limit=40", "--set", "rate=0.25"],
-    "superfiltering.sel": ["--set", "limit=40", "--set", "rate=0.25"],
+    "alpagasus.sel": ["--set", "limit=30", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}"],
+    "instag.sel": ["--set", "limit=30", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}",
+                   "--set", "k=8"],
+    "ifd.sel": ["--set", "limit=24", "--set", "rate=0.25"],
+    "superfiltering.sel": ["--set", "limit=24", "--set", "rate=0.25"],
 }
 
 

@@ -39,7 +39,8 @@ from dslrun.runtime.table import Table
 log = logging.getLogger("dslrun.ray")
 NAMESPACE = "dslrun"
 IN_FLIGHT = 2  # batches queued per replica, so a replica never waits for the driver
-RESTARTS = 3  # a replica (or endpoint actor) killed this often in one step fails the step
+RESTARTS = 3
+WINDOW_ROWS = 200_000  # rows of a cheap operator in flight on the cluster at once  # a replica (or endpoint actor) killed this often in one step fails the step
 
 
 def import_ray() -> Any:
@@ -130,7 +131,7 @@ class RayRunners(Runners):
                         ctx: RunContext) -> Iterator[Computed]:
         if not batches:
             return
-        from dslrun.runtime.engines.ray_workers import SampleWorker
+        from dslrun.runtime.engines.ray_workers import SampleWorker, shipped
 
         ray, engine = self.ray, self.engine
         res = engine.replica_resources()
@@ -144,7 +145,7 @@ class RayRunners(Runners):
 
         def submit(actor: Any) -> None:
             rows = todo.popleft()
-            batch = table.take(rows)
+            batch = shipped(op, table.take(rows))
             running[actor.compute.remote(op, batch)] = (actor, batch.ids)
 
         try:
@@ -167,27 +168,38 @@ class RayRunners(Runners):
     # ---- cheap per-sample operators: Ray Data ----
     def data_batches(self, op: SampleOperator, table: Table, batches: list[list[int]],
                      ctx: RunContext) -> Iterator[Computed]:
+        """Batches as Arrow blocks through ``map_batches``, a window of blocks at a time, so
+        the driver holds at most one window's blocks and results however large the pool."""
         if not batches:
             return
         import ray.data
 
-        from dslrun.runtime.engines.ray_workers import BlockCompute, decode_block, to_arrow
+        from dslrun.runtime.engines.ray_workers import BlockCompute, decode_block, shipped, to_arrow
 
-        blocks = [to_arrow(table.take(rows)) for rows in batches]
-        ds = ray.data.from_arrow(blocks)
         fn = BlockCompute(op, self.engine.settings)
-        out = ds.map_batches(fn, batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
-        for block in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-            yield decode_block(block)
+        window = int(self.engine.settings.get("ray_window_rows", WINDOW_ROWS))
+        per = max(1, window // max(1, len(batches[0])))
+        for start in range(0, len(batches), per):
+            blocks = [to_arrow(shipped(op, table.take(rows))) for rows in batches[start:start + per]]
+            ds = ray.data.from_arrow(blocks)
+            del blocks
+            out = ds.map_batches(fn, batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
+            for block in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+                yield decode_block(block)
 
     # ---- API operators: one async actor per endpoint ----
-    def endpoint(self, op: LlmOperator) -> Any:
+    def endpoint_name(self, op: LlmOperator) -> str:
         from dslrun.runtime.api.limits import endpoint_key
-        from dslrun.runtime.engines.ray_workers import ApiEndpoint
 
         p = op.llm
         key = f"local {op.model_name}" if p.backend == "local" else endpoint_key(p.base_url, op.model_name)
-        name = "dslrun-api-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        return "dslrun-api-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def endpoint(self, op: LlmOperator) -> Any:
+        """The endpoint's actor: found by name if another node or run already started it."""
+        from dslrun.runtime.engines.ray_workers import ApiEndpoint
+
+        p, name = op.llm, self.endpoint_name(op)
         if name not in self._endpoints:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -222,6 +234,7 @@ class RayRunners(Runners):
                 # may be paid twice, exactly as when a local run is killed mid-call).
                 if attempt == RESTARTS:
                     raise
+                self._endpoints.pop(self.endpoint_name(op), None)  # its owner may be gone: look it up again
                 log.warning("API actor died; resending the %d requests with no outcome", len(left))
                 ctx.stats.notes.append(f"ray: API actor restarted; {len(left)} requests resent")
         raise AssertionError("unreachable")  # pragma: no cover

@@ -104,19 +104,23 @@ class ApiEndpoint:
             return
 
 
+def shipped(op: Any, table: Table) -> Table:
+    """The part of ``table`` a worker needs: ``id`` and the columns the operator reads
+    (all but ``_record`` when it does not say)."""
+    wanted = op.columns_read
+    names = [c for c in table.all_columns
+             if c != "_record" and (wanted is None or c == "id" or c in wanted)]
+    return Table({c: table.column(c) for c in names}, table.meta)
+
+
 # ---- Arrow blocks for Ray Data -------------------------------------------------------------
 
 def to_arrow(table: Table) -> Any:
-    """Columns as Arrow: numbers and text natively, anything else pickled per value.
-
-    ``_record`` (the source record, only ``save`` reads it) stays behind in the driver.
-    """
+    """Columns as Arrow: numbers and text natively, anything else pickled per value."""
     import pyarrow as pa
 
     cols: dict[str, Any] = {}
     for name in table.all_columns:
-        if name == "_record":
-            continue
         col = table.column(name)
         if col.dtype != object and col.ndim == 1:
             cols[name] = pa.array(col)
