@@ -64,3 +64,33 @@ def test_run_reports_an_engine_that_cannot_start(tmp_path):
     (tmp_path / "dslrun.yaml").write_text("engine: spark\n")
     proc = dslrun("run", str(SPECS / "longest.sel"), "-q", cwd=tmp_path)
     assert proc.returncode == 2 and "engine must be local or ray" in proc.stderr
+
+
+def test_blocks_for_ray_data_round_trip_every_kind_of_column():
+    import numpy as np
+
+    from dslrun.operators.base import Params as NoParams
+    from dslrun.operators.base import SampleOperator
+    from dslrun.operators.length import Length, LengthParams
+    from dslrun.runtime.engines.ray_workers import from_arrow, shipped, to_arrow
+    from dslrun.runtime.table import Table, as_column
+
+    table = Table({
+        "id": as_column(["a", "b"], "str"),
+        "output": as_column(["x y", ""], "str"),
+        "messages": as_column([[{"role": "user", "content": "hi"}], []], "list"),
+        "score": np.array([1.5, np.nan]),
+        "n": np.array([3, 4], dtype=np.int64),
+        "_record": as_column([{"output": "x y"}, {"output": ""}], "any"),
+    })
+    back = from_arrow(to_arrow(table))
+    assert back.all_columns == ["id", "output", "messages", "score", "n", "_record"]
+    assert list(back.column("messages")) == list(table.column("messages"))
+    assert np.array_equal(back.column("score"), table.column("score"), equal_nan=True)
+    assert back.column("n").dtype == np.int64 and list(back.column("output")) == ["x y", ""]
+    # Workers get what the operator reads: length names its columns; others get all but _record.
+    assert shipped(Length(LengthParams()), table).all_columns == ["id", "output"]
+    class ReadsAnything(SampleOperator):
+        name, Params = "reads-anything", NoParams
+
+    assert shipped(ReadsAnything(NoParams()), table).all_columns == ["id", "output", "messages", "score", "n"]
