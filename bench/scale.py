@@ -8,7 +8,7 @@ from getrusage). Ray's worker processes are not the driver and are not counted.
 The last line is machine-readable:
 ``scale_rows=<n> local_s=<x> ray_s=<y> peak_rss_gib=<z>`` (z: the larger driver peak).
 
-    python bench/scale.py                  # 1M rows: ~10 min and ~12 GiB of RAM on a 2-core machine
+    python bench/scale.py                  # 1M rows: ~7 min on 2 cores; drivers peak at ~2-3 GiB
     python bench/scale.py --rows 100000    # ~1 min
 """
 
