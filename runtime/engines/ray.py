@@ -39,8 +39,8 @@ from dslrun.runtime.table import Table
 log = logging.getLogger("dslrun.ray")
 NAMESPACE = "dslrun"
 IN_FLIGHT = 2  # batches queued per replica, so a replica never waits for the driver
-RESTARTS = 3
-WINDOW_ROWS = 200_000  # rows of a cheap operator in flight on the cluster at once  # a replica (or endpoint actor) killed this often in one step fails the step
+RESTARTS = 3  # a replica (or endpoint actor) killed this often in one step fails the step
+WINDOW_ROWS = 200_000  # rows of a cheap operator in flight on the cluster at once
 
 
 def import_ray() -> Any:
