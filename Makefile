@@ -12,7 +12,7 @@ venv:
 	$(PY) -m pip install -q "torch==2.13.0+cpu" || $(PY) -m pip install -q torch
 
 install-dev: venv
-	$(PY) -m pip install -q -e ".[dev,models,llm]" --config-settings editable_mode=strict
+	$(PY) -m pip install -q -e ".[dev,models,llm,eval,ray]" --config-settings editable_mode=strict
 
 check:
 	$(PY) -m ruff check dsl operators runtime tests bench

@@ -151,6 +151,9 @@ class SampleOperator(Operator):
     produces: ClassVar[Columns] = {}
     cacheable: ClassVar[bool] = True
     computes_labels = True
+    # The columns ``compute`` reads (None: any). An engine that ships batches to other
+    # processes sends only these and ``id``; ``_record`` is never sent.
+    columns_read: ClassVar[tuple[str, ...] | None] = None
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0])

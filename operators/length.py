@@ -29,6 +29,7 @@ class Length(SampleOperator):
     name = "length"
     version = "1"
     Params = LengthParams
+    columns_read = PARTS
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0])

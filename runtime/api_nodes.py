@@ -12,12 +12,15 @@ reason in the table and the run summary and are asked again on the next run.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from dslrun.operators.llm.base import LlmOperator
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
 from dslrun.runtime.table import Table
+
+SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
 
 def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
@@ -48,7 +51,15 @@ def make_pool(op: LlmOperator, backend: Any) -> Any:
                                max_cost=p.max_cost, price=price, attempt_timeout=p.timeout)
 
 
-def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext) -> Table:
+def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
+    """Send the requests from this process through the API pool; return its summary."""
+    backend = make_backend(op, ctx)
+    return make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+
+
+def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
+    """``send`` runs the requests (here, or on a Ray actor) and calls ``on_result`` per outcome
+    in this process, which is the only writer of the cache."""
     from dslrun.runtime.api import ApiRequest
 
     ids = table.ids
@@ -81,8 +92,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext) -> Table:
             if task is not None:
                 task.advance(1)
 
-        backend = make_backend(op, ctx)
-        summary = make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+        summary = send(op, requests, ctx, on_result)
         if task is not None:
             task.done()
         ctx.stats.notes.append(f"api: {summary}")

@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
     r.add_argument("--batch-rows", type=int, help="rows per batch for CPU sample operators (default 2048)")
+    r.add_argument("--model-batch-rows", type=int, help="most rows per batch for model operators (default 64)")
+    e = r.add_argument_group("engine", "where the work runs (default: the `engine` of dslrun.yaml, else local)")
+    e.add_argument("--engine", choices=("local", "ray"), help="local (this process) or ray (a Ray cluster)")
+    e.add_argument("--address", help="ray: the cluster to join (host:port or auto; default: a new local one)")
+    e.add_argument("--replicas", type=int, help="ray: model replicas (default: one per GPU, else one per node)")
+    e.add_argument("--gpus-per-replica", type=float, help="ray: GPUs per model replica (default 1 on GPU clusters)")
+    e.add_argument("--cpus-per-replica", type=float, help="ray: CPUs per model replica (default 1)")
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
     pl.add_argument("--cache-dir", type=Path)
@@ -197,10 +204,17 @@ def cmd_run(args) -> int:
     from dslrun.runtime.run import run_plan
 
     plan, overrides, text = _compile(args)
+    from dslrun.runtime.config import engine_settings
+
     out = args.out or Path("out") / Path(args.spec).stem
-    settings = {"cpu_batch": args.batch_rows} if args.batch_rows else {}
+    settings: dict[str, Any] = {"cpu_batch": args.batch_rows} if args.batch_rows else {}
+    if args.model_batch_rows:
+        settings["model_max_rows"] = args.model_batch_rows
+    engine, address, ray_settings = engine_settings(args, Path(args.spec))
+    settings.update(ray_settings)
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
-                    workers=args.workers, version=version(), settings=settings)
+                    workers=args.workers, version=version(), settings=settings, engine=engine,
+                    address=address)
 
 
 def cmd_report(args) -> int:

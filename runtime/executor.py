@@ -35,15 +35,32 @@ class RunResult:
     seconds: float = 0.0
 
 
-def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext) -> Table:
+class Runners:
+    """How an engine runs the two cached kinds of node; table operators always run in-process.
+
+    The local engine computes in this process; the Ray engine overrides both to ship the
+    work to actors while the cache bookkeeping stays here (see runtime/engines/ray.py).
+    """
+
+    def sample(self, op: SampleOperator, table: Table, ctx: RunContext) -> Table:
+        return run_sample_op(op, table, ctx)
+
+    def llm(self, op: LlmOperator, table: Table, ctx: RunContext) -> Table:
+        return run_llm_op(op, table, ctx)
+
+
+LOCAL = Runners()
+
+
+def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext, runners: Runners = LOCAL) -> Table:
     op = plan.nodes[name].op
     assert op is not None
     ctx.stats.rows_in = sum(len(t) for t in inputs)
     start = time.perf_counter()
     if isinstance(op, LlmOperator):
-        out = run_llm_op(op, inputs[0], ctx)
+        out = runners.llm(op, inputs[0], ctx)
     elif isinstance(op, SampleOperator):
-        out = run_sample_op(op, inputs[0], ctx)
+        out = runners.sample(op, inputs[0], ctx)
     elif isinstance(op, TableOperator):
         out = op.run(inputs, ctx)
     else:  # pragma: no cover - registry only holds the two kinds
@@ -53,7 +70,7 @@ def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext) -> Tab
     return out
 
 
-def execute(plan: Plan, ctx: RunContext, workers: int = 4) -> RunResult:
+def execute(plan: Plan, ctx: RunContext, workers: int = 4, runners: Runners = LOCAL) -> RunResult:
     result = RunResult()
     t0 = time.perf_counter()
     model_lock = threading.Lock()
@@ -69,8 +86,8 @@ def execute(plan: Plan, ctx: RunContext, workers: int = 4) -> RunResult:
         nctx.refs = {r: result.tables[r] for r in (node.op.step_refs() if node.op else []) if r in result.tables}
         if node.op is not None and node.op.resource == Resource.MODEL:
             with model_lock:
-                return run_node(plan, name, inputs, nctx)
-        return run_node(plan, name, inputs, nctx)
+                return run_node(plan, name, inputs, nctx, runners)
+        return run_node(plan, name, inputs, nctx, runners)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dslrun") as pool:
         def launch_ready() -> None:

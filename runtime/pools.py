@@ -85,21 +85,10 @@ def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]
         for i, rec in enumerate(pq.read_table(path).to_pylist()):
             yield i, rec, None
         return
-    raw = path.read_bytes()
     if fmt == "jsonl":
-        for i, line in enumerate(raw.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield i, line.decode("utf-8", errors="replace"), f"bad UTF-8 at byte {e.start}"
-                continue
-            try:
-                yield i, json.loads(text), None
-            except json.JSONDecodeError as e:
-                yield i, text, f"invalid JSON: {e.msg} at column {e.colno}"
+        yield from _read_jsonl(path)
         return
+    raw = path.read_bytes()
     # surrogateescape keeps undecodable bytes visible as lone surrogates, so one bad
     # record is quarantined instead of the whole file failing.
     text = raw.decode("utf-8", errors="surrogateescape")
@@ -116,6 +105,27 @@ def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]
         raise PoolError(f"{path}: expected a JSON array of samples (or JSONL), found {type(data).__name__}")
     for i, rec in enumerate(data):
         yield i, rec, None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Line by line from the file (never the whole file in memory), with the line breaks of
+    ``bytes.splitlines`` so row numbers match the file as editors count them."""
+    i = -1
+    with path.open("rb") as f:
+        for chunk in f:
+            for line in chunk.splitlines() or [b""]:
+                i += 1
+                if not line.strip():
+                    continue
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield i, line.decode("utf-8", errors="replace"), f"bad UTF-8 at byte {e.start}"
+                    continue
+                try:
+                    yield i, json.loads(text), None
+                except json.JSONDecodeError as e:
+                    yield i, text, f"invalid JSON: {e.msg} at column {e.colno}"
 
 
 def _has_bad_text(x: Any) -> bool:

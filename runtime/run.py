@@ -14,7 +14,7 @@ from dslrun.dsl.ir import to_python
 from dslrun.operators.base import FieldKind, field_kind
 from dslrun.runtime.cache import ScoreCache
 from dslrun.runtime.context import RunContext
-from dslrun.runtime.executor import NodeFailed, RunResult, execute
+from dslrun.runtime.executor import NodeFailed, RunResult
 from dslrun.runtime.lockfile import build_lock, write_lock
 from dslrun.runtime.pools import atomic_write
 
@@ -63,22 +63,38 @@ def summary_lines(plan: Plan, result: RunResult) -> list[str]:
     return lines
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
              quiet: bool = False, workers: int = 4, version: str = "0",
-             settings: dict[str, Any] | None = None) -> int:
+             settings: dict[str, Any] | None = None, engine: str = "local",
+             address: str | None = None) -> int:
+    from dslrun.runtime.engines import EngineError, make_engine
     from dslrun.runtime.progress import Progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        runner = make_engine(engine, address=address, settings=settings)
+    except EngineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     cache = ScoreCache(cache_dir / "scores.sqlite")
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
     try:
+        engine_info = runner.describe()
         if quiet:
-            result = execute(plan, ctx, workers=workers)
+            result = runner.execute(plan, ctx, workers)
         else:
             with Progress() as progress:
                 ctx.progress = progress
-                result = execute(plan, ctx, workers=workers)
+                result = runner.execute(plan, ctx, workers)
     except NodeFailed as e:
         print(f"error: {e}", file=sys.stderr)
         print("everything computed before the failure is cached; fix the cause and run again to resume",
@@ -87,10 +103,12 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     finally:
         cache.close()
         ctx.models.release()
+        runner.close()
     plain = {k: to_python(v) for k, v in overrides.items()}
     lock = build_lock(plan, result, spec_text, plain, version, out)
     lock_path = write_lock(out, lock)
-    run_info = {"seconds": round(result.seconds, 3), "model_loads": ctx.models.loads,
+    run_info = {"seconds": round(result.seconds, 3), "engine": engine_info, "model_loads": ctx.models.loads,
+                "driver_peak_rss_mib": round(peak_rss_mib(), 1),
                 "nodes": {n: s.as_dict() for n, s in result.stats.items()}}
     atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_info, indent=2) + "\n"))
     from dslrun.dsl.explain import profile

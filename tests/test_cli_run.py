@@ -198,7 +198,7 @@ def test_plan_graph_schema_fmt_commands(tmp_path):
 @pytest.mark.parametrize("command", ["check", "plan", "explain", "graph", "fmt"])
 def test_static_commands_never_import_torch(command, tmp_path):
     code = ("import sys; from dslrun.runtime.cli import main; rc = main(sys.argv[1:]); "
-            "bad = [m for m in ('torch', 'transformers', 'openai') if m in sys.modules]; "
+            "bad = [m for m in ('torch', 'transformers', 'openai', 'ray') if m in sys.modules]; "
             "print('HEAVY', bad); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, command, str(SPECS / "longest.sel")], cwd=tmp_path,
                        capture_output=True, text=True)

@@ -1,0 +1,96 @@
+"""Choosing an engine: flags, dslrun.yaml, clear errors; the local engine never imports Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from dslrun.dsl.errors import ErrorList
+from dslrun.runtime.config import engine_settings
+from dslrun.runtime.engines import EngineError, make_engine
+from testkit.cli import SPECS, dslrun
+
+
+def flags(**kw):
+    base = dict(engine=None, address=None, replicas=None, gpus_per_replica=None, cpus_per_replica=None)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_default_is_local_and_flags_win_over_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
+    assert engine_settings(flags(), tmp_path / "s.sel") == ("local", None, {})
+    (tmp_path / "dslrun.yaml").write_text("engine: ray\naddress: head:6379\nreplicas: 4\ngpus_per_replica: 1\n")
+    assert engine_settings(flags(), tmp_path / "s.sel") == (
+        "ray", "head:6379", {"ray_replicas": 4, "ray_gpus_per_replica": 1})
+    assert engine_settings(flags(engine="local", replicas=2), tmp_path / "s.sel") == (
+        "local", "head:6379", {"ray_replicas": 2, "ray_gpus_per_replica": 1})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("engine: spark\n", "engine must be local or ray"),
+    ("engine: ray\nreplica: 3\n", "unknown setting(s) replica"),
+    ("- ray\n", "expected a mapping"),
+])
+def test_config_file_errors_name_the_problem(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
+    (tmp_path / "dslrun.yaml").write_text(text)
+    with pytest.raises(ErrorList, match=message.replace("(", r"\(").replace(")", r"\)")):
+        engine_settings(flags(), tmp_path / "s.sel")
+
+
+def test_unknown_engine_and_missing_ray_are_clear_errors(monkeypatch):
+    with pytest.raises(EngineError, match="unknown engine 'spark'"):
+        make_engine("spark")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(EngineError, match=r"pip install 'dslrun\[ray\]'"):
+        make_engine("ray")
+
+
+def test_a_local_run_never_imports_ray(tmp_path):
+    code = ("import sys; from dslrun.runtime.cli import main; rc = main(sys.argv[1:]); "
+            "print('RAY', 'ray' in sys.modules); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, "run", str(SPECS / "longest.sel"), "-q", "--set", "limit=20"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "RAY False" in r.stdout
+
+
+def test_run_reports_an_engine_that_cannot_start(tmp_path):
+    (tmp_path / "dslrun.yaml").write_text("engine: spark\n")
+    proc = dslrun("run", str(SPECS / "longest.sel"), "-q", cwd=tmp_path)
+    assert proc.returncode == 2 and "engine must be local or ray" in proc.stderr
+
+
+def test_blocks_for_ray_data_round_trip_every_kind_of_column():
+    import numpy as np
+
+    from dslrun.operators.base import Params as NoParams
+    from dslrun.operators.base import SampleOperator
+    from dslrun.operators.length import Length, LengthParams
+    from dslrun.runtime.engines.ray_workers import from_arrow, shipped, to_arrow
+    from dslrun.runtime.table import Table, as_column
+
+    table = Table({
+        "id": as_column(["a", "b"], "str"),
+        "output": as_column(["x y", ""], "str"),
+        "messages": as_column([[{"role": "user", "content": "hi"}], []], "list"),
+        "score": np.array([1.5, np.nan]),
+        "n": np.array([3, 4], dtype=np.int64),
+        "_record": as_column([{"output": "x y"}, {"output": ""}], "any"),
+    })
+    back = from_arrow(to_arrow(table))
+    assert back.all_columns == ["id", "output", "messages", "score", "n", "_record"]
+    assert list(back.column("messages")) == list(table.column("messages"))
+    assert np.array_equal(back.column("score"), table.column("score"), equal_nan=True)
+    assert back.column("n").dtype == np.int64 and list(back.column("output")) == ["x y", ""]
+    # Workers get what the operator reads: length names its columns; others get all but _record.
+    assert shipped(Length(LengthParams()), table).all_columns == ["id", "output"]
+    class ReadsAnything(SampleOperator):
+        name, Params = "reads-anything", NoParams
+
+    assert shipped(ReadsAnything(NoParams()), table).all_columns == ["id", "output", "messages", "score", "n"]

@@ -1,0 +1,40 @@
+"""A slowed-down ``perplexity`` for the Ray engine's kill test.
+
+It computes exactly what ``perplexity`` computes (same cache fingerprint inputs, so
+outputs can be compared with the local engine's), after a delay per batch, and
+appends ``<pid> <sample id>`` per computed sample to $RAY_OPS_LOG: the test reads
+a worker's pid from it to kill that worker, and counts how often each sample ran.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import Field
+
+from dslrun.operators.perplexity import Perplexity, PerplexityParams
+from dslrun.operators.registry import register
+
+
+class SlowPerplexityParams(PerplexityParams):
+    delay: float = Field(0.0, ge=0, description="seconds to sleep per batch")
+
+
+@register
+class SlowPerplexity(Perplexity):
+    """perplexity, slowed down per batch, logging which process computed what."""
+
+    name = "slow-perplexity"
+    Params = SlowPerplexityParams
+
+    def compute(self, batch, ctx):
+        out = super().compute(batch, ctx)
+        time.sleep(self.params.delay)
+        log = os.environ.get("RAY_OPS_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write("".join(f"{os.getpid()} {sid}\n" for sid in batch.ids))
+                f.flush()
+                os.fsync(f.fileno())
+        return out
