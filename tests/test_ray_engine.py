@@ -79,7 +79,7 @@ def outputs(folder: Path) -> dict[str, object]:
     for f in sorted(folder.iterdir()):
         if f.suffix == ".parquet":
             got[f.name] = pq.read_table(f).to_pylist()
-        elif f.suffix in (".json", ".jsonl") and f.name not in ("run.json", "dslrun.lock.json"):
+        elif f.suffix in (".json", ".jsonl") and f.name not in ("run.json", "dslrun.lock.json", "report.json"):
             got[f.name] = f.read_text()
     got["lock"] = json.loads((folder / "dslrun.lock.json").read_text())  # counts, hashes, fingerprints
     return got
@@ -93,7 +93,31 @@ RECIPES = {  # spec → overrides that make it run offline and small
                    "--set", "k=8"],
     "ifd.sel": ["--set", "limit=24", "--set", "rate=0.25"],
     "superfiltering.sel": ["--set", "limit=24", "--set", "rate=0.25"],
+    "superfiltering_d.sel": ["--set", "limit=24", "--set", "rate=0.5", "--set", "k=3"],
+    "instruction_mining.sel": ["--set", "limit=20", "--set", "k=5"],
+    "deita.sel": ["--set", "limit=20", "--set", "k=5", "{lm:complexity_model}", "{lm:quality_model}",
+                  "{lm:embed_model}"],
+    "mods.sel": ["--set", "limit=16", "--set", "seeds_k=3", "--set", "augment_k=3", "--set", "epochs=1",
+                 "--set", "answer_tokens=4", "--set", "quality_threshold=0", "--set", "necessity_threshold=7",
+                 "{lm:pfm}", "{lm:scorer_model}"],
+    "evaluate_demo.sel": ["--set", "limit=20", "--set", "k=4", "--set", "prompts=2", "{lm:judge_model}"],
+    "alpagasus_eval.sel": ["--set", "limit=20", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}",
+                           "--set", "judge_model=test-model", "--set", "epochs=1", "--set", "max_new_tokens=4",
+                           "--set", "threshold=0", "{lm:pfm}", "{url:judge_base_url}"],
 }
+
+
+def expand(args: list[str], lm: Path, server) -> list[str]:
+    """``{lm:NAME}`` sets NAME to the tiny model, ``{url:NAME}`` to the test server's URL."""
+    out: list[str] = []
+    for a in args:
+        if a.startswith("{lm:"):
+            out += ["--set", f"{a[4:-1]}={lm}"]
+        elif a.startswith("{url:"):
+            out += ["--set", f"{a[5:-1]}={server.base_url}"]
+        else:
+            out.append(a)
+    return out
 
 
 def test_every_recipe_gives_the_same_output_on_both_engines(cluster, server, tiny_lm, tmp_path):
@@ -101,15 +125,15 @@ def test_every_recipe_gives_the_same_output_on_both_engines(cluster, server, tin
     for name, extra in RECIPES.items():
         work = tmp_path / name.removesuffix(".sel")
         work.mkdir()
-        args = [*extra]
-        if "base_url" in (SPECS / name).read_text():
+        args = expand(extra, tiny_lm, server)
+        if "param base_url" in (SPECS / name).read_text():
             args += ["--set", f"base_url={server.base_url}"]
         if "param model" in (SPECS / name).read_text() and "test-model" not in args:
             args += ["--set", f"model={tiny_lm}"]
         run(work, str(SPECS / name), *args)
         server.reset()
         proc = run(work, str(SPECS / name), *args, cluster=cluster)
-        if "base_url" in (SPECS / name).read_text():
+        if "base_url" in " ".join(args):
             per_prompt = server.stats().per_prompt
             assert per_prompt and set(per_prompt.values()) == {1}, f"{name}: a request was sent twice"
         assert outputs(work / "ray") == outputs(work / "local"), f"{name}: the engines disagree"
