@@ -18,6 +18,13 @@ The last line is machine-readable: ``diverse_speedup=<plain/fast time, main
 case> identical=<true|false, both cases>``.
 
 Usage: python bench/diverse.py [--embeddings FILE.npy] [--n 20000] [--k 2000]
+
+Real embeddings: ``python bench/shared_embeddings.py --out /tmp/shared_20k.npy`` embeds
+20,000 unique samples of the shared pools with all-MiniLM-L6-v2 (~45 min on 2 loaded
+cores), then ``python bench/diverse.py --embeddings /tmp/shared_20k.npy``. Measured
+there: 5.4x (plain 0.108 s, fast 0.020 s), against 8.7x on random vectors in the same
+session: sentence embeddings share a dominant direction, so the cheap screening bound
+clears fewer pairs, and the remaining full products are close to the matrix-product floor.
 """
 
 from __future__ import annotations
