@@ -1,0 +1,183 @@
+"""``gradient-sim``: LESS (Xia et al., ICML 2024) — how well a sample's gradient aligns with a target task's.
+
+A whole-pool step in three stages (kernels in ``operators/influence/``):
+
+1. **Warm-up** — LoRA-tune the model on a seeded ``warmup_fraction`` of the pool; one
+   checkpoint (adapter + Adam moments) per epoch, stored under the cache folder by
+   (model identity, warm-up sample ids, hyper-parameters): a re-run never retrains.
+2. **Features** — per checkpoint, each candidate's Adam-preconditioned gradient and each
+   target example's plain gradient, cast to float16, Rademacher-projected to ``dim``
+   and L2-normalised. Cached per sample; the key holds the warm-up key, the gradient
+   kind, the projection seed and ``dim``, so a grown pool or a new target set computes
+   only the new samples.
+3. **Matching** — checkpoint-weighted cosine similarity to every target example, mean
+   within each target subtask, max over subtasks → ``<column>``; ``<column>_subtask``
+   names the subtask that gave the max. Select with ``rank(..., by: <column>, fraction: 0.05)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from dslrun.operators.base import (
+    ANY,
+    FLOAT,
+    STR,
+    Columns,
+    InputPath,
+    Params,
+    Resource,
+    SampleOperator,
+    TableOperator,
+)
+from dslrun.operators.registry import register
+from dslrun.runtime.context import RunContext
+from dslrun.runtime.samples import NoCache
+from dslrun.runtime.table import Table, as_column
+
+NAME = "gradient-sim"
+FEATURES = "_grad_features"
+
+
+class GradientSimParams(Params):
+    target: InputPath = Field(description="target-task examples (Alpaca JSON/JSONL, ShareGPT, messages)")
+    subtask_field: str = Field("subtask", description="target field naming each example's subtask "
+                                                      "(absent: one subtask)")
+    model: str = Field("smollm2-135m", description="alias, local folder, .gguf file or hub id of a causal LM")
+    warmup_fraction: float = Field(0.05, gt=0, le=1, description="share of the pool the LoRA warm-up trains on")
+    seed: int = Field(0, description="seed of the warm-up subset, its order and LoRA's initialisation")
+    r: int = Field(128, ge=1, description="LoRA rank")
+    alpha: float = Field(512, gt=0, description="LoRA alpha")
+    dropout: float = Field(0.1, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1,
+                                      description="modules LoRA adapts")
+    epochs: int = Field(4, ge=1, description="warm-up epochs (one checkpoint each)")
+    lr: float = Field(2e-5, gt=0, description="peak learning rate (linear schedule)")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of optimizer steps with a rising learning rate")
+    grad_accum: int = Field(32, ge=1, description="samples per optimizer step (batch size 1 × accumulation)")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping (0: none)")
+    dim: int = Field(8192, ge=1, description="projected feature dimension")
+    projection_seed: int = Field(0, description="seed of the Rademacher projection")
+    template: str = Field("tulu", description="tulu (LESS's chat format) or a project template "
+                                              "(alpaca, chat, a template file)")
+    max_length: int = Field(2048, ge=8, description="tokens kept per sample")
+    column: str = Field("less_score", description="output column")
+    dtype: str = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
+
+
+class FeatureParams(Params):
+    warmup: str
+    kind: Literal["adam", "sgd"]
+    dim: int
+    projection_seed: int
+    template: str
+    max_length: int
+
+
+class GradFeatures(SampleOperator):
+    """Per-sample projected gradient features for every warm-up checkpoint (cached)."""
+
+    name = NAME
+    version = "1"
+    resource = Resource.MODEL
+    Params = FeatureParams
+    produces = {FEATURES: ANY}
+
+    def __init__(self, params: FeatureParams, runner: Any, identity: str):
+        super().__init__(params)
+        self.runner, self.identity = runner, identity
+
+    def model_identity(self) -> str:
+        return self.identity
+
+    def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
+        feats = self.runner.features(list(batch.column("messages")), self.params.kind, ctx)
+        return [{FEATURES: f} for f in feats]
+
+
+@register
+class GradientSim(TableOperator):
+    """LESS: LoRA warm-up, projected Adam gradients, similarity to a target task's gradients."""
+
+    name = NAME
+    version = "1"
+    resource = Resource.MODEL
+    Params = GradientSimParams
+
+    def output_columns(self, inputs: list[Columns]) -> Columns:
+        return {**inputs[0], self.params.column: FLOAT, self.params.column + "_subtask": STR}
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        from dslrun.runtime.pools import read_pool
+        from dslrun.runtime.samples import run_sample_op
+
+        from .influence.match import checkpoint_weights, influence_matrix, subtask_scores
+        from .influence.runner import Runner
+
+        (table,) = inputs
+        p = self.params
+        col = p.column
+        if ctx.dry_run or len(table) == 0:
+            return table.with_columns({col: as_column([None] * len(table), FLOAT),
+                                       col + "_subtask": as_column([None] * len(table), STR)})
+        target = read_pool(p.target).table
+        if len(target) == 0:
+            raise ValueError(f"{p.target}: the target set has no valid example")
+        runner = Runner(p, ctx)
+        runner.warm_up(table, cache_root(ctx))
+        stats = {"hits": 0, "misses": 0, "computed": 0}
+        out = {}
+        for kind, tab in (("adam", table), ("sgd", target)):
+            fp = FeatureParams(warmup=runner.key, kind=kind, dim=p.dim, projection_seed=p.projection_seed,
+                               template=template_key(p.template), max_length=p.max_length)
+            done = run_sample_op(GradFeatures(fp, runner, runner.identity), tab, ctx)
+            for k, attr in (("hits", "cache_hits"), ("misses", "cache_misses"), ("computed", "computed")):
+                stats[k] += getattr(ctx.stats, attr)
+            out[kind] = done.column(FEATURES)
+        ctx.stats.cache_hits, ctx.stats.cache_misses, ctx.stats.computed = stats["hits"], stats["misses"], stats["computed"]
+        cand_ok = [i for i, f in enumerate(out["adam"]) if f is not None]
+        targ_ok = [i for i, f in enumerate(out["sgd"]) if f is not None]
+        if not targ_ok:
+            raise ValueError(f"{p.target}: no target example has a response token within max_length")
+        subtasks = subtask_labels(target, p.subtask_field)
+        scores: list[float | None] = [None] * len(table)
+        best: list[str | None] = [None] * len(table)
+        if cand_ok:
+            cand = np.stack([np.asarray(out["adam"][i], dtype=np.float32) for i in cand_ok])
+            targ = np.stack([np.asarray(out["sgd"][i], dtype=np.float32) for i in targ_ok])
+            sim = influence_matrix(cand, targ, checkpoint_weights([c.avg_lr for c in runner.checkpoints]))
+            names = list(dict.fromkeys(subtasks[i] for i in targ_ok))
+            s, b = subtask_scores(sim, [subtasks[i] for i in targ_ok])
+            for row, score, k in zip(cand_ok, s, b):
+                scores[row], best[row] = float(score), names[k]
+        if len(cand_ok) < len(table):
+            ctx.stats.notes.append(f"{len(table) - len(cand_ok)} samples have no response token within "
+                                   f"max_length={p.max_length}: no {col}")
+        return table.with_columns({col: as_column(scores, FLOAT), col + "_subtask": as_column(best, STR)})
+
+
+def cache_root(ctx: RunContext) -> Path:
+    """Warm-up checkpoints live beside the score cache (they are cache too)."""
+    return ctx.cache.path.parent if ctx.cache is not None else ctx.out_dir / ".dslrun"
+
+
+def template_key(template: str) -> str:
+    """A template file enters cache keys by content, not by its absolute path."""
+    import hashlib
+
+    path = Path(template)
+    if template != "tulu" and path.is_file():
+        return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return template
+
+
+def subtask_labels(target: Table, field: str) -> list[str]:
+    if field in target:
+        return ["" if v is None else str(v) for v in target.column(field)]
+    return ["all"] * len(target)
