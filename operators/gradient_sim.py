@@ -32,9 +32,9 @@ from dslrun.operators.base import (
     InputPath,
     Params,
     Resource,
-    SampleOperator,
     TableOperator,
 )
+from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import NoCache
@@ -80,24 +80,16 @@ class FeatureParams(Params):
     max_length: int
 
 
-class GradFeatures(SampleOperator):
-    """Per-sample projected gradient features for every warm-up checkpoint (cached)."""
+class GradFeatures(BoundOperator):
+    """Per-sample projected gradient features for every warm-up checkpoint (cached); state: the Runner."""
 
     name = NAME
     version = "1"
-    resource = Resource.MODEL
     Params = FeatureParams
     produces = {FEATURES: ANY}
 
-    def __init__(self, params: FeatureParams, runner: Any, identity: str):
-        super().__init__(params)
-        self.runner, self.identity = runner, identity
-
-    def model_identity(self) -> str:
-        return self.identity
-
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
-        feats = self.runner.features(list(batch.column("messages")), self.params.kind, ctx)
+        feats = self.state.features(list(batch.column("messages")), self.params.kind, ctx)
         return [{FEATURES: f} for f in feats]
 
 

@@ -14,7 +14,7 @@ from dslrun.operators.base import Operator
 
 BUILTIN_MODULES = (
     "load", "save", "filter", "rank", "sample", "derive", "dedup", "length", "diverse_sample", "ifd", "perplexity", "embed",
-    "judge_score", "tag", "gradient_sim",
+    "judge_score", "tag", "gradient_sim", "nuggets",
 )
 
 _REGISTRY: dict[str, type[Operator]] = {}
