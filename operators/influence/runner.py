@@ -136,7 +136,8 @@ class Runner:
             for k in range(k_ckpt):
                 m, v = self._checkpoint(k)
                 grads = torch.zeros(len(group), m.numel(), dtype=torch.float16, device=m.device)
-                for mb in micro_batches([encoded[i] for i in group], range(len(group)), budget):
+                by_length = sorted(range(len(group)), key=lambda j: len(encoded[group[j]].ids))  # little padding
+                for mb in micro_batches([encoded[i] for i in group], by_length, budget):
                     g = batched_gradients(self.model, [encoded[group[i]] for i in mb], self.pad_id)
                     if kind == "adam":
                         g = adam_precondition(g, m, v)
