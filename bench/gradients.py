@@ -90,8 +90,8 @@ def main() -> None:
                           warmup_fraction=1.0, grad_accum=2, lr=1e-4)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(Path(tmp), Path(tmp), cache=None, models=ModelPool())
-        runner = Runner(p, ctx)
-        runner.warm_up(warm, Path(tmp))
+        runner = Runner(p, ctx, Path(tmp))
+        runner.warm_up(warm)
         model = runner.model
         print(f"model {args.model} on {model.device} ({model.dtype}), LoRA r={args.r}: "
               f"{sum(x.numel() for _, x in trainable(model)):,} weights; {len(cand)} samples; dim {args.dim}; "

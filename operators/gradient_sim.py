@@ -29,6 +29,7 @@ from dslrun.operators.base import (
     FLOAT,
     STR,
     Columns,
+    Cost,
     InputPath,
     Params,
     Resource,
@@ -105,30 +106,60 @@ class GradientSim(TableOperator):
     def output_columns(self, inputs: list[Columns]) -> Columns:
         return {**inputs[0], self.params.column: FLOAT, self.params.column + "_subtask": STR}
 
-    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+    def _setup(self, table: Table, ctx: RunContext) -> tuple[Any, Table, list[tuple[GradFeatures, Table]]]:
+        """The runner (nothing loaded yet), the target table, and the cached feature step of each."""
         from dslrun.runtime.pools import read_pool
+
+        from .influence.runner import Runner
+
+        p = self.params
+        target = read_pool(p.target).table
+        if len(target) == 0:
+            raise ValueError(f"{p.target}: the target set has no valid example")
+        runner = Runner(p, ctx, cache_root(ctx))
+        runner.warmup_samples(table)
+        steps = []
+        for kind, tab in (("adam", table), ("sgd", target)):
+            fp = FeatureParams(warmup=runner.key, kind=kind, dim=p.dim, projection_seed=p.projection_seed,
+                               template=template_key(p.template), max_length=p.max_length)
+            steps.append((GradFeatures(fp, runner, runner.identity), tab))
+        return runner, target, steps
+
+    def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
+        """For ``dslrun plan``: samples (candidates + targets), cached ones, and the work left."""
+        from dslrun.runtime.samples import node_fingerprint, unique_first
+
+        runner, _, steps = self._setup(inputs[0], ctx)
+        chosen, folder = runner.warmup_samples(inputs[0])
+        samples = cached = 0
+        for op, tab in steps:
+            uniq, _ = unique_first(tab.ids)
+            samples += len(uniq)
+            cached += ctx.cache.count(node_fingerprint(op), uniq) if ctx.cache is not None else 0
+        trained = (folder / "done.json").exists()
+        epochs = self.params.epochs
+        passes = 2 * epochs * (samples - cached) + (0 if trained else 2 * epochs * len(chosen))
+        if not trained:
+            cached = min(cached, samples - 1)  # the warm-up is work left even when features are cached
+        return samples, cached, Cost(samples=samples - cached, forward_passes=passes)
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         from dslrun.runtime.samples import run_sample_op
 
         from .influence.match import checkpoint_weights, influence_matrix, subtask_scores
-        from .influence.runner import Runner
 
         (table,) = inputs
         p = self.params
         col = p.column
-        if ctx.dry_run or len(table) == 0:
+        if len(table) == 0 or ctx.dry_run and not _all_cached(self.dry_run_cost(inputs, ctx)):
             return table.with_columns({col: as_column([None] * len(table), FLOAT),
                                        col + "_subtask": as_column([None] * len(table), STR)})
-        target = read_pool(p.target).table
-        if len(target) == 0:
-            raise ValueError(f"{p.target}: the target set has no valid example")
-        runner = Runner(p, ctx)
-        runner.warm_up(table, cache_root(ctx))
+        runner, target, steps = self._setup(table, ctx)
+        runner.warm_up(table)
         stats = {"hits": 0, "misses": 0, "computed": 0}
         out = {}
-        for kind, tab in (("adam", table), ("sgd", target)):
-            fp = FeatureParams(warmup=runner.key, kind=kind, dim=p.dim, projection_seed=p.projection_seed,
-                               template=template_key(p.template), max_length=p.max_length)
-            done = run_sample_op(GradFeatures(fp, runner, runner.identity), tab, ctx)
+        for (op, tab), kind in zip(steps, ("adam", "sgd")):
+            done = run_sample_op(op, tab, ctx)
             for k, attr in (("hits", "cache_hits"), ("misses", "cache_misses"), ("computed", "computed")):
                 stats[k] += getattr(ctx.stats, attr)
             out[kind] = done.column(FEATURES)
@@ -152,6 +183,10 @@ class GradientSim(TableOperator):
             ctx.stats.notes.append(f"{len(table) - len(cand_ok)} samples have no response token within "
                                    f"max_length={p.max_length}: no {col}")
         return table.with_columns({col: as_column(scores, FLOAT), col + "_subtask": as_column(best, STR)})
+
+
+def _all_cached(cost: tuple[int, int, Cost]) -> bool:
+    return cost[1] == cost[0]
 
 
 def cache_root(ctx: RunContext) -> Path:

@@ -126,20 +126,36 @@ class Nuggets(TableOperator):
     def reads(self) -> dict[str, Any]:
         return {} if self.params.anchors else {"embedding": Ref(name=self.params.embedding)}
 
-    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+    def _step(self, table: Table, ctx: RunContext) -> GoldenScore:
         from dslrun.runtime.model_pool import identity
+
+        p = self.params
+        anchors = self.anchor_texts(table)
+        digest = hashlib.sha256(json.dumps(anchors).encode()).hexdigest()[:24]
+        ctx.stats.notes.append(f"{len(anchors)} anchors ({'file' if p.anchors else 'k-means'}; {digest})")
+        return GoldenScore(GoldenParams(anchors=digest, n_anchors=len(anchors)), Scorer(p, ctx, anchors),
+                           identity(p.model, "causal-lm"))
+
+    def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
+        """For ``dslrun plan``: samples, cached ones, and the work left (zero-shot passes included)."""
+        from dslrun.runtime.samples import node_fingerprint, unique_first
+
+        op = self._step(inputs[0], ctx)
+        uniq, _ = unique_first(inputs[0].ids)
+        cached = ctx.cache.count(node_fingerprint(op), uniq) if ctx.cache is not None else 0
+        cost = op.estimate(len(uniq) - cached)
+        if cost.samples:
+            cost.forward_passes += op.params.n_anchors  # zero-shot, once
+        return len(uniq), cached, cost
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         from dslrun.runtime.samples import run_sample_op
 
         (table,) = inputs
         p = self.params
-        if ctx.dry_run or len(table) == 0:
+        if len(table) == 0 or ctx.dry_run and self.dry_run_cost(inputs, ctx)[2].samples:
             return table.with_columns({p.column: as_column([None] * len(table), FLOAT)})
-        anchors = self.anchor_texts(table)
-        digest = hashlib.sha256(json.dumps(anchors).encode()).hexdigest()[:24]
-        ctx.stats.notes.append(f"{len(anchors)} anchors ({'file' if p.anchors else 'k-means'}; {digest})")
-        op = GoldenScore(GoldenParams(anchors=digest, n_anchors=len(anchors)), Scorer(p, ctx, anchors),
-                         identity(p.model, "causal-lm"))
-        done = run_sample_op(op, table, ctx)
+        done = run_sample_op(self._step(table, ctx), table, ctx)
         return table.with_columns({p.column: done.column(GOLDEN)})
 
     def anchor_texts(self, table: Table) -> list[tuple[str, str, str]]:

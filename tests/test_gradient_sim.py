@@ -175,6 +175,8 @@ def test_recipe_step_caches_features_and_never_retrains(tiny, tmp_path):
     assert len(scores) == 6 and all(s["less_score_subtask"] in ("a", "b") for s in scores)
     assert [s["less_score"] for s in scores] == sorted((s["less_score"] for s in scores), reverse=True)
 
+    plan = dslrun("plan", str(tmp_path / "s.sel"), cwd=tmp_path, env=env, check=True).stdout
+    assert "28/28" in plan and "to compute: 0 samples" in plan
     again = dslrun(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     assert "checkpoints reused" in again.stdout
     row = next(line.split() for line in again.stdout.splitlines() if line.startswith("s "))
@@ -183,6 +185,8 @@ def test_recipe_step_caches_features_and_never_retrains(tiny, tmp_path):
     assert pq.read_table(tmp_path / "o.scores.parquet").to_pylist() == scores
 
     spec(48)  # another projection: features recomputed, warm-up reused
+    plan = dslrun("plan", str(tmp_path / "s.sel"), cwd=tmp_path, env=env, check=True).stdout
+    assert "0/28" in plan and "to compute: 28 samples, 112 model forward passes" in plan  # 2 epochs × fwd+bwd
     third = dslrun(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     assert "checkpoints reused" in third.stdout
     row = next(line.split() for line in third.stdout.splitlines() if line.startswith("s "))

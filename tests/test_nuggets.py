@@ -96,6 +96,8 @@ def test_nuggets_step_scores_ranks_and_caches(tiny, lm, tmp_path):
     (tmp_path / "s.sel").write_text(f'p = load(path: "p.json")\ns = nuggets(p, anchors: "a.json", model: "{tiny}")\n'
                                     'k = rank(s, by: golden_score, top: 4)\nsave(k, path: "o.json")\n')
     env = {"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}
+    plan = dslrun("plan", str(tmp_path / "s.sel"), cwd=tmp_path, env=env, check=True).stdout
+    assert "0/10" in plan and "to compute: 10 samples, 65 model forward passes" in plan  # 10 × (1 + 5) + 5 zero-shot
     dslrun(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     got = pq.read_table(tmp_path / "o.scores.parquet").to_pylist()
     assert len(got) == 4

@@ -35,10 +35,10 @@ GRAD_TOKEN_BUDGET = 2048
 
 
 class Runner:
-    def __init__(self, p: Any, ctx: Any):
+    def __init__(self, p: Any, ctx: Any, root: Path):
         from dslrun.runtime.model_pool import identity
 
-        self.p, self.ctx = p, ctx
+        self.p, self.ctx, self.root = p, ctx, root
         self.identity = identity(p.model, "causal-lm")
         self._loaded_model: tuple[Any, Any] | None = None
         self._template: Any = None
@@ -84,13 +84,17 @@ class Runner:
                 self._template = get_template(self.p.template, self.tokenizer)
         return encode_samples(self.tokenizer, conversations, self._template, self.p.max_length)
 
-    def warm_up(self, table: Any, root: Path) -> None:
-        """Train (or find) the warm-up checkpoints for this pool."""
+    def warmup_samples(self, table: Any) -> tuple[list[str], Path]:
+        """The warm-up's sample ids (LESS's seeded subset of the distinct samples) and its folder."""
         ids = list(dict.fromkeys(table.ids))
-        first = {sid: i for i, sid in reversed(list(enumerate(table.ids)))}
         chosen = [ids[i] for i in warmup_subset(len(ids), self.p.warmup_fraction, self.p.seed)]
         self.key = warmup_key(self.identity, chosen, self.cfg)
-        folder = root / "warmup" / self.key
+        return chosen, self.root / "warmup" / self.key
+
+    def warm_up(self, table: Any) -> None:
+        """Train (or find) the warm-up checkpoints for this pool."""
+        first = {sid: i for i, sid in reversed(list(enumerate(table.ids)))}
+        chosen, folder = self.warmup_samples(table)
         found = load_checkpoints(folder)
         if found is not None:
             self.ctx.stats.notes.append(f"warm-up {self.key}: {len(found)} checkpoints reused from {folder}")
