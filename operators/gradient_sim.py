@@ -79,6 +79,7 @@ class FeatureParams(Params):
     projection_seed: int
     template: str
     max_length: int
+    dtype: str
 
 
 class GradFeatures(BoundOperator):
@@ -121,7 +122,7 @@ class GradientSim(TableOperator):
         steps = []
         for kind, tab in (("adam", table), ("sgd", target)):
             fp = FeatureParams(warmup=runner.key, kind=kind, dim=p.dim, projection_seed=p.projection_seed,
-                               template=template_key(p.template), max_length=p.max_length)
+                               template=template_key(p.template), max_length=p.max_length, dtype=p.dtype)
             steps.append((GradFeatures(fp, runner, runner.identity), tab))
         return runner, target, steps
 

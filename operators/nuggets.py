@@ -57,6 +57,7 @@ class NuggetsParams(Params):
 class GoldenParams(Params):
     anchors: str  # content hash of the anchor set
     n_anchors: int
+    dtype: str = "auto"
 
 
 class GoldenScore(BoundOperator):
@@ -133,7 +134,7 @@ class Nuggets(TableOperator):
         anchors = self.anchor_texts(table)
         digest = hashlib.sha256(json.dumps(anchors).encode()).hexdigest()[:24]
         ctx.stats.notes.append(f"{len(anchors)} anchors ({'file' if p.anchors else 'k-means'}; {digest})")
-        return GoldenScore(GoldenParams(anchors=digest, n_anchors=len(anchors)), Scorer(p, ctx, anchors),
+        return GoldenScore(GoldenParams(anchors=digest, n_anchors=len(anchors), dtype=p.dtype), Scorer(p, ctx, anchors),
                            identity(p.model, "causal-lm"))
 
     def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:

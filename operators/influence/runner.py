@@ -45,7 +45,8 @@ class Runner:
         self.cfg = WarmupConfig(r=p.r, alpha=p.alpha, dropout=p.dropout, target_modules=tuple(p.target_modules),
                                 epochs=p.epochs, lr=p.lr, warmup_ratio=p.warmup_ratio, grad_accum=p.grad_accum,
                                 max_grad_norm=p.max_grad_norm, seed=p.seed,
-                                extra={"template": _template_id(p.template), "max_length": p.max_length})
+                                extra={"template": _template_id(p.template), "max_length": p.max_length,
+                                       "dtype": p.dtype})
         self._model: Any = None
         self.key = ""
         self.checkpoints: list[Checkpoint] = []
