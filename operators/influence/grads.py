@@ -6,7 +6,9 @@ batch is differentiated once: the batch loss is the *sum* of the per-sample loss
 every sample's gradient is untouched by its neighbours, and the gradient of a linear
 weight ``W`` (``y = x Wᵀ``) for sample ``b`` is ``Σ_t  ∂L_b/∂y[b,t] ⊗ x[b,t]`` — the
 captured output gradients times the captured inputs, one ``einsum`` per LoRA matrix
-(the Opacus / "ghost" trick). Rows are padded on the right, so under causal attention
+(the Opacus / "ghost" trick; ``torch.func.vmap`` over a transformers 5 model stops at
+data-dependent control flow in its attention-mask code, and this needs no functional
+transform at all). Rows are padded on the right, so under causal attention
 a padding token never influences a real one and its output gradient is exactly zero.
 
 :func:`loop_gradients` is the plain reference: one backward per sample, reading
