@@ -53,7 +53,7 @@ class GradientSimParams(Params):
     warmup_fraction: float = Field(0.05, gt=0, le=1, description="share of the pool the LoRA warm-up trains on")
     seed: int = Field(0, description="seed of the warm-up subset, its order and LoRA's initialisation")
     r: int = Field(128, ge=1, description="LoRA rank")
-    alpha: float = Field(512, gt=0, description="LoRA alpha")
+    alpha: int = Field(512, ge=1, description="LoRA alpha")
     dropout: float = Field(0.1, ge=0, lt=1, description="LoRA dropout")
     target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1,
                                       description="modules LoRA adapts")

@@ -165,7 +165,7 @@ class Nuggets(TableOperator):
             from dslrun.runtime.pools import read_pool
 
             source = read_pool(p.anchors).table
-            rows = range(len(source))
+            rows: list[int] = list(range(len(source)))
         else:
             source = table
             rows = kmeans_anchors(_vectors(table.column(p.embedding)), p.k, p.seed)

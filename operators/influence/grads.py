@@ -48,17 +48,36 @@ def _batch(encoded: Sequence[Encoded], pad_id: int, device: Any):
     return ids.to(device), mask.to(device), labels.to(device)
 
 
+def _body_and_head(model: Any) -> tuple[Any, Any] | None:
+    """The decoder body and the vocabulary projection, when logits are just ``head(hidden)``.
+
+    Projecting only the scored positions saves most of the largest tensor of the pass
+    (positions × vocabulary). Models that rescale or soft-cap their logits keep the full path.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body, head, cfg = getattr(base, "base_model", None), base.get_output_embeddings(), base.config
+    if body is None or body is base or head is None:
+        return None
+    if any(getattr(cfg, a, None) for a in ("final_logit_softcapping", "logit_scale", "logits_scaling")):
+        return None
+    return body, head
+
+
 def per_sample_losses(model: Any, encoded: Sequence[Encoded], pad_id: int):
     """Mean scored-token cross-entropy of each row (float32), from one forward pass."""
     import torch
 
     device = next(model.parameters()).device
     ids, mask, labels = _batch(encoded, pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     target, scored = ids[:, 1:], labels[:, 1:]
-    # Only scored positions are projected through log-softmax (the vocabulary is large).
     rows, cols = scored.nonzero(as_tuple=True)
-    lp = logits[rows, cols].float().log_softmax(-1).gather(-1, target[rows, cols][:, None]).squeeze(-1)
+    parts = _body_and_head(model)
+    if parts is not None:
+        hidden = parts[0](input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        logits = parts[1](hidden[rows, cols])
+    else:
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
+    lp = logits.float().log_softmax(-1).gather(-1, target[rows, cols][:, None]).squeeze(-1)
     sums = torch.zeros(len(encoded), dtype=torch.float32, device=device).index_add(0, rows, -lp)
     counts = scored.sum(1).clamp(min=1).float()
     return sums / counts

@@ -24,7 +24,8 @@ def checkpoint_weights(avg_lrs: Sequence[float]) -> np.ndarray:
     return w / w.sum()
 
 
-def influence_matrix(candidates: np.ndarray, targets: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+def influence_matrix(candidates: np.ndarray, targets: np.ndarray,
+                     weights: Sequence[float] | np.ndarray) -> np.ndarray:
     """(N × T): Σ_k w_k · candidates[:, k] · targets[:, k]ᵀ, for features of shape (N|T) × K × dim."""
     if candidates.shape[1] != len(weights) or targets.shape[1] != len(weights):
         raise ValueError("one weight per checkpoint is needed")

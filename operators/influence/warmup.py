@@ -40,7 +40,7 @@ FORMAT = "1"  # bump when the stored layout or the training loop changes
 @dataclass(frozen=True)
 class WarmupConfig:
     r: int = 128
-    alpha: float = 512
+    alpha: int = 512
     dropout: float = 0.1
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     epochs: int = 4
