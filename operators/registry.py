@@ -14,7 +14,8 @@ from dslrun.operators.base import Operator
 
 BUILTIN_MODULES = (
     "load", "save", "filter", "rank", "sample", "derive", "dedup", "length", "diverse_sample", "ifd", "perplexity", "embed",
-    "judge_score", "tag", "quota", "knn", "reward", "union", "evaluate", "necessity",
+    "judge_score", "tag", "quota", "knn", "reward", "union", "evaluate", "necessity", "gradient_sim",
+    "nuggets",
 )
 
 _REGISTRY: dict[str, type[Operator]] = {}

@@ -59,6 +59,13 @@ def dry_run(plan: Plan, ctx: RunContext) -> list[PlanRow]:
                 tables[name] = run_sample_op(op, table, nctx)
             else:
                 tables[name], known = table, False
+        elif known and hasattr(op, "dry_run_cost"):
+            # a whole-table step wrapping cached per-sample work (gradient-sim, nuggets)
+            row.samples, row.cached, row.cost = op.dry_run_cost(inputs, nctx)
+            if row.cached == row.samples:
+                tables[name] = run_node(plan, name, inputs, nctx)
+            else:
+                tables[name], known = inputs[0], False
         elif known:
             tables[name] = run_node(plan, name, inputs, nctx)
         else:

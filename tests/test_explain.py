@@ -24,6 +24,8 @@ EXPECTED = {
     # quality | filter | embed | necessity (trains on the seeds) | kcenter+filter+kcenter+union;
     # offline the quality scorer is the PFM itself, so that step is not model-free either
     "mods": (1, 5, 3, False, False, True),
+    "less": (1, 2, 1, False, False, True),             # gradient-sim (LoRA warm-up on the pool) | rank
+    "nuggets": (0, 2, 1, False, True, True),           # golden score on the PFM | rank
     "evaluate_demo": (0, 2, 0, True, True, True),      # length | rank; evaluate is not part of the selector
     "alpagasus_eval": (0, 2, 1, True, True, False),    # judge (OpenAI) | filter; evaluate left out
 }

@@ -1,0 +1,25 @@
+"""A per-sample operator made by a whole-table step for one run, carrying that step's live state.
+
+``gradient-sim`` and ``nuggets`` first do whole-pool work (a warm-up, an anchor set),
+then score samples one by one. That per-sample part runs through the runtime's cached,
+batched path (``runtime/samples.py: run_sample_op``) as a :class:`BoundOperator`: its
+``Params`` hold what identifies the results (warm-up key, anchor hash, projection), so
+the cache key stays derived; the live state (model, checkpoints) rides along unkeyed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dslrun.operators.base import Params, Resource, SampleOperator
+
+
+class BoundOperator(SampleOperator):
+    resource = Resource.MODEL
+
+    def __init__(self, params: Params, state: Any, identity: str):
+        super().__init__(params)
+        self.state, self.identity = state, identity
+
+    def model_identity(self) -> str:
+        return self.identity
