@@ -132,7 +132,7 @@ def _evaluation(ev: dict[str, Any], out_dir: Path) -> str:
         f"<td class=l>{'reused' if (m.get('train') or {}).get('cached') else 'trained' if m.get('train') else '–'}</td></tr>"
         for k, m in models.items())
     mtable = ("<table><tr><th class=l>model</th><th>train samples</th><th>last epoch loss</th>"
-              "<th>held-out loss</th><th>held-out ppl</th><th class=l>checkpoint</th></tr>" + mrows + "</table>"
+              "<th>held-out loss</th><th>held-out ppl</th><th class=l>training</th></tr>" + mrows + "</table>"
               if models else "")
     e = ev.get("efficiency")
     effp = ""
