@@ -107,6 +107,8 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
         rec: dict[str, Any] = {"samples": len(samples), "checkpoint": str(path), "train": trained.as_dict()}
         if heldout:
             rec["heldout"] = heldout_loss(model, path)
+        if p.benchmarks:
+            rec["benchmarks"] = run_benchmarks(p.benchmarks, model, tok, template, path)
         answers[name] = {}
         for setting, prompts in sets.items():
             texts = [template.render(q["instruction"], q["input"]) for q in prompts]
@@ -123,6 +125,34 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
         info[name] = rec
         model.cache_clear()
     return info, answers
+
+
+def run_benchmarks(specs: list[str], load: Any, tok: Any, template: Any, folder: Path) -> dict[str, float]:
+    """Scores from benchmark plug-ins (``module:function``), cached beside the checkpoint per plug-in."""
+    import importlib
+
+    scores: dict[str, float] = {}
+    for spec in specs:
+        f = folder / f"bench-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
+        if f.is_file():
+            scores.update(json.loads(f.read_text()))
+            continue
+        module, _, func = spec.partition(":")
+        if not func:
+            raise ValueError(f"benchmark {spec!r}: expected 'module:function'")
+        got = {k: float(v) for k, v in getattr(importlib.import_module(module), func)(load(), tok, template).items()}
+        atomic_write(f, lambda tmp, got=got: tmp.write_text(json.dumps(got)))
+        scores.update(got)
+    return scores
+
+
+def benchmark_ratio(models: dict[str, Any], other: str) -> dict[str, Any] | None:
+    """SEM / counterpart per benchmark metric and their mean (TEDD-Ranker's PIR before its transform)."""
+    sem, ref = (models.get("sem") or {}).get("benchmarks"), (models.get(other) or {}).get("benchmarks")
+    if not sem or not ref:
+        return None
+    ratios = {k: sem[k] / ref[k] for k in sem if ref.get(k)}
+    return {"per_metric": ratios, "mean": sum(ratios.values()) / len(ratios)} if ratios else None
 
 
 def load_eval_heldout(path: str, limit: int | None) -> list[dict[str, Any]]:
@@ -209,6 +239,8 @@ def run_evaluation(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, 
         ctx.stats.notes.append(f"judge sem vs {name}: {summary}")
         d = tally.as_dict()
         d["pir"] = eff.pir([t["winning_score"] for t in d["per_set"].values()]) if d["per_set"] else None
+        if results.get("models") and (ratio := benchmark_ratio(results["models"], name)):
+            d["benchmark_ratio"] = ratio
         results["counterparts"][name] = d
         reviews += [{"counterpart": name, **r} for r in rows]
         t = d["total"]
