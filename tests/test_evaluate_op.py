@@ -173,10 +173,16 @@ def test_shipped_demo_recipe_runs_and_reports(tmp_path):
         resolve("smollm2-135m", "causal-lm")
     except ModelResolutionError as e:
         pytest.skip(f"SmolLM2 not available offline: {e}")
+    import subprocess
+    import sys
+
     from testkit.cli import SPECS
 
-    proc = dslrun("run", str(SPECS / "evaluate_demo.sel"), "--set", "k=8", "--set", "prompts=2", "-q",
-                  "--out", "out", cwd=tmp_path, check=True)
+    # Two fine-tunings of a 135M model: minutes on a 2-core CPU, more on a busy one.
+    proc = subprocess.run([sys.executable, "-m", "dslrun.runtime.cli", "run", str(SPECS / "evaluate_demo.sel"),
+                           "--set", "k=8", "--set", "prompts=2", "-q", "--out", "out"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sem vs random:" in proc.stdout and "report: out/report.html" in proc.stdout
     res = json.loads((tmp_path / "out" / "evaluate_5" / "results.json").read_text())
     t = res["counterparts"]["random"]["total"]
