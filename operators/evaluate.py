@@ -66,6 +66,8 @@ class EvaluateParams(Params):
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     heldout: InputPath | None = Field(None, description="a pool with reference outputs: held-out loss/perplexity")
     heldout_limit: int | None = Field(None, ge=1)
+    benchmarks: list[str] = Field(default_factory=list, description="benchmark scorer plug-ins, 'module:function'"
+                                  " called as f(model, tokenizer, template) -> {metric: score}, higher is better")
     sem_answers: InputPath | None = Field(None, description="judge these SEM answers ({instruction|prompt, "
                                                             "answer|response|output}) instead of training")
     counterpart_answers: InputPath | None = Field(None, description="... against these counterpart answers")

@@ -98,11 +98,16 @@ def test_evaluate_run_end_to_end(tiny, tmp_path):
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": f"Name a color {i}."}) + "\n"
                                                  for i in range(3)))
     write_pool(tmp_path / "heldout.json", records(4, start=100))
+    (tmp_path / "bench_plugin.py").write_text(  # a benchmark scorer plug-in: likelihood of known answers
+        "import math\nfrom dslrun.operators.evaluation.finetune import mean_loss\n"
+        "def score(model, tok, template):\n"
+        "    qa = [{'instruction': 'Name a primary color.', 'input': '', 'output': 'Blue.', 'n_turns': 1}]\n"
+        "    return {'likelihood': math.exp(-mean_loss(model, tok, qa, template, 256)['loss'])}\n")
     (tmp_path / "spec.sel").write_text(
         'pool = load(path: "pool.json")\n'
         'picked = sample(pool, n: 8, seed: 3)\n'
         f'evaluate(picked, pool: pool, counterparts: [full, random], pfm: "{tiny}", eval: ["eval.jsonl"],\n'
-        '         heldout: "heldout.json", epochs: 1, batch_size: 4, max_length: 256, max_new_tokens: 6,\n'
+        '         heldout: "heldout.json", benchmarks: ["bench_plugin:score"], epochs: 1, batch_size: 4, max_length: 256, max_new_tokens: 6,\n'
         '         judge: {base_url: $url, model: "test-model", api_key_env: "' + KEY_ENV + '"})\n'
         'param url = "http://x"\n')
     with OpenAITestServer(reply=review) as srv:
@@ -129,6 +134,9 @@ def test_evaluate_run_end_to_end(tiny, tmp_path):
     assert eff["against"] == "full" and eff["pir"] == res["counterparts"]["full"]["pir"]
     assert (tmp_path / "out" / "evaluate_3" / "efficiency.png").stat().st_size > 1000
     assert res["models"]["sem"]["heldout"]["loss"] > 0 and "pfm" in res["models"]
+    b = {k: res["models"][k]["benchmarks"]["likelihood"] for k in ("sem", "full")}
+    assert 0 < b["sem"] < 1
+    assert res["counterparts"]["full"]["benchmark_ratio"]["mean"] == pytest.approx(b["sem"] / b["full"])
 
 
 def test_evaluate_judges_answers_made_elsewhere(tmp_path):
@@ -165,10 +173,16 @@ def test_shipped_demo_recipe_runs_and_reports(tmp_path):
         resolve("smollm2-135m", "causal-lm")
     except ModelResolutionError as e:
         pytest.skip(f"SmolLM2 not available offline: {e}")
+    import subprocess
+    import sys
+
     from testkit.cli import SPECS
 
-    proc = dslrun("run", str(SPECS / "evaluate_demo.sel"), "--set", "k=8", "--set", "prompts=2", "-q",
-                  "--out", "out", cwd=tmp_path, check=True)
+    # Two fine-tunings of a 135M model: minutes on a 2-core CPU, more on a busy one.
+    proc = subprocess.run([sys.executable, "-m", "dslrun.runtime.cli", "run", str(SPECS / "evaluate_demo.sel"),
+                           "--set", "k=8", "--set", "prompts=2", "-q", "--out", "out"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sem vs random:" in proc.stdout and "report: out/report.html" in proc.stdout
     res = json.loads((tmp_path / "out" / "evaluate_5" / "results.json").read_text())
     t = res["counterparts"]["random"]["total"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -78,8 +79,20 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
     gen_opts = {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "seed": p.seed}
     info: dict[str, Any] = {}
     answers: dict[str, dict[str, list[str]]] = {}
+    hkey = hashlib.sha256(json.dumps([[h["id"] for h in heldout or []], p.max_length, p.template]).encode())
+
+    def heldout_loss(load: Any, folder: Path) -> dict[str, Any]:
+        """Cached beside the checkpoint: a re-run computes no loss twice. ``load()`` gives the model."""
+        f = folder / f"heldout-{hkey.hexdigest()[:16]}.json"
+        if f.is_file():
+            return json.loads(f.read_text())
+        value = ft.mean_loss(load(), tok, heldout or [], template, p.max_length)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(f, lambda tmp: tmp.write_text(json.dumps(value)))
+        return value
+
     if heldout:
-        info["pfm"] = {"heldout": ft.mean_loss(base, tok, heldout, template, p.max_length)}
+        info["pfm"] = {"heldout": heldout_loss(lambda: base, checkpoint_root(ctx) / f"pfm-{model_id.split(':')[-1][:24]}")}
     for name, table in tables.items():
         samples = _samples(table)
         key = ft.checkpoint_key(model_id, [s["id"] for s in samples], cfg)
@@ -89,10 +102,13 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
             trained = ft.finetune(base, tok, samples, template, cfg, path, progress=ctx.progress)
         ctx.stats.notes.append(f"{name}: {'reused' if trained.cached else 'trained'} {trained.n_samples} samples"
                                f" → {path}")
-        model = ft.load_finetuned(base, path, cfg)
+        # Loaded only when a held-out loss or an answer is not cached yet.
+        model = functools.cache(functools.partial(ft.load_finetuned, base, path, cfg))
         rec: dict[str, Any] = {"samples": len(samples), "checkpoint": str(path), "train": trained.as_dict()}
         if heldout:
-            rec["heldout"] = ft.mean_loss(model, tok, heldout, template, p.max_length)
+            rec["heldout"] = heldout_loss(model, path)
+        if p.benchmarks:
+            rec["benchmarks"] = run_benchmarks(p.benchmarks, model, tok, template, path)
         answers[name] = {}
         for setting, prompts in sets.items():
             texts = [template.render(q["instruction"], q["input"]) for q in prompts]
@@ -102,13 +118,41 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
                 answers[name][setting] = json.loads(gfile.read_text())
                 continue
             t0 = time.perf_counter()
-            answers[name][setting] = generate(model, tok, texts, batch_size=p.gen_batch, **gen_opts)
+            answers[name][setting] = generate(model(), tok, texts, batch_size=p.gen_batch, **gen_opts)
             rec.setdefault("generate_seconds", 0.0)
             rec["generate_seconds"] += time.perf_counter() - t0
             atomic_write(gfile, lambda tmp, a=answers[name][setting]: tmp.write_text(json.dumps(a)))
         info[name] = rec
-        del model
+        model.cache_clear()
     return info, answers
+
+
+def run_benchmarks(specs: list[str], load: Any, tok: Any, template: Any, folder: Path) -> dict[str, float]:
+    """Scores from benchmark plug-ins (``module:function``), cached beside the checkpoint per plug-in."""
+    import importlib
+
+    scores: dict[str, float] = {}
+    for spec in specs:
+        f = folder / f"bench-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.json"
+        if f.is_file():
+            scores.update(json.loads(f.read_text()))
+            continue
+        module, _, func = spec.partition(":")
+        if not func:
+            raise ValueError(f"benchmark {spec!r}: expected 'module:function'")
+        got = {k: float(v) for k, v in getattr(importlib.import_module(module), func)(load(), tok, template).items()}
+        atomic_write(f, lambda tmp, got=got: tmp.write_text(json.dumps(got)))
+        scores.update(got)
+    return scores
+
+
+def benchmark_ratio(models: dict[str, Any], other: str) -> dict[str, Any] | None:
+    """SEM / counterpart per benchmark metric and their mean (TEDD-Ranker's PIR before its transform)."""
+    sem, ref = (models.get("sem") or {}).get("benchmarks"), (models.get(other) or {}).get("benchmarks")
+    if not sem or not ref:
+        return None
+    ratios = {k: sem[k] / ref[k] for k in sem if ref.get(k)}
+    return {"per_metric": ratios, "mean": sum(ratios.values()) / len(ratios)} if ratios else None
 
 
 def load_eval_heldout(path: str, limit: int | None) -> list[dict[str, Any]]:
@@ -195,6 +239,8 @@ def run_evaluation(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, 
         ctx.stats.notes.append(f"judge sem vs {name}: {summary}")
         d = tally.as_dict()
         d["pir"] = eff.pir([t["winning_score"] for t in d["per_set"].values()]) if d["per_set"] else None
+        if results.get("models") and (ratio := benchmark_ratio(results["models"], name)):
+            d["benchmark_ratio"] = ratio
         results["counterparts"][name] = d
         reviews += [{"counterpart": name, **r} for r in rows]
         t = d["total"]

@@ -122,6 +122,10 @@ def _evaluation(ev: dict[str, Any], out_dir: Path) -> str:
                         f"<td>{t['tie']}</td><td>{t['loss']}</td><td>{_num(t['winning_score'])}</td></tr>")
         rows.append(f"<tr><td class=l>{escape(name)}</td><td class=l><b>PIR</b></td><td colspan=4>"
                     f"{_num(d.get('pir'))} ({d.get('unparsed_reviews', 0)} unparsable reviews)</td></tr>")
+        if d.get("benchmark_ratio"):
+            per = ", ".join(f"{k} {v:.3f}" for k, v in d["benchmark_ratio"]["per_metric"].items())
+            rows.append(f"<tr><td class=l>{escape(name)}</td><td class=l>benchmarks SEM/{escape(name)}</td>"
+                        f"<td colspan=4>{_num(d['benchmark_ratio']['mean'])} ({escape(per)})</td></tr>")
     table = ("<table><tr><th class=l>counterpart</th><th class=l>eval set</th><th>win</th><th>tie</th>"
              "<th>loss</th><th>winning score</th></tr>" + "".join(rows) + "</table>")
     models = ev.get("models") or {}
@@ -132,7 +136,7 @@ def _evaluation(ev: dict[str, Any], out_dir: Path) -> str:
         f"<td class=l>{'reused' if (m.get('train') or {}).get('cached') else 'trained' if m.get('train') else '–'}</td></tr>"
         for k, m in models.items())
     mtable = ("<table><tr><th class=l>model</th><th>train samples</th><th>last epoch loss</th>"
-              "<th>held-out loss</th><th>held-out ppl</th><th class=l>checkpoint</th></tr>" + mrows + "</table>"
+              "<th>held-out loss</th><th>held-out ppl</th><th class=l>training</th></tr>" + mrows + "</table>"
               if models else "")
     e = ev.get("efficiency")
     effp = ""
