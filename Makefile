@@ -4,7 +4,7 @@
 # up new modules without reinstalling.
 PY ?= .venv/bin/python
 
-.PHONY: venv install-dev check test test-fast bench fmt-specs
+.PHONY: venv install-dev check test test-slow bench fmt-specs
 
 venv:
 	python3 -m venv .venv
@@ -21,8 +21,8 @@ check:
 test:
 	$(PY) -m pytest
 
-test-fast:
-	$(PY) -m pytest -m "not slow" -x -q
+test-slow:
+	$(PY) -m pytest -m slow
 
 bench:
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
