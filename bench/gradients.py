@@ -18,6 +18,12 @@ feature sets. The last line is machine-readable:
 
     python bench/gradients.py                   # ~3 min on 2 CPU cores
     python bench/gradients.py --r 128 --dim 8192 --n 64    # LESS's defaults (GPU)
+
+Measured on 2 CPU cores shared with other jobs (24 samples, r 8, dim 1024): naive 0.85
+features/s, operator 1.56 features/s, ``grad_speedup=1.84 max_rel_diff=2.19e-04``; an
+earlier run under heavier, uneven load read 8.05, so take the quiet one. A CPU is
+compute-bound either way: the gain here is from projecting only the response positions
+onto the vocabulary and from one projection pass; on a GPU, batching is the larger gain.
 """
 
 from __future__ import annotations

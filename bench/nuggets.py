@@ -15,6 +15,11 @@ line is machine-readable: ``nuggets_speedup=<x> identical=<true|false> device=<c
 
     python bench/nuggets.py                     # ~3 min on 2 CPU cores
     python bench/nuggets.py --anchors 100 --n 64   # Nuggets' full anchor set (GPU)
+
+Measured (2 shared CPU cores, other jobs running; 6 candidates × 16 anchors): naive
+0.010 golden scores/s, operator 0.017 golden scores/s,
+``nuggets_speedup=1.65 identical=true`` (4 × 10: 1.77, identical). On a CPU the gain is
+the candidate's tokens no longer re-read for every anchor; a GPU adds batching.
 """
 
 from __future__ import annotations
