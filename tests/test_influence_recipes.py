@@ -6,21 +6,14 @@ import json
 
 import pytest
 
-from testkit.cli import SHARED, SPECS, dslrun
+from testkit.cli import SPECS, dslrun
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytestmark = pytest.mark.slow
 
-GGUF = SHARED / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory):
-    if not GGUF.exists():
-        pytest.skip("../shared/models is not present")
-    return tmp_path_factory.mktemp("models")
 
 
 def test_less_recipe_on_real_samples(model_cache, tmp_path):

@@ -14,33 +14,18 @@ import pytest
 from testkit.cli import SHARED, SPECS, dslrun
 
 RECIPES = sorted(p.stem for p in SPECS.glob("*.sel"))
-GGUF = SHARED / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@pytest.fixture(scope="module")
-def plan_models(tmp_path_factory):
-    return tmp_path_factory.mktemp("plan-models")
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_every_recipe_checks_explains_and_plans(recipe, tmp_path, plan_models):
+def test_every_recipe_checks_explains_and_plans(recipe, tmp_path, request):
     for twin in (f"{recipe}.sel", f"{recipe}.yaml"):
         dslrun("check", str(SPECS / twin), cwd=tmp_path, check=True)
     dslrun("explain", str(SPECS / f"{recipe}.sel"), cwd=tmp_path, check=True)
-    if not GGUF.exists():  # plan resolves the offline model to key its cache lookups
-        pytest.skip("../shared/models is not present")
+    models = request.getfixturevalue("model_cache")  # plan resolves the offline model to key its lookups
     plan = dslrun("plan", str(SPECS / f"{recipe}.sel"), "--set", "limit=20", cwd=tmp_path, check=True,
-                  env={"DSLRUN_MODEL_CACHE": str(plan_models)})
+                  env={"DSLRUN_MODEL_CACHE": str(models)})
     assert "load" in plan.stdout
 
-
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    if not GGUF.exists():
-        pytest.skip("../shared/models is not present")
-    return tmp_path_factory.mktemp("models")
 
 
 # recipe -> (settings, the step whose cached samples a re-run must hit, columns every kept row has)

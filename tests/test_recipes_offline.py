@@ -6,20 +6,13 @@ import json
 
 import pytest
 
-from testkit.cli import SHARED, SPECS, dslrun
+from testkit.cli import SPECS, dslrun
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow
 
-GGUF = SHARED / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory):
-    if not GGUF.exists():
-        pytest.skip("../shared/models is not present")
-    return tmp_path_factory.mktemp("models")
 
 
 @pytest.mark.parametrize("recipe, kept", [("superfiltering", 2), ("ifd", 1)])
