@@ -111,3 +111,14 @@ def test_nuggets_step_scores_ranks_and_caches(tiny, lm, tmp_path):
     row = next(line.split() for line in again.stdout.splitlines() if line.startswith("s "))
     assert row[4:6] == ["10", "0"]
     assert json.loads((tmp_path / "run.json").read_text())["model_loads"] == 0
+
+
+def test_a_prompt_longer_than_the_context_is_a_clear_error(lm):
+    from dslrun.operators.influence.golden import Anchor
+
+    model, tok = lm
+    limit = model.config.n_positions
+    anchor = Anchor(ids=[5] * (limit - 10), start=limit - 20, end=limit - 10)
+    answer_logprobs(model, [anchor], tok.pad_token_id)  # fits alone
+    with pytest.raises(ValueError, match="positions"):
+        answer_logprobs(model, [anchor], tok.pad_token_id, demo=[5] * 20)

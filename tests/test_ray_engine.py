@@ -102,7 +102,7 @@ RECIPES = {  # spec → overrides that make it run offline and small
                  "{lm:pfm}", "{lm:scorer_model}"],
     "less.sel": ["--set", "limit=20", "--set", "r=4", "--set", "epochs=1", "--set", "dim=64",
                  "--set", "fraction=0.2", "--set", 'target_modules=["c_attn"]'],
-    "nuggets.sel": ["--set", "limit=6", "--set", "fraction=0.5"],
+    "nuggets.sel": ["--set", "limit=6", "--set", "fraction=0.5", "{short:pool}", "{short:anchors}"],
     "evaluate_demo.sel": ["--set", "limit=20", "--set", "k=4", "--set", "prompts=2", "{lm:judge_model}"],
     "alpagasus_eval.sel": ["--set", "limit=20", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}",
                            "--set", "judge_model=test-model", "--set", "epochs=1", "--set", "max_new_tokens=4",
@@ -110,11 +110,21 @@ RECIPES = {  # spec → overrides that make it run offline and small
 }
 
 
-def expand(args: list[str], lm: Path, server) -> list[str]:
-    """``{lm:NAME}`` sets NAME to the tiny model, ``{url:NAME}`` to the test server's URL."""
+def short_pool(folder: Path) -> Path:
+    """Short samples: the tiny model's 1,024 positions hold a Nuggets demonstration plus an anchor."""
+    rows = [r for r in json.loads((SPECS / "data" / "alpaca_random_1k.json").read_text())
+            if len(r["instruction"]) + len(r["input"]) + len(r["output"]) < 160][:8]
+    return write_pool(folder / "short.json", rows)
+
+
+def expand(args: list[str], lm: Path, server, folder: Path | None = None) -> list[str]:
+    """``{lm:NAME}`` sets NAME to the tiny model, ``{url:NAME}`` to the test server's URL,
+    ``{short:NAME}`` to a pool of short samples."""
     out: list[str] = []
     for a in args:
-        if a.startswith("{lm:"):
+        if a.startswith("{short:"):
+            out += ["--set", f"{a[7:-1]}={short_pool(folder or Path('.'))}"]
+        elif a.startswith("{lm:"):
             out += ["--set", f"{a[4:-1]}={lm}"]
         elif a.startswith("{url:"):
             out += ["--set", f"{a[5:-1]}={server.base_url}"]
@@ -131,7 +141,7 @@ def test_every_recipe_gives_the_same_output_on_both_engines(cluster, server, tin
             continue
         work = tmp_path / name.removesuffix(".sel")
         work.mkdir()
-        args = expand(extra, tiny_lm, server)
+        args = expand(extra, tiny_lm, server, work)
         if "param base_url" in (SPECS / name).read_text():
             args += ["--set", f"base_url={server.base_url}"]
         if "param model" in (SPECS / name).read_text() and "test-model" not in args:

@@ -67,6 +67,11 @@ def answer_logprobs(model: Any, anchors: Sequence[Anchor], pad_id: int, demo: Se
 
     device = next(model.parameters()).device
     n_demo = len(demo)
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    longest = n_demo + max((len(a.ids) for a in anchors), default=0)
+    if limit and longest > limit:  # Nuggets never truncates: say so instead of an index error deep in the model
+        raise ValueError(f"a demonstration ({n_demo} tokens) plus the longest anchor needs {longest} positions; "
+                         f"the model has {limit}: use shorter anchors or samples, or a longer-context model")
     with torch.inference_mode():
         # transformers 5 calls the key/value cache `cache`; 4.x called it `past_key_values`
         cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
