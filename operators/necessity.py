@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -30,10 +30,10 @@ from dslrun.operators.base import (
     Feasibility,
     Params,
     Resource,
-    SampleOperator,
     StepRef,
     TableOperator,
 )
+from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
 from dslrun.operators.reward import DEFAULT_MODEL as REWARD_MODEL
 from dslrun.runtime.context import RunContext
@@ -62,21 +62,11 @@ class NecessityParams(Params):
     device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
 
 
-class _Step(SampleOperator):
-    """A cached per-sample step inside ``necessity``, keyed by what it depends on (the checkpoint)."""
-
-    resource = Resource.MODEL
-    depends_on: ClassVar[str] = ""
-
-    def __init__(self, params: Params, identity: str, work: Any):
-        super().__init__(params)
-        self._identity, self._work = identity, work
-
-    def model_identity(self) -> str:
-        return self._identity
+class _Step(BoundOperator):
+    """A cached per-sample step inside ``necessity``; its state is the function that computes a batch."""
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
-        return self._work(batch, ctx)
+        return self.state(batch, ctx)
 
 
 class AnswerParams(Params):
@@ -137,10 +127,10 @@ class Necessity(TableOperator):
         p = self.p
         key = self._checkpoint(ctx)
         answers = Answers(AnswerParams(template=p.template, max_new_tokens=p.max_new_tokens),
-                          f"finetuned:{key}", lambda batch, c: self._answer(batch, c, key))
+                          lambda batch, c: self._answer(batch, c, key), f"finetuned:{key}")
         table = run_sample_op(answers, table, ctx)
-        scores = Scores(ScoreParams(scorer=p.scorer, max_new_tokens=p.max_new_tokens),
-                        f"{self._scorer_identity()}|answers-of:finetuned:{key}", self._score)
+        scores = Scores(ScoreParams(scorer=p.scorer, max_new_tokens=p.max_new_tokens), self._score,
+                        f"{self._scorer_identity()}|answers-of:finetuned:{key}")
         return run_sample_op(scores, table, ctx)
 
     # ------------------------------------------------------------------ the three phases
