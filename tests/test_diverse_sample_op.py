@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from dslrun.operators.selection import deita_filter_plain, kcenter_greedy, tag_coverage
 from testkit.cli import dslrun, write_pool
@@ -57,38 +58,23 @@ def test_deita_without_a_score_is_a_spec_error(tmp_path):
     assert r.returncode == 2 and "unknown column `vex`" in r.stderr and "did you mean `vec`?" in r.stderr
 
 
-def test_kcenter_given_centres_are_never_chosen_again(tmp_path):
-    import json
-
-    from testkit.cli import dslrun, write_pool
-
-    # 1-D points as 2-D vectors: 0, 1, 2, 10, 11. Given centre: the point at 10.
+@pytest.mark.parametrize("candidates, k, want", [
+    # the given centre (10) is a candidate too: it is never chosen again
+    ("filter(p, where: len(output) > 0)", 2, ["p0", "p2"]),
+    # not a candidate: it still counts as a centre, so 11 (next to it) comes last
+    ("filter(p, where: instruction != 'p10')", 3, ["p0", "p2", "p1"]),
+])
+def test_kcenter_given_centres(candidates, k, want, tmp_path):
+    # 1-D points as 2-D vectors: 0, 1, 2, 10, 11. Given centre: the point at 10. Farthest from 10
+    # is 0; then the farthest from {10, 0} is 2 (distance 2, against 1 for the points 1 and 11).
     rows = [{"instruction": f"p{x}", "input": "", "output": "o", "vec": [float(x), 0.0]} for x in (0, 1, 2, 10, 11)]
     write_pool(tmp_path / "p.json", rows)
     (tmp_path / "s.sel").write_text(
         'p = load(path: "p.json")\n'
         "g = filter(p, where: instruction == 'p10')\n"
-        "k = diverse-sample(p, method: kcenter, k: 2, embedding: vec, given: g)\n"
+        f"c = {candidates}\n"
+        f"k = diverse-sample(c, method: kcenter, k: {k}, embedding: vec, given: g)\n"
         "save(k)\n")
     dslrun("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     got = [r["instruction"] for r in json.loads((tmp_path / "o" / "selected.json").read_text())]
-    # farthest from 10 is 0; then the farthest from {10, 0} is 2 (distance 2 vs 1 for 1 and 11)
-    assert got == ["p0", "p2"]
-
-
-def test_kcenter_given_centres_outside_the_candidates_still_count(tmp_path):
-    import json
-
-    from testkit.cli import dslrun, write_pool
-
-    rows = [{"instruction": f"p{x}", "input": "", "output": "o", "vec": [float(x), 0.0]} for x in (0, 1, 2, 10, 11)]
-    write_pool(tmp_path / "p.json", rows)
-    (tmp_path / "s.sel").write_text(
-        'p = load(path: "p.json")\n'
-        "g = filter(p, where: instruction == 'p10')\n"
-        "c = filter(p, where: instruction != 'p10')\n"
-        "k = diverse-sample(c, method: kcenter, k: 3, embedding: vec, given: g)\n"
-        "save(k)\n")
-    dslrun("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
-    got = [r["instruction"] for r in json.loads((tmp_path / "o" / "selected.json").read_text())]
-    assert got == ["p0", "p2", "p1"]  # 11 sits next to the given centre at 10: it comes last, if at all
+    assert got == want
