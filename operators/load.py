@@ -33,7 +33,10 @@ class Load(TableOperator):
         return cols
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        loaded = read_pool(self.params.path, self.params.limit, self.params.fields)
+        from dslrun.runtime.disk_columns import spill_root, spill_rows
+
+        loaded = read_pool(self.params.path, self.params.limit, self.params.fields,
+                           spill_rows=spill_rows(ctx.settings), spill_dir=spill_root(ctx.settings))
         ctx.stats.quarantined = len(loaded.quarantined)
         if loaded.quarantined and not ctx.dry_run:
             path = ctx.out_dir / "quarantine" / f"{ctx.node}.jsonl"

@@ -43,7 +43,7 @@ class Save(TableOperator):
             fmt = by_suffix.get(given, table.meta.get("format", "json"))
         path = Path(self.params.path) if self.params.path else Path(f"{_stem(ctx.node)}{SUFFIX[fmt]}")
         path = path if path.is_absolute() else ctx.out_dir / path
-        write_records(path, list(table.column("_record")), fmt)
+        write_records(path, (r for block in table.blocks("_record") for r in block), fmt)
         written = [str(path)]
         if self.params.scores != "none":
             spath = path.with_name(path.stem + ".scores." + self.params.scores)
@@ -61,7 +61,7 @@ def _stem(node: str) -> str:
 def score_columns(table: Table) -> list[str]:
     """Everything but the raw text: ids, row numbers, extra fields and computed scores."""
     skip = set(BASE) - {"id", "n_turns"}
-    return [c for c in table.column_names if c not in skip and table.column(c).ndim == 1]
+    return [c for c in table.column_names if c not in skip and table.ndim(c) == 1]
 
 
 def write_scores(path: Path, table: Table, fmt: str) -> None:

@@ -36,7 +36,7 @@ class Union(TableOperator):
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         names = [c for c in inputs[0].all_columns if all(c in t for t in inputs[1:])]
-        parts = [Table({c: t.column(c) for c in names}, t.meta) for t in inputs]
+        parts = [t.select(names) for t in inputs]
         table = concat(parts)
         _, first = np.unique(table.ids, return_index=True)
         return table.take(np.sort(first))

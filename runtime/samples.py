@@ -58,6 +58,7 @@ def batch_size(op: SampleOperator, ctx: RunContext) -> int:
     return int(ctx.settings.get("batch_rows", {}).get(op.name, ctx.settings.get("cpu_batch", CPU_BATCH)))
 
 
+LOOKUP_ROWS = 50_000  # ids looked up in the cache (or text lengths read) at a time
 MODEL_TOKEN_BUDGET = 16384  # padded tokens per forward pass on CPU; GPUs take more (settings)
 MODEL_MAX_ROWS = 64
 
@@ -75,7 +76,7 @@ def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunCont
         return [rows[i:i + size] for i in range(0, len(rows), size)]
     budget = int(ctx.settings.get("token_budget", MODEL_TOKEN_BUDGET))
     cap = int(ctx.settings.get("model_max_rows", MODEL_MAX_ROWS))
-    text = [sum(len(table.column(c)[r]) for c in ("instruction", "input", "output")) for r in rows]
+    text = text_chars(table, rows)
     est = {r: max(8, n // 4 + 8) for r, n in zip(rows, text)}
     ordered = sorted(rows, key=lambda r: est[r])
     batches: list[list[int]] = []
@@ -88,6 +89,17 @@ def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunCont
     if current:
         batches.append(current)
     return batches
+
+
+def text_chars(table: Table, rows: list[int], block: int = LOOKUP_ROWS) -> list[int]:
+    """Characters of instruction + input + output per row, a block of rows at a time (a large
+    pool's text is on disk; this reads each value once and holds one block)."""
+    out: list[int] = []
+    for i in range(0, len(rows), block):
+        part = table.take(rows[i:i + block])
+        cols = [part.column(c) for c in ("instruction", "input", "output")]
+        out.extend(len(a) + len(b) + len(c) for a, b, c in zip(*cols))
+    return out
 
 
 def compute_with_split(op: SampleOperator, batch: Table, ctx: RunContext) -> list:
@@ -118,8 +130,6 @@ def local_batches(op: SampleOperator, table: Table, batches: list[list[int]], ct
         batch = table.take(rows)
         yield batch.ids, compute_with_split(op, batch, ctx)
 
-
-LOOKUP_ROWS = 50_000  # ids looked up in the cache at a time
 
 
 class Collected:

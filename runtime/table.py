@@ -5,14 +5,21 @@ for text and lists, 2-D arrays for vectors). Operators add columns or select
 rows; they never mutate a table in place. Columns whose names start with ``_``
 are bookkeeping (``_row``: position in the source pool, ``_record``: the
 original record, written back by ``save``) and are hidden from expressions.
+
+A large pool's text columns are ``DiskColumn``s (runtime/disk_columns.py): row selection
+composes indices without reading them, and ``column`` reads a column's values only for a
+step that asks. Steps that only need to walk one (``save``) use ``blocks``; a glance at one
+value (the report) uses ``value``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from dslrun.runtime.disk_columns import DiskColumn, concat_disk
 
 
 def as_column(values: Sequence[Any] | np.ndarray, kind: str | None = None) -> np.ndarray:
@@ -70,10 +77,34 @@ class Table:
         return list(self._cols)
 
     def column(self, name: str) -> np.ndarray:
-        return self._cols[name]
+        col = self._cols[name]
+        return col.values() if isinstance(col, DiskColumn) else col
 
     def get(self, name: str, default=None):
-        return self._cols.get(name, default)
+        return self.column(name) if name in self._cols else default
+
+    def on_disk(self, name: str) -> bool:
+        return isinstance(self._cols[name], DiskColumn)
+
+    def ndim(self, name: str) -> int:
+        return self._cols[name].ndim
+
+    def dtype(self, name: str) -> np.dtype:
+        return self._cols[name].dtype
+
+    def value(self, name: str, row: int) -> Any:
+        """One value, without reading the rest of an on-disk column."""
+        col = self._cols[name]
+        return col.value(row) if isinstance(col, DiskColumn) else col[row]
+
+    def blocks(self, name: str, rows: int = 65_536) -> Iterator[Sequence[Any]]:
+        """A column's values a block of rows at a time (bounded memory for on-disk columns)."""
+        col = self._cols[name]
+        if isinstance(col, DiskColumn):
+            yield from col.blocks(rows)
+            return
+        for i in range(0, len(col), rows):
+            yield col[i:i + rows]
 
     @property
     def ids(self) -> np.ndarray:
@@ -81,10 +112,15 @@ class Table:
 
     def take(self, indices: Iterable[int] | np.ndarray) -> Table:
         idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
-        return Table({k: v[idx] for k, v in self._cols.items()}, self.meta)
+        return Table({k: v.take(idx) if isinstance(v, DiskColumn) else v[idx] for k, v in self._cols.items()},
+                     self.meta)
 
     def mask(self, keep: np.ndarray) -> Table:
         return self.take(np.flatnonzero(np.asarray(keep, dtype=bool)))
+
+    def select(self, names: Sequence[str]) -> Table:
+        """These columns only (as stored: on-disk columns stay on disk)."""
+        return Table({c: self._cols[c] for c in names}, self.meta)
 
     def with_columns(self, new: Mapping[str, np.ndarray]) -> Table:
         cols = dict(self._cols)
@@ -95,11 +131,12 @@ class Table:
         return Table(cols, self.meta)
 
     def slice(self, start: int, stop: int) -> Table:
-        return Table({k: v[start:stop] for k, v in self._cols.items()}, self.meta)
+        return Table({k: v.slice(start, stop) if isinstance(v, DiskColumn) else v[start:stop]
+                      for k, v in self._cols.items()}, self.meta)
 
     def rows(self, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
         names = list(columns) if columns is not None else self.column_names
-        cols = [self._cols[c] for c in names]
+        cols = [self.column(c) for c in names]
         return [{n: _plain(c[i]) for n, c in zip(names, cols)} for i in range(self._n)]
 
     def __repr__(self) -> str:
@@ -123,6 +160,12 @@ def concat(tables: Sequence[Table]) -> Table:
     names = tables[0].all_columns
     cols = {}
     for n in names:
+        stored = [t._cols[n] for t in tables]
+        if all(isinstance(p, DiskColumn) for p in stored):
+            joined = concat_disk(stored)  # type: ignore[arg-type]
+            if joined is not None:
+                cols[n] = joined
+                continue
         parts = [t.column(n) for t in tables]
         cols[n] = np.concatenate(parts) if parts[0].dtype != object else _object([x for p in parts for x in p])
     return Table(cols, tables[0].meta)

@@ -38,10 +38,10 @@ def _example(table: Any, row: int, score_cols: list[str]) -> dict[str, Any]:
     ex: dict[str, Any] = {}
     for c in TEXT_COLUMNS:
         if c in table.column_names:
-            text = str(table.column(c)[row])
+            text = str(table.value(c, row))
             ex[c] = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"
     for c in score_cols:
-        v = table.column(c)[row]
+        v = table.value(c, row)
         v = v.item() if isinstance(v, np.generic) else v
         ex[c] = None if isinstance(v, float) and math.isnan(v) else v
     return ex
@@ -49,7 +49,8 @@ def _example(table: Any, row: int, score_cols: list[str]) -> dict[str, Any]:
 
 def _score_columns(table: Any) -> list[str]:
     skip = {"_row", "n_turns"}
-    return [c for c in table.column_names if c not in skip and _numeric(table.column(c)) is not None]
+    return [c for c in table.column_names if c not in skip and table.ndim(c) == 1
+            and table.dtype(c).kind in "fiub" and _numeric(table.column(c)) is not None]
 
 
 def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""Columns kept on disk, so a large pool's text is never all in memory at once.
+
+``load`` writes the heavy columns of a large pool (instruction, input, output, messages,
+the original records, text extra fields) to a ``ColumnStore``: one file of encoded values
+per column, plus the values' offsets in memory (8 bytes a row). A table holds a
+``DiskColumn`` for each: a store column and which of its rows this table has. Taking,
+masking and slicing a table compose those row indices and read nothing; only a step that
+asks for a column's values (``Table.column``) reads them, and only for its own rows.
+
+Files are read through a short-lived ``mmap`` per request rather than kept mapped: pages a
+mapping has touched count in the process's resident memory while it lives, and the point
+is a driver whose peak memory does not grow with the pool's text.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import shutil
+import tempfile
+import weakref
+from array import array
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BLOCK_ROWS = 65_536  # rows read at a time when a caller walks a column
+
+
+def _encode_str(v: Any) -> bytes:
+    return v.encode("utf-8", "surrogatepass")
+
+
+def _decode_str(b: bytes) -> str:
+    return b.decode("utf-8", "surrogatepass")
+
+
+def _encode_obj(v: Any) -> bytes:
+    return pickle.dumps(v, protocol=5)
+
+
+CODECS = {"str": (_encode_str, _decode_str), "obj": (_encode_obj, pickle.loads)}
+
+
+class ColumnStore:
+    """A directory of column files for one table's worth of data; removed with its last user.
+
+    ``DiskColumn``s keep their store alive, so the files last exactly as long as some table
+    can still read them (and at the latest until the interpreter exits).
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        if root is not None:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="dslrun-columns-", dir=root))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
+        self.offsets: dict[str, np.ndarray] = {}
+        self.codecs: dict[str, str] = {}
+
+    def writer(self, name: str, codec: str) -> ColumnWriter:
+        if name in self.codecs:
+            raise ValueError(f"column {name!r} is already in this store")
+        self.codecs[name] = codec
+        return ColumnWriter(self, name, codec)
+
+    def path(self, name: str) -> Path:
+        # Column names are user field names; the file is named by position, not by name.
+        return self.dir / f"{list(self.codecs).index(name)}.bin"
+
+    def read(self, name: str, positions: np.ndarray) -> list[Any]:
+        """The values at ``positions`` (rows of the stored column), in that order."""
+        off = self.offsets[name]
+        positions = np.asarray(positions, dtype=np.int64)
+        starts, ends = off[positions].tolist(), off[positions + 1].tolist()
+        decode = CODECS[self.codecs[name]][1]
+        if off[-1] == 0:  # mmap cannot map an empty file; every value is empty
+            return [decode(b"") for _ in starts]
+        with open(self.path(name), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return [decode(mm[s:e]) for s, e in zip(starts, ends)]
+
+    def close(self) -> None:
+        self._cleanup()
+
+
+class ColumnWriter:
+    """Appends encoded values to one column file; ``finish`` returns the whole column."""
+
+    def __init__(self, store: ColumnStore, name: str, codec: str):
+        self.store, self.name = store, name
+        self.encode = CODECS[codec][0]
+        self.file = open(store.path(name), "wb")
+        self.ends = array("q", [0])
+
+    def extend(self, values: Iterable[Any]) -> None:
+        parts = [self.encode(v) for v in values]
+        end = self.ends[-1]
+        for p in parts:
+            end += len(p)
+            self.ends.append(end)
+        self.file.write(b"".join(parts))
+
+    def finish(self) -> DiskColumn:
+        self.file.close()
+        self.store.offsets[self.name] = np.frombuffer(self.ends, dtype=np.int64).copy()
+        del self.ends
+        return DiskColumn(self.store, self.name, None)
+
+
+class DiskColumn:
+    """Some rows of a stored column, in a table's order; quacks enough like a 1-D object array
+    for length and shape checks, and becomes one with ``values()``."""
+
+    dtype = np.dtype(object)
+    ndim = 1
+
+    def __init__(self, store: ColumnStore, name: str, index: np.ndarray | None):
+        self.store, self.name = store, name
+        self.index = index  # rows of the stored column; None: all of them, in order
+        self._n = len(store.offsets[name]) - 1 if index is None else len(index)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self._n,)
+
+    def positions(self) -> np.ndarray:
+        return np.arange(self._n, dtype=np.int64) if self.index is None else self.index
+
+    def take(self, idx: np.ndarray) -> DiskColumn:
+        idx = np.asarray(idx, dtype=np.int64)
+        return DiskColumn(self.store, self.name, idx if self.index is None else self.index[idx])
+
+    def slice(self, start: int, stop: int) -> DiskColumn:
+        return self.take(np.arange(*slice(start, stop).indices(self._n), dtype=np.int64))
+
+    def values(self) -> np.ndarray:
+        out = np.empty(self._n, dtype=object)
+        out[:] = self.store.read(self.name, self.positions()) if self._n else []
+        return out
+
+    def value(self, row: int) -> Any:
+        return self.store.read(self.name, self.positions()[row:row + 1])[0]
+
+    def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[list[Any]]:
+        pos = self.positions()
+        for i in range(0, self._n, rows):
+            yield self.store.read(self.name, pos[i:i + rows])
+
+    def __repr__(self) -> str:
+        return f"DiskColumn({self.name!r}, {self._n} rows in {self.store.dir})"
+
+
+def concat_disk(parts: list[DiskColumn]) -> DiskColumn | None:
+    """One column over the parts when they all index the same stored column, else None."""
+    first = parts[0]
+    if any(p.store is not first.store or p.name != first.name for p in parts):
+        return None
+    return DiskColumn(first.store, first.name, np.concatenate([p.positions() for p in parts]))
+
+
+SPILL_ROWS = 100_000  # a pool with more rows than this keeps its text on disk
+
+
+def spill_rows(settings: dict[str, Any]) -> int:
+    """The threshold: setting ``spill_rows`` (dslrun.yaml), else $DSLRUN_SPILL_ROWS, else 100k."""
+    value = settings.get("spill_rows", os.environ.get("DSLRUN_SPILL_ROWS"))
+    return SPILL_ROWS if value in (None, "") else int(value)
+
+
+def spill_root(settings: dict[str, Any]) -> str | None:
+    """Where stores go: setting ``tmp_dir``, else $DSLRUN_TMPDIR, else the system's temporary directory."""
+    return settings.get("tmp_dir") or os.environ.get("DSLRUN_TMPDIR") or None

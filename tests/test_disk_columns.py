@@ -1,0 +1,150 @@
+"""Large pools keep their text on disk: the same tables and outputs, without holding the text."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+
+import numpy as np
+import pytest
+
+from dslrun.runtime import disk_columns
+from dslrun.runtime.disk_columns import ColumnStore, DiskColumn
+from dslrun.runtime.pools import _write_json_array, read_pool
+from dslrun.runtime.table import Table, concat
+from testkit.cli import SPECS, alpaca, dslrun, write_pool
+
+
+def stored(values, codec="str"):
+    store = ColumnStore()
+    w = store.writer("c", codec)
+    w.extend(values[:2])
+    w.extend(values[2:])
+    return w.finish()
+
+
+def test_a_disk_column_reads_back_what_was_written_through_takes_and_slices():
+    values = ["", "a", "ünïcode ✓", "x" * 5000, "line\nbreak", "\ud800 lone"]
+    col = stored(values)
+    assert len(col) == 6 and col.values().tolist() == values
+    picked = col.take(np.array([5, 1, 1, 3]))
+    assert picked.values().tolist() == [values[5], values[1], values[1], values[3]]
+    assert picked.take(np.array([2, 0])).values().tolist() == [values[1], values[5]]
+    assert col.slice(2, 4).values().tolist() == values[2:4] and col.value(3) == values[3]
+    assert [x for block in col.blocks(4) for x in block] == values
+    assert stored(["", "", ""]).values().tolist() == ["", "", ""]  # an empty file cannot be mapped
+
+
+def test_objects_round_trip_and_the_files_go_with_the_last_table():
+    records = [{"a": [1, {"b": None}]}, None, [1.5, "x"], {"k": "v"}]
+    col = stored(records, "obj")
+    assert col.values().tolist() == records
+    folder = col.store.dir
+    table = Table({"id": np.array(list("abcd"), dtype=object), "_record": col}).take([3, 0])
+    del col
+    gc.collect()
+    assert folder.exists() and table.column("_record").tolist() == [records[3], records[0]]
+    del table
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_table_operations_keep_disk_columns_on_disk():
+    text = stored(["t0", "t1", "t2", "t3"])
+    t = Table({"id": np.array(["a", "b", "c", "d"], dtype=object), "score": np.arange(4.0), "output": text})
+    for part in (t.take([2, 0]), t.mask(np.array([1, 0, 1, 1], bool)), t.slice(1, 3), t.select(["id", "output"]),
+                 concat([t.take([0]), t.take([3, 1])])):
+        assert part.on_disk("output")
+        assert part.column("output").tolist() == [f"t{int(i)}" for i in part.column("score")] \
+            if "score" in part else True
+    joined = concat([t.take([0]), t.take([3, 1])])
+    assert joined.column("output").tolist() == ["t0", "t3", "t1"]
+    assert t.value("output", 2) == "t2" and t.ndim("output") == 1 and t.dtype("output") == object
+    assert [list(b) for b in t.blocks("output", 3)] == [["t0", "t1", "t2"], ["t3"]]
+    assert t.rows(["id", "output"])[1] == {"id": "b", "output": "t1"}
+
+
+def same_tables(a: Table, b: Table) -> None:
+    assert a.all_columns == b.all_columns
+    for c in a.all_columns:
+        x, y = a.column(c), b.column(c)
+        assert x.dtype == y.dtype, c
+        assert x.tolist() == y.tolist() if x.dtype == object else np.array_equal(x, y, equal_nan=True), c
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_a_spilled_pool_is_the_same_table_as_one_in_memory(tmp_path, fmt):
+    rows = alpaca(40)
+    for i, r in enumerate(rows):
+        if i >= 25:  # extra fields first seen late: earlier rows get None
+            r["source"] = f"s{i}"
+            r["votes"] = i
+        if i % 7 == 0:
+            r["flag"] = i % 2 == 0
+    rows.insert(3, {"instruction": "bad", "output": ""})  # quarantined either way
+    path = write_pool(tmp_path / f"p.{fmt}", rows, fmt)
+    memory = read_pool(path)
+    spilled = read_pool(path, spill_rows=0, spill_dir=tmp_path / "spill")
+    same_tables(memory.table, spilled.table)
+    t = spilled.table
+    assert all(t.on_disk(c) for c in ("instruction", "input", "output", "messages", "_record", "source"))
+    assert not any(t.on_disk(c) for c in ("id", "n_turns", "_row", "votes"))  # numbers stay in memory
+    assert [q.row for q in spilled.quarantined] == [3]
+    assert read_pool(path, spill_rows=1000).table.on_disk("output") is False  # under the threshold
+
+
+def test_sharegpt_pool_spills_too(tmp_path):
+    conv = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}],
+             "id": f"x{i}"} for i in range(10)]
+    path = write_pool(tmp_path / "c.json", conv)
+    same_tables(read_pool(path).table, read_pool(path, spill_rows=2).table)
+
+
+@pytest.mark.parametrize("records", [[], [{}], [{"a": "x\ny", "b": [1, {"c": []}], "d": {}}], [1, "s", None],
+                                     [{"k": "é\u2028"}, {"b": "q"}]])
+def test_json_array_written_record_by_record_is_json_dump_bytes(records):
+    streamed, dumped = io.StringIO(), io.StringIO()
+    _write_json_array(streamed, records)
+    json.dump(records, dumped, ensure_ascii=False, indent=2)
+    assert streamed.getvalue() == dumped.getvalue() + "\n"
+
+
+@pytest.mark.parametrize("spec", ["longest.sel", "random.sel"])
+def test_recipes_write_identical_files_with_the_pool_on_disk(tmp_path, spec):
+    args = [str(SPECS / spec), "--set", "k=100", "-q"]
+    dslrun(*args, "--out", "mem", cwd=tmp_path, check=True)
+    dslrun(*args, "--out", "disk", cwd=tmp_path, check=True, env={"DSLRUN_SPILL_ROWS": "0"})
+    for name in ("selected.json", "selected.scores.parquet"):
+        assert (tmp_path / "mem" / name).read_bytes() == (tmp_path / "disk" / name).read_bytes(), name
+
+
+def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeypatch):
+    """Only the rows a step works on are read: the length step's batches, the selected records."""
+    from dslrun.dsl.compile import compile_spec
+    from dslrun.dsl.load import load_spec
+    from dslrun.runtime.run import run_plan
+
+    write_pool(tmp_path / "p.jsonl", alpaca(600), "jsonl")
+    spec = tmp_path / "s.sel"
+    spec.write_text('p = load(path: "p.jsonl")\nl = length(p)\ntop = rank(l, by: output_chars, top: 30)\nsave(top)\n')
+    reads: list[int] = []
+    real = ColumnStore.read
+
+    def counting(self, name, positions):
+        reads.append(len(positions))
+        return real(self, name, positions)
+
+    monkeypatch.setattr(ColumnStore, "read", counting)
+    monkeypatch.setattr(disk_columns, "BLOCK_ROWS", 16)
+    plan = compile_spec(load_spec(spec), {})
+    settings = {"spill_rows": 0, "cpu_batch": 100}
+    assert run_plan(plan, {}, spec.read_text(), tmp_path / "out", tmp_path / "cache", quiet=True,
+                    settings=settings) == 0
+    assert reads and max(reads) <= 100  # the length batches; no step read all 600 rows of a column
+    assert len((tmp_path / "out" / "selected.jsonl").read_text().splitlines()) == 30
+
+
+def test_disk_column_is_not_an_ndarray_so_it_cannot_leak_into_numpy_math():
+    col = stored(["a"])
+    assert isinstance(col, DiskColumn) and not isinstance(col, np.ndarray)
