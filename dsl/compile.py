@@ -25,6 +25,7 @@ from dslrun.dsl.ir import (
     Lit,
     Param,
     Ref,
+    Setting,
     Spec,
     Step,
     Value,
@@ -32,6 +33,7 @@ from dslrun.dsl.ir import (
     to_python,
     walk,
 )
+from dslrun.dsl.settings import SETTINGS, setting_problem
 from dslrun.operators import registry
 from dslrun.operators.base import FieldKind, Operator, field_kind
 
@@ -56,6 +58,7 @@ class Plan:
     overrides: dict[str, Value] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
     params: dict[str, Value] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the spec's run settings, checked: {"engine": "ray"}
     nodes: dict[str, PlanNode] = field(default_factory=dict)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     order: list[str] = field(default_factory=list)
@@ -134,6 +137,40 @@ def substitute(v: Value, params: dict[str, Value], errors: Collector) -> Value:
         else:
             updates[name] = substitute(child, params, errors)
     return v.model_copy(update=updates) if updates else v
+
+
+def resolve_settings(plan: Plan) -> Plan:
+    """The spec's run settings (``engine: ray``) as plain values, with ``$params`` substituted."""
+    settings: dict[str, Any] = {}
+    first: dict[str, Setting] = {}
+    for s in plan.spec.settings:
+        where = s.name_span or _span(s)
+        if s.name not in SETTINGS:
+            plan.errors.add(where, f"unknown setting `{s.name}`", did_you_mean(s.name, SETTINGS))
+            continue
+        if s.name in first:
+            line = first[s.name].span.line if first[s.name].span else "?"
+            plan.errors.add(where, f"setting `{s.name}` is given twice (first at line {line})", "keep one of them")
+            continue
+        first[s.name] = s
+        known = len(plan.errors.errors)
+        value = substitute(s.value, plan.params, plan.errors)
+        if len(plan.errors.errors) > known:  # an unknown `$param`, reported already
+            continue
+        at = _span(s.value, where)  # the `$param` in the spec, even when --set gave its value
+        if not is_constant(value) or _has_param(value):
+            plan.errors.add(at, f"setting `{s.name}` takes a value, not an expression",
+                            f"e.g. `{SETTINGS[s.name].example}`")
+            continue
+        py = to_python(value)
+        problem = setting_problem(s.name, py)
+        if problem is not None:
+            message, hint = problem
+            via = f" (the value of `${s.value.name}`)" if isinstance(s.value, Param) else ""
+            plan.errors.add(at, message + via, hint)
+            continue
+        settings[s.name] = py
+    return plan.replace(settings=settings)
 
 
 def name_nodes(plan: Plan) -> Plan:
@@ -318,7 +355,8 @@ def check_columns(plan: Plan) -> Plan:
     return plan
 
 
-PASSES = (resolve_params, name_nodes, resolve_ops, link_inputs, validate_params, build_graph, check_columns)
+PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, link_inputs, validate_params, build_graph,
+          check_columns)
 
 
 def compile_spec(spec: Spec, overrides: dict[str, Value] | None = None, cwd: Path | None = None) -> Plan:

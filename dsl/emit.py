@@ -1,8 +1,8 @@
 """IR → text: the canonical .sel and YAML spellings (``dslrun fmt``).
 
-Formatting is canonical (like a code formatter): parameters first, one step
-per statement, minimal parentheses, double-quoted strings. Comments survive as
-docs above the statement they precede.
+Formatting is canonical (like a code formatter): parameters first, then run
+settings (``engine: ray``), then one step per statement, minimal parentheses,
+double-quoted strings. Comments survive as docs above the statement they precede.
 """
 
 from __future__ import annotations
@@ -13,7 +13,20 @@ import re
 import yaml
 
 from dslrun.dsl.fields import kind_of
-from dslrun.dsl.ir import Binary, Call, DictV, ListV, Lit, Param, Ref, Spec, Step, Unary, Value
+from dslrun.dsl.ir import (
+    Binary,
+    Call,
+    DictV,
+    ListV,
+    Lit,
+    Param,
+    Ref,
+    Setting,
+    Spec,
+    Step,
+    Unary,
+    Value,
+)
 from dslrun.operators.base import FieldKind
 
 _PREC = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
@@ -100,6 +113,14 @@ def step_sel(step: Step) -> str:
     return head + "\n" + "".join(f"    {p},\n" for p in parts) + ")"
 
 
+def setting_sel(setting: Setting) -> str:
+    """``engine: ray``: a one-word string is written bare, as people write it (it reads back the same)."""
+    v = setting.value
+    if isinstance(v, Lit) and isinstance(v.value, str) and _NAME.match(v.value) and v.value not in KEYWORDS:
+        return f"{setting.name}: {v.value}"
+    return f"{setting.name}: {expr_text(v)}"
+
+
 def to_sel(spec: Spec) -> str:
     out: list[str] = []
     if spec.doc is not None:
@@ -107,6 +128,10 @@ def to_sel(spec: Spec) -> str:
     for p in spec.params:
         out += _comment(p.doc) + [f"param {p.name} = {expr_text(p.default)}"]
     if spec.params:
+        out.append("")
+    for s in spec.settings:
+        out += _comment(s.doc) + [setting_sel(s)]
+    if spec.settings:
         out.append("")
     for i, step in enumerate(spec.steps):
         if step.doc is not None and i > 0 and out and out[-1] != "":
@@ -149,6 +174,8 @@ def to_yaml(spec: Spec) -> str:
         out.append("params:")
         for p in spec.params:
             out += _comment(p.doc, "  ") + [f"  {p.name}: {_dump(_yaml_plain(p.default, FieldKind.VALUE))}"]
+    for s in spec.settings:
+        out += _comment(s.doc) + [f"{s.name}: {_dump(_yaml_plain(s.value, FieldKind.VALUE))}"]
     out.append("steps:")
     for step in spec.steps:
         out += _comment(step.doc, "  ")

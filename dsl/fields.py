@@ -53,6 +53,8 @@ def strings_to_refs(v: Value) -> Value:
 def normalize_sel(spec: Spec) -> Spec:
     """Canonical IR for a parsed .sel spec."""
     params = tuple(p.model_copy(update={"default": bare_words_to_strings(p.default)}) for p in spec.params)
+    # `engine: ray` is the word "ray", as YAML reads it.
+    settings = tuple(s.model_copy(update={"value": bare_words_to_strings(s.value)}) for s in spec.settings)
     steps = []
     for step in spec.steps:
         args = []
@@ -64,7 +66,7 @@ def normalize_sel(spec: Spec) -> Spec:
                 value = bare_words_to_strings(value)
             args.append((key, value))
         steps.append(step.model_copy(update={"args": tuple(args)}))
-    return spec.model_copy(update={"params": params, "steps": tuple(steps)})
+    return spec.model_copy(update={"params": params, "settings": settings, "steps": tuple(steps)})
 
 
 def normalize_step_args(step: Step) -> Step:

@@ -94,6 +94,15 @@ class ParamDef(Node):
     doc: str | None = None
 
 
+class Setting(Node):
+    """``name: value`` at the top level: where the spec runs (``engine: ray``), checked by compile."""
+
+    name: str
+    value: Value
+    doc: str | None = None
+    name_span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
 class Step(Node):
     """One operator call. ``name`` is None for an anonymous step (e.g. a final ``save``)."""
 
@@ -116,6 +125,7 @@ class Step(Node):
 class Spec(Node):
     doc: str | None = None
     params: tuple[ParamDef, ...] = ()
+    settings: tuple[Setting, ...] = ()
     steps: tuple[Step, ...] = ()
     trailer: str | None = None
     file: str = Field(default="<spec>", exclude=True)

@@ -27,6 +27,7 @@ from dslrun.dsl.ir import (
     Param,
     ParamDef,
     Ref,
+    Setting,
     Spec,
     Step,
     Unary,
@@ -99,6 +100,11 @@ class _Build(Transformer):
     def param_def(self, meta, items):
         name, value = items
         return ParamDef(name=str(name), default=value, span=self._s(meta))
+
+    @v_args(meta=True)
+    def setting(self, meta, items):
+        name, value = items
+        return Setting(name=str(name), value=value, span=self._s(meta), name_span=self._s(name))
 
     @v_args(meta=True)
     def assign(self, meta, items):
@@ -347,10 +353,10 @@ def _attach_docs(file: str, text: str, statements: list, comments: list[Token]) 
             trailer.append(_comment_text(c))
         else:
             docs.setdefault(owner, []).append(_comment_text(c))
-    params, steps = [], []
+    params, settings, steps = [], [], []
     for i, s in enumerate(statements):
         doc = "\n".join(docs[i]) if i in docs else None
         s = s.model_copy(update={"doc": doc})
-        (params if isinstance(s, ParamDef) else steps).append(s)
-    return Spec(doc="\n".join(header) if header else None, params=tuple(params), steps=tuple(steps),
-                trailer="\n".join(trailer) if trailer else None, file=file)
+        (params if isinstance(s, ParamDef) else settings if isinstance(s, Setting) else steps).append(s)
+    return Spec(doc="\n".join(header) if header else None, params=tuple(params), settings=tuple(settings),
+                steps=tuple(steps), trailer="\n".join(trailer) if trailer else None, file=file)

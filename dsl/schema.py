@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from dslrun.dsl.settings import ENGINES
 from dslrun.operators import registry
 from dslrun.operators.base import FieldKind, field_kind
 
 _VALUE = {"description": "a literal, a list, or $param"}
+_PARAM_REF = {"type": "string", "pattern": r"^\$[A-Za-z_]\w*$"}
+
+
+def _setting(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"anyOf": [schema, _PARAM_REF], "description": description + " (run setting; --flags win over it)"}
+
+
+# Run settings (dsl/settings.py), as top-level keys; compile checks the same bounds.
+SETTINGS_SCHEMA = {
+    "engine": _setting({"enum": list(ENGINES)}, "where the spec runs"),
+    "address": _setting({"type": "string"}, "ray: the cluster to join (host:port or auto)"),
+    "replicas": _setting({"type": "integer", "minimum": 1}, "ray: model replicas"),
+    "gpus_per_replica": _setting({"type": "number", "minimum": 0}, "ray: GPUs per model replica"),
+    "cpus_per_replica": _setting({"type": "number", "exclusiveMinimum": 0}, "ray: CPUs per model replica"),
+}
 
 
 def _field_schema(cls, key: str, prop: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +37,7 @@ def _field_schema(cls, key: str, prop: dict[str, Any]) -> dict[str, Any]:
     else:
         out = {k: v for k, v in prop.items() if k != "title"}
         # A `$param` may stand for any value.
-        out = {"anyOf": [out, {"type": "string", "pattern": r"^\$[A-Za-z_]\w*$"}]}
+        out = {"anyOf": [out, _PARAM_REF]}
         if desc:
             out["description"] = desc
     return out
@@ -53,6 +69,7 @@ def spec_schema() -> dict[str, Any]:
         "properties": {
             "params": {"type": "object", "description": "spec parameters and their defaults (override with --set)",
                        "additionalProperties": {"type": ["string", "number", "boolean", "array", "object", "null"]}},
+            **SETTINGS_SCHEMA,
             "steps": {"type": "array", "items": {"oneOf": steps}},
         },
         "required": ["steps"],

@@ -1,8 +1,9 @@
 """YAML spec → IR, with spans from the YAML nodes and comments kept as docs.
 
-The YAML form mirrors .sel: ``params`` (a mapping of defaults) and ``steps`` (a
-list; each item has ``op``, optional ``name`` and ``input``, and the operator's
-parameters). Strings in expression fields are parsed with the .sel expression
+The YAML form mirrors .sel: ``params`` (a mapping of defaults), run settings as
+top-level keys (``engine: ray``; names in dsl/settings.py, values checked by compile)
+and ``steps`` (a list; each item has ``op``, optional ``name`` and ``input``, and the
+operator's parameters). Strings in expression fields are parsed with the .sel expression
 grammar; ``$name`` is a spec parameter (``$$`` escapes a literal dollar).
 Duplicate keys are errors, with both positions.
 """
@@ -15,11 +16,12 @@ import yaml
 
 from dslrun.dsl.errors import Collector, ErrorList, Span, did_you_mean, register_source
 from dslrun.dsl.fields import kind_of
-from dslrun.dsl.ir import DictV, ListV, Lit, Param, ParamDef, Ref, Spec, Step, Value
+from dslrun.dsl.ir import DictV, ListV, Lit, Param, ParamDef, Ref, Setting, Spec, Step, Value
 from dslrun.dsl.parse import parse_expression
+from dslrun.dsl.settings import SETTINGS
 from dslrun.operators.base import FieldKind
 
-TOP_KEYS = ("params", "steps")
+TOP_KEYS = ("params", "steps", *SETTINGS)
 STEP_KEYS = ("name", "op", "input")
 
 
@@ -52,11 +54,14 @@ class _Loader:
             out.append((k, v))
         return out
 
-    def doc_above(self, line: int) -> str | None:
-        """Comment lines directly above 1-based ``line`` (blank lines allowed between blocks)."""
+    def doc_above(self, line: int, floor: int = 0) -> str | None:
+        """Comment lines directly above 1-based ``line`` (blank lines allowed between blocks).
+
+        Lines before index ``floor`` are not looked at: a top-level key's doc stops at the header.
+        """
         docs: list[str] = []
         i = line - 2
-        while i >= 0:
+        while i >= floor:
             text = self.lines[i].strip()
             if text.startswith("#"):
                 body = text[1:]
@@ -149,12 +154,20 @@ class _Loader:
                     op_span=_span(self.file, op_node), arg_spans=arg_spans,
                     doc=self.doc_above(span.line))
 
+    def setting(self, key: yaml.ScalarNode, node: yaml.Node, header: str | None) -> Setting:
+        kspan, vspan = _span(self.file, key), _span(self.file, node)
+        floor = len(header.split("\n")) if header is not None else 0  # the header is the file's first lines
+        return Setting(name=key.value, value=self.value(node, FieldKind.VALUE),
+                       doc=self.doc_above(kspan.line, floor), name_span=kspan,
+                       span=Span(self.file, kspan.line, kspan.col, vspan.end_line, vspan.end_col))
+
     def spec(self, root: yaml.Node | None) -> Spec:
         if root is None:
             return Spec(file=self.file)
         top = self.mapping(root, "a spec")
-        params, steps = [], []
+        params, settings, steps = [], [], []
         first_line = _span(self.file, top[0][0]).line if top else len(self.lines) + 1
+        header = self.header(first_line)
         for k, v in top:
             if k.value == "params":
                 for pk, pv in self.mapping(v, "`params`"):
@@ -167,12 +180,14 @@ class _Loader:
                                     "write each step as `- op: …`")
                     continue
                 steps.extend(s for s in map(self.step, v.value) if s is not None)
+            elif k.value in SETTINGS:
+                settings.append(self.setting(k, v, header))
             else:
                 self.errors.add(_span(self.file, k), f"unknown top-level key `{k.value}`",
                                 did_you_mean(k.value, TOP_KEYS))
         trailer = self.trailer()
-        return Spec(doc=self.header(first_line), params=tuple(params), steps=tuple(steps),
-                    trailer=trailer, file=self.file)
+        return Spec(doc=header, params=tuple(params), settings=tuple(settings),
+                    steps=tuple(steps), trailer=trailer, file=self.file)
 
     def trailer(self) -> str | None:
         docs = []

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
     r.add_argument("--batch-rows", type=int, help="rows per batch for CPU sample operators (default 2048)")
     r.add_argument("--model-batch-rows", type=int, help="most rows per batch for model operators (default 64)")
-    e = r.add_argument_group("engine", "where the work runs (default: the `engine` of dslrun.yaml, else local)")
+    e = r.add_argument_group("engine", "where the work runs; flags win over the spec's own settings "
+                                       "(`engine: ray`), which win over dslrun.yaml (default: local)")
     e.add_argument("--engine", choices=("local", "ray"), help="local (this process) or ray (a Ray cluster)")
     e.add_argument("--address", help="ray: the cluster to join (host:port or auto; default: a new local one)")
     e.add_argument("--replicas", type=int, help="ray: model replicas (default: one per GPU, else one per node)")
@@ -210,7 +211,7 @@ def cmd_run(args) -> int:
     settings: dict[str, Any] = {"cpu_batch": args.batch_rows} if args.batch_rows else {}
     if args.model_batch_rows:
         settings["model_max_rows"] = args.model_batch_rows
-    engine, address, ray_settings = engine_settings(args, Path(args.spec))
+    engine, address, ray_settings = engine_settings(args, plan.settings)
     settings.update(ray_settings)
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
                     workers=args.workers, version=version(), settings=settings, engine=engine,

@@ -9,19 +9,26 @@ by $DSLRUN_CONFIG)::
     replicas: 8              # model replicas (default: one per GPU, else one per node)
     gpus_per_replica: 1
     cpus_per_replica: 4
+    spill_rows: 100000       # pools larger than this keep their text on disk (see disk_columns.py)
+    tmp_dir: /scratch/dslrun # where that text goes (default: $DSLRUN_TMPDIR, else the system's)
 
-Command-line flags win over the file.
+The engine keys may also be written in the spec itself (``engine: ray``; dsl/settings.py).
+Each key is taken from the first place that gives it: command-line flags, then the spec's
+settings, then this file, then the defaults.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dslrun.dsl.errors import CLI, ErrorList, SpecError
+from dslrun.dsl.settings import SETTINGS
 
-KEYS = ("engine", "address", "replicas", "gpus_per_replica", "cpus_per_replica")
+# The engine keys are the ones a spec may set too; the rest belong to the machine alone.
+KEYS = (*SETTINGS, "spill_rows", "tmp_dir")
 
 
 def load_config() -> tuple[dict[str, Any], str]:
@@ -42,15 +49,20 @@ def load_config() -> tuple[dict[str, Any], str]:
     return data, str(path)
 
 
-def engine_settings(args: Any, spec: Path) -> tuple[str, str | None, dict[str, Any]]:
-    """(engine, address, settings for the engine) from flags, then dslrun.yaml, then defaults."""
+def engine_settings(args: Any, spec: Mapping[str, Any] | None = None) -> tuple[str, str | None, dict[str, Any]]:
+    """(engine, address, settings for the engine) from flags, then the spec's settings
+    (``plan.settings``, already checked by compile), then dslrun.yaml, then defaults."""
     config, _ = load_config()
+    spec = spec or {}
 
-    def pick(flag: str) -> Any:
-        value = getattr(args, flag, None)
-        return value if value is not None else config.get(flag)
+    def pick(key: str) -> Any:
+        for value in (getattr(args, key, None), spec.get(key), config.get(key)):
+            if value is not None:
+                return value
+        return None
 
     engine = pick("engine") or "local"
     settings = {f"ray_{k}": v for k in ("replicas", "gpus_per_replica", "cpus_per_replica")
                 if (v := pick(k)) is not None}
+    settings.update({k: config[k] for k in ("spill_rows", "tmp_dir") if config.get(k) is not None})
     return engine, pick("address"), settings

@@ -22,11 +22,11 @@ def flags(**kw):
 def test_default_is_local_and_flags_win_over_the_config_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
-    assert engine_settings(flags(), tmp_path / "s.sel") == ("local", None, {})
+    assert engine_settings(flags()) == ("local", None, {})
     (tmp_path / "dslrun.yaml").write_text("engine: ray\naddress: head:6379\nreplicas: 4\ngpus_per_replica: 1\n")
-    assert engine_settings(flags(), tmp_path / "s.sel") == (
+    assert engine_settings(flags()) == (
         "ray", "head:6379", {"ray_replicas": 4, "ray_gpus_per_replica": 1})
-    assert engine_settings(flags(engine="local", replicas=2), tmp_path / "s.sel") == (
+    assert engine_settings(flags(engine="local", replicas=2)) == (
         "local", "head:6379", {"ray_replicas": 2, "ray_gpus_per_replica": 1})
 
 
@@ -40,7 +40,7 @@ def test_config_file_errors_name_the_problem(tmp_path, monkeypatch, text, messag
     monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
     (tmp_path / "dslrun.yaml").write_text(text)
     with pytest.raises(ErrorList, match=message.replace("(", r"\(").replace(")", r"\)")):
-        engine_settings(flags(), tmp_path / "s.sel")
+        engine_settings(flags())
 
 
 def test_unknown_engine_and_missing_ray_are_clear_errors(monkeypatch):
