@@ -135,26 +135,62 @@ def local_batches(op: SampleOperator, table: Table, batches: list[list[int]], ct
 class Collected:
     """Results per produced column, one slot per distinct sample id.
 
-    Not a dict per sample: on a 1M-row pool that costs ~0.5 GiB more (the dicts), and
-    the local engine's memory is what a large pool runs into first.
+    Numbers go straight into numpy buffers, not a dict or a list of Python objects per
+    sample: on a 1M-row pool those cost ~0.5 GiB more, and the driver's memory is what a
+    large pool runs into first.
     """
 
     def __init__(self, op: SampleOperator, uniq: list[str]):
         self.pos = {sid: i for i, sid in enumerate(uniq)}
         self.kinds = produced_columns(op)
-        self.cols: dict[str, list] = {c: [None] * len(uniq) for c in self.kinds}
+        self.cols = {c: _Slots(kind, len(uniq)) for c, kind in self.kinds.items()}
         self.have = np.zeros(len(uniq), dtype=bool)
 
     def add(self, pairs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
-        for sid, value in pairs:
-            i = self.pos[sid]
-            self.have[i] = True
-            for c, col in self.cols.items():
-                col[i] = value.get(c)
+        pairs = list(pairs)
+        if not pairs:
+            return
+        at = np.fromiter((self.pos[sid] for sid, _ in pairs), dtype=np.int64, count=len(pairs))
+        self.have[at] = True
+        for c, slots in self.cols.items():
+            slots.put(at, [value.get(c) for _, value in pairs])
 
     def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         rows = np.fromiter((self.pos[sid] for sid in ids), dtype=np.int64, count=len(ids))
-        return {c: as_column([self.cols[c][r] for r in rows], kind) for c, kind in self.kinds.items()}
+        return {c: slots.column(rows) for c, slots in self.cols.items()}
+
+
+class _Slots:
+    """One produced column's values by slot; ``column`` gives what ``as_column(values, kind)``
+    gives for the same values (None in a number column: NaN, or an object array for bool)."""
+
+    DTYPES = {"int": np.int64, "float": np.float64, "bool": bool}
+
+    def __init__(self, kind: str, n: int):
+        self.kind = kind
+        dtype = self.DTYPES.get(kind)
+        self.buf: Any = np.zeros(n, dtype=dtype) if dtype is not None else [None] * n
+        self.none = np.ones(n, dtype=bool) if dtype is not None else None
+
+    def put(self, at: np.ndarray, values: list[Any]) -> None:
+        if self.none is None:
+            for i, v in zip(at.tolist(), values):
+                self.buf[i] = v
+            return
+        missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        self.none[at] = missing
+        if missing.any():
+            at, values = at[~missing], [v for v in values if v is not None]
+        if len(values):
+            self.buf[at] = np.asarray(values, dtype=self.buf.dtype)
+
+    def column(self, rows: np.ndarray) -> np.ndarray:
+        if self.none is None:
+            return as_column([self.buf[r] for r in rows.tolist()], self.kind)
+        values, none = self.buf[rows], self.none[rows]
+        if not none.any():
+            return values
+        return as_column([None if n else v for v, n in zip(values.tolist(), none.tolist())], self.kind)
 
 
 def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,

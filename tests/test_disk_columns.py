@@ -36,6 +36,16 @@ def test_a_disk_column_reads_back_what_was_written_through_takes_and_slices():
     assert stored(["", "", ""]).values().tolist() == ["", "", ""]  # an empty file cannot be mapped
 
 
+@pytest.mark.parametrize("gap,span", [(0, 1), (3, 20), (64 * 1024, 8 * 2**20)])
+def test_scattered_reads_return_values_in_the_asked_order_whatever_the_read_grouping(monkeypatch, gap, span):
+    monkeypatch.setattr(disk_columns, "GAP", gap)
+    monkeypatch.setattr(disk_columns, "SPAN", span)
+    values = [f"value {i} " + "x" * (i % 13) for i in range(200)]
+    col = stored(values)
+    idx = np.random.default_rng(0).integers(0, 200, 500)
+    assert col.take(idx).values().tolist() == [values[i] for i in idx]
+
+
 def test_objects_round_trip_and_the_files_go_with_the_last_table():
     records = [{"a": [1, {"b": None}]}, None, [1.5, "x"], {"k": "v"}]
     col = stored(records, "obj")
@@ -148,3 +158,21 @@ def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeyp
 def test_disk_column_is_not_an_ndarray_so_it_cannot_leak_into_numpy_math():
     col = stored(["a"])
     assert isinstance(col, DiskColumn) and not isinstance(col, np.ndarray)
+
+
+@pytest.mark.parametrize("kind,values", [
+    ("int", [1, 2, None, True, 3]), ("int", [4, 5, 6, 7, 8]), ("float", [1.5, None, 2, float("nan"), 3]),
+    ("bool", [True, False, None, 1, 0]), ("bool", [True, False, True, True, False]),
+    ("str", ["a", None, "b", "c", "d"]), ("list", [[1], None, [2], [], [3]]),
+    ("vector", [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [0, 0], [1, 1]])])
+@pytest.mark.parametrize("rows", [[0, 1, 2, 3, 4], [0, 1, 3, 4], [4, 3, 3]])
+def test_results_kept_in_numpy_buffers_give_the_columns_as_column_gives(kind, values, rows):
+    from dslrun.runtime.samples import _Slots
+    from dslrun.runtime.table import as_column
+
+    slots = _Slots(kind, 5)
+    slots.put(np.array([3, 4]), values[3:])  # batches arrive in any order
+    slots.put(np.array([0, 1, 2]), values[:3])
+    got, want = slots.column(np.array(rows)), as_column([values[r] for r in rows], kind)
+    assert got.dtype == want.dtype
+    assert got.tolist() == want.tolist() if got.dtype == object else np.array_equal(got, want, equal_nan=True)
