@@ -106,7 +106,7 @@ class ColumnWriter:
     def __init__(self, store: ColumnStore, name: str, codec: str):
         self.store, self.name = store, name
         self.encode = CODECS[codec][0]
-        self.file = open(store.path(name), "wb")
+        self.file = open(store.path(name), "wb")  # noqa: SIM115 - open across extend() calls, closed by finish()
         self.ends = array("q", [0])
 
     def extend(self, values: Iterable[Any]) -> None:

@@ -63,14 +63,14 @@ def test_objects_round_trip_and_the_files_go_with_the_last_table():
 def test_table_operations_keep_disk_columns_on_disk():
     text = stored(["t0", "t1", "t2", "t3"])
     t = Table({"id": np.array(["a", "b", "c", "d"], dtype=object), "score": np.arange(4.0), "output": text})
-    for part in (t.take([2, 0]), t.mask(np.array([1, 0, 1, 1], bool)), t.slice(1, 3), t.select(["id", "output"]),
+    for part in (t.take([2, 0]), t.mask(np.array([1, 0, 1, 1], bool)), t.slice(1, 3),
                  concat([t.take([0]), t.take([3, 1])])):
         assert part.on_disk("output")
-        assert part.column("output").tolist() == [f"t{int(i)}" for i in part.column("score")] \
-            if "score" in part else True
+        assert part.column("output").tolist() == [f"t{int(i)}" for i in part.column("score")]
+    assert t.select(["id", "output"]).on_disk("output")
     joined = concat([t.take([0]), t.take([3, 1])])
     assert joined.column("output").tolist() == ["t0", "t3", "t1"]
-    assert t.value("output", 2) == "t2" and t.ndim("output") == 1 and t.dtype("output") == object
+    assert t.value("output", 2) == "t2" and t.ndim("output") == 1 and t.dtype("output").kind == "O"
     assert [list(b) for b in t.blocks("output", 3)] == [["t0", "t1", "t2"], ["t3"]]
     assert t.rows(["id", "output"])[1] == {"id": "b", "output": "t1"}
 
