@@ -15,9 +15,11 @@ driver whose peak memory does not grow with the pool's text.
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import shutil
+import socket
 import tempfile
 import weakref
 from array import array
@@ -57,7 +59,9 @@ class ColumnStore:
     def __init__(self, root: str | Path | None = None):
         if root is not None:
             Path(root).mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="dslrun-columns-", dir=root))
+        prefix = f"dslrun-columns-{socket.gethostname()}-{os.getpid()}-"
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+        remove_orphans(self.dir.parent)
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
         self.offsets: dict[str, np.ndarray] = {}
         self.codecs: dict[str, str] = {}
@@ -98,6 +102,27 @@ class ColumnStore:
 
     def close(self) -> None:
         self._cleanup()
+
+
+def remove_orphans(root: Path) -> None:
+    """Remove stores left by killed runs on this host (their process is gone): a SIGKILLed
+    run cannot clean up after itself, and a large pool's text is gigabytes. Stores of other
+    hosts (a shared tmp_dir) are left alone; their pids mean nothing here."""
+    host = socket.gethostname()
+    for d in root.glob(f"dslrun-columns-{glob.escape(host)}-*-*"):
+        pid = d.name[len(f"dslrun-columns-{host}-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 class ColumnWriter:

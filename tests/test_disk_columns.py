@@ -5,6 +5,10 @@ from __future__ import annotations
 import gc
 import io
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +180,19 @@ def test_results_kept_in_numpy_buffers_give_the_columns_as_column_gives(kind, va
     got, want = slots.column(np.array(rows)), as_column([values[r] for r in rows], kind)
     assert got.dtype == want.dtype
     assert got.tolist() == want.tolist() if got.dtype == object else np.array_equal(got, want, equal_nan=True)
+
+
+def test_a_killed_runs_files_are_removed_by_the_next_store_on_this_host(tmp_path):
+    code = ("import time\nfrom dslrun.runtime.disk_columns import ColumnStore\n"
+            f"s = ColumnStore({str(tmp_path)!r})\ns.writer('c', 'str').extend(['x'])\n"
+            "print(s.dir, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    left = Path(proc.stdout.readline().strip())
+    other_host = tmp_path / "dslrun-columns-elsewhere-1-abc"  # a shared tmp_dir: not ours to judge
+    other_host.mkdir()
+    alive = ColumnStore(tmp_path)
+    assert left.is_dir()  # its process still runs: its store stays
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ColumnStore(tmp_path)
+    assert not left.exists() and other_host.exists() and alive.dir.exists()
