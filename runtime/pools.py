@@ -83,16 +83,27 @@ def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        for i, rec in enumerate(pq.read_table(path).to_pylist()):
-            yield i, rec, None
+        i = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):  # a batch at a time
+            for rec in batch.to_pylist():
+                yield i, rec, None
+                i += 1
         return
     if fmt == "jsonl":
         yield from _read_jsonl(path)
         return
-    raw = path.read_bytes()
-    # surrogateescape keeps undecodable bytes visible as lone surrogates, so one bad
-    # record is quarantined instead of the whole file failing.
-    text = raw.decode("utf-8", errors="surrogateescape")
+    from dslrun.runtime.json_stream import JsonStreamError, NotAnArray, iter_json_array
+
+    try:
+        for i, rec in enumerate(iter_json_array(path)):
+            yield i, rec, None
+        return
+    except JsonStreamError as e:
+        raise PoolError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except NotAnArray:
+        pass
+    # Not an array: an object wrapping one ({"data": [...]}), read whole.
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
