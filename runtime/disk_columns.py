@@ -191,8 +191,17 @@ class DiskColumn:
         for i in range(0, self._n, rows):
             yield self.store.read(self.name, pos[i:i + rows])
 
+    def __reduce__(self) -> tuple:
+        # Another process (a Ray worker) cannot read this machine's temporary files: a
+        # pickled column travels as its values.
+        return _as_array, (self.values(),)
+
     def __repr__(self) -> str:
         return f"DiskColumn({self.name!r}, {self._n} rows in {self.store.dir})"
+
+
+def _as_array(values: np.ndarray) -> np.ndarray:
+    return values
 
 
 def concat_disk(parts: list[DiskColumn]) -> DiskColumn | None:

@@ -196,3 +196,11 @@ def test_a_killed_runs_files_are_removed_by_the_next_store_on_this_host(tmp_path
     proc.wait()
     ColumnStore(tmp_path)
     assert not left.exists() and other_host.exists() and alive.dir.exists()
+
+
+def test_a_pickled_table_carries_the_values_of_its_disk_columns():
+    import pickle
+
+    t = Table({"id": np.array(["a", "b", "c"], dtype=object), "output": stored(["x", "y", "z"])}).take([2, 0])
+    copy = pickle.loads(pickle.dumps(t))  # what a Ray worker receives: it cannot read our temp files
+    assert not copy.on_disk("output") and copy.column("output").tolist() == ["z", "x"]
