@@ -11,7 +11,8 @@ from pydantic import Field
 from dslrun.operators.base import OutputPath, Params, Stage, TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.context import RunContext
-from dslrun.runtime.pools import BASE, atomic_write, write_records
+from dslrun.runtime.pool_table import BASE
+from dslrun.runtime.pools import atomic_write, write_records
 from dslrun.runtime.table import Table
 
 SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import unicodedata
-from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.pool_table import PoolTableBuilder
+from dslrun.runtime.table import Table
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                 "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
                 "system": "system"}
-BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
 
 
 class PoolError(Exception):
@@ -219,46 +218,6 @@ def parse_record(rec: Any, schema: str, fields: dict[str, str]) -> tuple[dict[st
     return {"id": sid, **values, "messages": msgs, "n_turns": 1}, None
 
 
-class _Column:
-    """One column as a pool is read: values in a list, moved to a ``ColumnStore`` once the
-    pool grows past the spill threshold (and appended there from then on)."""
-
-    def __init__(self, codec: str, kind: str | None):
-        self.codec, self.kind = codec, kind
-        self.values: list[Any] = []
-        self.writer: Any = None
-        self.plain = True  # only None/bool/int/float so far: such a column stays in memory
-
-    def extend(self, values: list[Any]) -> None:
-        if self.kind is None and self.plain:
-            self.plain = all(v is None or isinstance(v, (bool, int, float)) for v in values)
-        if self.writer is not None:
-            self.writer.extend(values)
-        else:
-            self.values.extend(values)
-
-    def spill(self, store: Any, name: str) -> None:
-        self.writer = store.writer(name, self.codec)
-        self.writer.extend(self.values)
-        self.values = []
-
-    def finish(self) -> Any:
-        if self.writer is None:
-            return as_column(self.values, self.kind)
-        col = self.writer.finish()
-        if self.kind is None and self.plain:  # numbers: small, and expressions compute on them
-            return as_column(col.values().tolist())
-        return col
-
-
-# Columns that stay in memory however large the pool: what selection computes on.
-_LIGHT = {"id": "str", "n_turns": "int"}
-# Columns that go to disk in a large pool, with how they are encoded there.
-_HEAVY = {"instruction": ("str", "str"), "input": ("str", "str"), "output": ("str", "str"),
-          "messages": ("obj", "list")}
-SPILL_BLOCK = 8192
-
-
 def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = None,
               spill_rows: int | None = None, spill_dir: str | Path | None = None) -> Loaded:
     """Read and validate a pool. With ``spill_rows``, a pool of more rows than that keeps its
@@ -270,7 +229,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
     fields = fields or {}
     quarantined: list[Quarantined] = []
     schema: str | None = None
-    builder: _PoolBuilder | None = None
+    builder: PoolTableBuilder | None = None
     kept = 0
     for i, rec, problem in _read_records(path, fmt):
         if limit and kept >= limit:
@@ -287,75 +246,12 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
             quarantined.append(Quarantined(i, problem, rec))
             continue
         if builder is None:
-            builder = _PoolBuilder(schema or "alpaca", fields, spill_rows, spill_dir)
+            builder = PoolTableBuilder(schema or "alpaca", fields, spill_rows, spill_dir)
         builder.add(base, rec, i)
         kept += 1
-    builder = builder or _PoolBuilder(schema or "alpaca", fields, None, None)
+    builder = builder or PoolTableBuilder(schema or "alpaca", fields, None, None)
     table = builder.finish({"source": str(path), "schema": schema or "alpaca", "format": fmt})
     return Loaded(table, quarantined, schema or "alpaca", fmt)
-
-
-class _PoolBuilder:
-    """Builds a pool's table a block of rows at a time, so a large pool's text goes to disk as
-    it is read and is never all in memory."""
-
-    def __init__(self, schema: str, fields: dict[str, str], spill_rows: int | None, spill_dir: str | Path | None):
-        self.spill_rows, self.spill_dir = spill_rows, spill_dir
-        self.store: Any = None
-        skip = {"conversations"} if schema == "sharegpt" else {"messages"} if schema == "messages" else set()
-        skip |= {fields.get(k, k) for k in ("instruction", "input", "output")} if schema == "alpaca" else set()
-        self.skip = skip
-        self.cols: dict[str, _Column] = {k: _Column("str", kind) for k, kind in _LIGHT.items()}
-        self.cols.update({k: _Column(codec, kind) for k, (codec, kind) in _HEAVY.items()})
-        self.extra: dict[str, str] = {}  # record field → column name, in order of first appearance
-        self.positions = array("q")
-        self.rows: list[dict[str, Any]] = []
-        self.records: list[Any] = []
-        self.n = 0
-
-    def add(self, base: dict[str, Any], rec: Any, row: int) -> None:
-        self.rows.append(base)
-        self.records.append(rec)
-        self.positions.append(row)
-        if len(self.rows) >= SPILL_BLOCK:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.rows:
-            return
-        for k in (*_LIGHT, *_HEAVY):
-            self.cols[k].extend([r[k] for r in self.rows])
-        for rec in self.records:  # a field first seen now is None in the rows before it
-            for k in rec:
-                if k not in self.skip and k not in self.extra:
-                    name = "field_" + k if k in BASE or k.startswith("_") else k
-                    self.extra[k] = name
-                    self.cols[name] = col = _Column("obj", None)
-                    if self.n:
-                        col.extend([None] * self.n)
-                        if self.store is not None:
-                            col.spill(self.store, name)
-        for k, name in self.extra.items():
-            self.cols[name].extend([rec.get(k) for rec in self.records])
-        self.cols.setdefault("_record", _Column("obj", "any")).extend(self.records)
-        self.n += len(self.rows)
-        self.rows, self.records = [], []
-        if self.store is None and self.spill_rows is not None and self.n > self.spill_rows:
-            from dslrun.runtime.disk_columns import ColumnStore
-
-            self.store = ColumnStore(self.spill_dir)
-            for name, col in self.cols.items():
-                if name not in _LIGHT:
-                    col.spill(self.store, name)
-
-    def finish(self, meta: dict[str, Any]) -> Table:
-        self._flush()
-        cols = {k: self.cols[k].finish() for k in ("id", "instruction", "input", "output", "messages", "n_turns")}
-        for name in self.extra.values():
-            cols[name] = self.cols[name].finish()
-        cols["_row"] = np.frombuffer(self.positions, dtype=np.int64).copy()
-        cols["_record"] = self.cols["_record"].finish() if "_record" in self.cols else as_column([], "any")
-        return Table(cols, meta)
 
 
 def column_type(arr: np.ndarray) -> str:
