@@ -71,6 +71,7 @@ class PoolTableBuilder:
         self.skip = skip
         self.cols: dict[str, ColumnBuilder] = {k: ColumnBuilder("str", kind) for k, kind in _LIGHT.items()}
         self.cols.update({k: ColumnBuilder(codec, kind) for k, (codec, kind) in _HEAVY.items()})
+        self.cols["_record"] = ColumnBuilder("obj", "any")
         self.extra: dict[str, str] = {}  # record field → column name, in order of first appearance
         self.positions = array("q")
         self.rows: list[dict[str, Any]] = []
@@ -101,7 +102,7 @@ class PoolTableBuilder:
                             col.spill(self.store, name)
         for k, name in self.extra.items():
             self.cols[name].extend([rec.get(k) for rec in self.records])
-        self.cols.setdefault("_record", ColumnBuilder("obj", "any")).extend(self.records)
+        self.cols["_record"].extend(self.records)
         self.n += len(self.rows)
         self.rows, self.records = [], []
         if self.store is None and self.spill_rows is not None and self.n > self.spill_rows:
@@ -118,5 +119,5 @@ class PoolTableBuilder:
         for name in self.extra.values():
             cols[name] = self.cols[name].finish()
         cols["_row"] = np.frombuffer(self.positions, dtype=np.int64).copy()
-        cols["_record"] = self.cols["_record"].finish() if "_record" in self.cols else as_column([], "any")
+        cols["_record"] = self.cols["_record"].finish()
         return Table(cols, meta)
