@@ -204,3 +204,16 @@ def test_a_pickled_table_carries_the_values_of_its_disk_columns():
     t = Table({"id": np.array(["a", "b", "c"], dtype=object), "output": stored(["x", "y", "z"])}).take([2, 0])
     copy = pickle.loads(pickle.dumps(t))  # what a Ray worker receives: it cannot read our temp files
     assert not copy.on_disk("output") and copy.column("output").tolist() == ["z", "x"]
+
+
+def test_dslrun_yaml_moves_the_threshold_and_the_folder_and_a_run_leaves_nothing_there(tmp_path):
+    write_pool(tmp_path / "p.json", alpaca(30))
+    (tmp_path / "s.sel").write_text('p = load(path: "p.json")\nl = length(p)\ntop = rank(l, by: output_chars, top: 5)\n'
+                                    'save(top)\n')
+    (tmp_path / "dslrun.yaml").write_text("spill_rows: 0\ntmp_dir: scratch/columns\n")
+    dslrun("s.sel", "-q", "--out", "disk", cwd=tmp_path, check=True)
+    folder = tmp_path / "scratch" / "columns"
+    assert folder.is_dir() and not any(folder.iterdir())  # used, and cleaned when the run ended
+    (tmp_path / "dslrun.yaml").unlink()
+    dslrun("s.sel", "-q", "--out", "memory", cwd=tmp_path, check=True)
+    assert (tmp_path / "disk" / "selected.json").read_bytes() == (tmp_path / "memory" / "selected.json").read_bytes()
