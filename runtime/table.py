@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.disk_columns import DiskColumn, concat_disk
+from dslrun.runtime.disk_columns import BLOCK_ROWS, DiskColumn, concat_disk
 
 
 def as_column(values: Sequence[Any] | np.ndarray, kind: str | None = None) -> np.ndarray:
@@ -97,7 +97,7 @@ class Table:
         col = self._cols[name]
         return col.value(row) if isinstance(col, DiskColumn) else col[row]
 
-    def blocks(self, name: str, rows: int = 65_536) -> Iterator[Sequence[Any]]:
+    def blocks(self, name: str, rows: int = BLOCK_ROWS) -> Iterator[Sequence[Any]]:
         """A column's values a block of rows at a time (bounded memory for on-disk columns)."""
         col = self._cols[name]
         if isinstance(col, DiskColumn):

@@ -150,7 +150,6 @@ def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeyp
         return real(self, name, positions)
 
     monkeypatch.setattr(ColumnStore, "read", counting)
-    monkeypatch.setattr(disk_columns, "BLOCK_ROWS", 16)
     plan = compile_spec(load_spec(spec), {})
     settings = {"spill_rows": 0, "cpu_batch": 100}
     assert run_plan(plan, {}, spec.read_text(), tmp_path / "out", tmp_path / "cache", quiet=True,
