@@ -22,3 +22,19 @@ def model_cache(tmp_path_factory):
     if not GGUF.exists():
         pytest.skip("../shared/models is not present")
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random GPT-2 saved as a Hugging Face folder (one per test module)."""
+    from testkit.tiny_lm import save_tiny_lm
+
+    return save_tiny_lm(tmp_path_factory.mktemp("tiny") / "gpt2")
+
+
+@pytest.fixture(scope="module")
+def lm(tiny):
+    """The tiny model and its tokenizer, loaded."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny).eval(), AutoTokenizer.from_pretrained(tiny)

@@ -12,12 +12,6 @@ from testkit.cli import alpaca, dslrun, write_pool
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from testkit.tiny_lm import save_tiny_lm  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny") / "gpt2")
 
 
 def test_causal_lm_mean_pooling_matches_hand_computation(tiny, tmp_path):

@@ -14,14 +14,8 @@ from dslrun.operators.evaluation import finetune as ft  # noqa: E402
 from dslrun.operators.lm.templates import ALPACA  # noqa: E402
 from testkit.cli import dslrun, write_pool  # noqa: E402
 from testkit.openai_server import OpenAITestServer  # noqa: E402
-from testkit.tiny_lm import save_tiny_lm  # noqa: E402
 
 KEY_ENV = "DSLRUN_TEST_JUDGE_KEY"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny") / "gpt2")
 
 
 def records(n: int, start: int = 0) -> list[dict]:

@@ -17,21 +17,8 @@ from dslrun.operators.influence import match, project  # noqa: E402
 from dslrun.operators.influence.encode import encode_samples  # noqa: E402
 from dslrun.operators.influence.grads import batched_gradients, loop_gradients, trainable  # noqa: E402
 from dslrun.operators.influence.warmup import WarmupConfig, linear_schedule, lora_model, train  # noqa: E402
-from testkit.tiny_lm import save_tiny_lm  # noqa: E402
 
 CFG = WarmupConfig(r=4, alpha=16, dropout=0.1, target_modules=("c_attn",), epochs=2, lr=1e-3, grad_accum=4)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny") / "gpt2")
-
-
-@pytest.fixture(scope="module")
-def lm(tiny):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    return AutoModelForCausalLM.from_pretrained(tiny).eval(), AutoTokenizer.from_pretrained(tiny)
 
 
 def conversations(rows):

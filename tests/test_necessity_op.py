@@ -14,12 +14,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from testkit.tiny_lm import save_tiny_lm  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny") / "gpt2")
 
 
 def spec(tiny) -> str:

@@ -20,19 +20,6 @@ from dslrun.operators.influence.golden import (  # noqa: E402
     naive_one_shot,
     promptify,
 )
-from testkit.tiny_lm import save_tiny_lm  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny") / "gpt2")
-
-
-@pytest.fixture(scope="module")
-def lm(tiny):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    return AutoModelForCausalLM.from_pretrained(tiny).eval(), AutoTokenizer.from_pretrained(tiny)
 
 
 def hand_score(model, tok, prefix: str | None, row: dict) -> float:
