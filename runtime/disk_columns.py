@@ -92,16 +92,13 @@ class ColumnStore:
                 while j < len(starts) and starts[j] - ends[j - 1] <= GAP and ends[j] - starts[i] <= SPAN:
                     j += 1
                 base = starts[i]
-                chunk = os.pread(fd, max(ends[i:j]) - base, base) if j > i else b""
+                chunk = os.pread(fd, max(ends[i:j]) - base, base)
                 for k in range(i, j):
                     values[order[k]] = decode(chunk[starts[k] - base:ends[k] - base])
                 i = j
         finally:
             os.close(fd)
         return values
-
-    def close(self) -> None:
-        self._cleanup()
 
 
 def remove_orphans(root: Path) -> None:
@@ -163,10 +160,6 @@ class DiskColumn:
 
     def __len__(self) -> int:
         return self._n
-
-    @property
-    def shape(self) -> tuple[int]:
-        return (self._n,)
 
     def positions(self) -> np.ndarray:
         return np.arange(self._n, dtype=np.int64) if self.index is None else self.index
