@@ -5,13 +5,18 @@ Named templates reproduce the published prompts and parsers byte for byte
 with ``{instruction}``, ``{input}``, ``{output}`` and a parser: ``first-line`` (a number
 on the first line), ``regex`` (first group of ``pattern``), ``json`` (field ``key``) or
 ``expected-digit`` (DEITA's logprob-weighted 1–6).
+
+A value outside the template's declared scale (``scale:`` for custom), or not finite, is
+not a score: it gets the template's failure value and a reason (``out of scale: 99``).
+That check runs in ``finish`` over cached values too, so the raw reply and its parsed
+number stay cached and a re-run pays nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -26,8 +31,13 @@ from dslrun.operators.llm.prompts import (
     first_line_float,
     json_field,
     regex_float,
+    scale_reason,
 )
 from dslrun.operators.registry import register
+from dslrun.runtime.samples import NoCache
+
+if TYPE_CHECKING:
+    from dslrun.runtime.context import RunContext
 
 
 class JudgeParams(LlmParams):
@@ -40,6 +50,8 @@ class JudgeParams(LlmParams):
         None, description="custom: how to read the score (default first-line)")
     pattern: str | None = Field(None, description="regex parser: the pattern; its first group is the score")
     key: str | None = Field(None, description="json parser: the field holding the score")
+    scale: Annotated[tuple[float, float] | None, NoCache()] = Field(
+        None, description="custom: [low, high], the range a score must lie in (default: any finite number)")
     column: str = Field("score", description="name of the score column")
     logprobs: bool | None = Field(None, description="ask for top logprobs (default: on for expected-digit)")
     top_logprobs: int = Field(20, ge=1, le=1000, description="how many first-token logprobs to ask for "
@@ -52,9 +64,11 @@ class JudgeParams(LlmParams):
     def _custom_needs_a_file(self) -> JudgeParams:
         if self.template == "custom" and not self.template_file:
             raise ValueError("template: custom needs template_file: a file with the user message")
-        if self.template != "custom" and (self.template_file or self.parser or self.system):
-            raise ValueError(f"template_file, system and parser are for template: custom; "
+        if self.template != "custom" and (self.template_file or self.parser or self.system or self.scale):
+            raise ValueError(f"template_file, system, parser and scale are for template: custom; "
                              f"`{self.template}` has its own")
+        if self.scale is not None and not self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale: [low, high] needs low <= high, got {list(self.scale)}")
         if self.parser == "regex" and not self.pattern:
             raise ValueError("parser: regex needs pattern: '...'")
         if self.parser == "json" and not self.key:
@@ -80,7 +94,11 @@ class JudgeScore(LlmOperator):
         if p.template != "custom":
             return JUDGES[p.template]
         user = Path(p.template_file or "").read_text(encoding="utf-8")
-        return Judge("custom", user, p.system, parser=p.parser or "first-line")
+        return Judge("custom", user, p.system, parser=p.parser or "first-line", scale=p.scale)
+
+    @property
+    def reason_column(self) -> str:  # type: ignore[override]
+        return f"{self.p.column}_reason"
 
     def model_identity(self) -> str:
         base = super().model_identity()
@@ -139,3 +157,19 @@ class JudgeScore(LlmOperator):
 
     def failed(self, reason: str) -> dict[str, Any]:
         return {self.p.column: None, f"{self.p.column}_reason": reason}
+
+    def finish(self, table: Any, ctx: RunContext) -> Any:
+        """Values off the template's scale, or not finite, become the failure value with a reason."""
+        import numpy as np
+
+        col, rcol, j = self.p.column, self.reason_column, self._judge
+        scores, reasons = table.column(col), table.column(rcol)
+        bad = {i: why for i, (v, r) in enumerate(zip(scores, reasons, strict=True))
+               if r is None and (why := scale_reason(float(v), j.scale)) is not None}
+        if not bad:
+            return table
+        scores, reasons = np.array(scores, dtype=np.float64), reasons.copy()
+        for i, why in bad.items():
+            scores[i] = np.nan if j.on_failure is None else j.on_failure
+            reasons[i] = why
+        return table.with_columns({col: scores, rcol: reasons})

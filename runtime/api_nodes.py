@@ -7,20 +7,46 @@ is known (in its own transaction), so a run killed halfway resumes without payin
 for an answered sample again. Paid replies are cached even when they do not parse
 (with their failure reason); samples with no reply (retries ran out, budget) get a
 reason in the table and the run summary and are asked again on the next run.
+
+The step's samples are counted by outcome (``NodeStats.outcomes``: ok, unparsable, out of
+scale, failed by cause); the run decides from those whether too many failed
+(``max_failed_fraction``). An error every later call would repeat (the key refused, the
+model not found) stops the step at the first one: ``EndpointRefused``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from dslrun.operators.llm.base import LlmOperator
+from dslrun.operators.llm.base import LlmOperator, outcome_line, outcome_of
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
 from dslrun.runtime.table import Table
 
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
+
+
+class EndpointRefused(RuntimeError):
+    """The endpoint answered with an error that every later call would repeat."""
+
+
+def refusal(op: LlmOperator, summary: Any) -> str:
+    """What to tell the user when the pool stopped on ``summary.fatal``; names the key's
+    variable, never the key (the server's message is left out for auth errors: it may quote it)."""
+    url, var = op.endpoint_url(), op.env_vars().get("api_key_env", "?")
+    status = f"HTTP {summary.fatal_status}" if summary.fatal_status else summary.fatal
+    if summary.fatal == "auth":
+        return (f"the endpoint {url} refused the API key in ${var} ({status}); check that ${var} holds a "
+                f"valid key for this endpoint (or set api_key_env). No more calls were made")
+    if summary.fatal == "not_found":
+        said = (summary.fatal_message or "")[:200]
+        return (f"the endpoint {url} answered {status} Not Found for model `{op.model_name}`; check `model` "
+                f"and `base_url`. No more calls were made. The server said: {said}")
+    return (f"the endpoint {url} says the account of the key in ${var} has no quota left ({status}). "
+            f"No more calls were made")
 
 
 def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
@@ -96,4 +122,11 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         if task is not None:
             task.done()
         ctx.stats.notes.append(f"api: {summary}")
-    return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
+        if summary.fatal is not None:
+            raise EndpointRefused(refusal(op, summary))
+    out = op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
+    reasons = out.column(op.reason_column)
+    ctx.stats.outcomes = dict(Counter(outcome_of(reasons[r]) for r in first_rows))
+    ctx.stats.max_failed_fraction = op.llm.max_failed_fraction
+    ctx.stats.notes.append(f"outcomes: {outcome_line(ctx.stats.outcomes)}")
+    return out

@@ -125,4 +125,8 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     except Exception as e:  # pragma: no cover - defensive
         print(f"warning: the run report could not be written: {type(e).__name__}: {e}", file=sys.stderr)
     print(f"done in {result.seconds:.2f}s")
-    return 0
+    failures = [(name, why) for name in plan.order if (s := result.stats.get(name)) and (why := s.failure())]
+    for name, why in failures:
+        print(f"error: step `{name}`: {why}; the outputs above were saved; a re-run asks only the failed "
+              f"samples again", file=sys.stderr)
+    return 1 if failures else 0

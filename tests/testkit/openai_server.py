@@ -74,6 +74,7 @@ class OpenAITestServer:
         rpm_burst: float | None = None,
         models: Sequence[str] = ("test-model",),
         api_key: str | None = None,
+        strict_models: bool = False,
     ):
         self.host, self.port = host, port
         self.reply, self.top_logprobs, self.latency = reply, top_logprobs, latency
@@ -81,6 +82,7 @@ class OpenAITestServer:
         self.fault_fn = fault_fn
         self.retry_after, self.hang_s = retry_after, hang_s
         self.models, self.api_key = list(models), api_key
+        self.strict_models = strict_models  # 404 model_not_found for a model not in ``models``, as OpenAI
         self.rpm = rpm
         self._burst = rpm_burst if rpm_burst is not None else max(1.0, (rpm or 0) / 60)
         self._tokens, self._stamp = self._burst, time.monotonic()
@@ -249,6 +251,11 @@ class OpenAITestServer:
                 self._outcome("400")
                 return await self._send(writer, 400, error_body(
                     "request body must be JSON with a 'messages' list", "invalid_request_error"))
+            if self.strict_models and request.get("model") not in self.models:
+                self._outcome("404")
+                return await self._send(writer, 404, error_body(
+                    f"The model `{request.get('model')}` does not exist or you do not have access to it.",
+                    "invalid_request_error", "model_not_found"))
             return await self._completion(request, reader, writer)
         return await self._send(writer, 404, error_body(f"no route {method} {path}", "not_found"))
 
