@@ -194,6 +194,12 @@ class OpenAIBackend:
             entry = self._clients[loop] = (itertools.cycle(clients), closer)
         return next(entry[0])
 
+    async def prepare(self) -> None:
+        """Import ``openai`` and make this loop's clients now, before the pool's first call:
+        the import holds the event loop for up to seconds, and inside a call it would count
+        against the attempt's timeout."""
+        await self._client()
+
     async def _hold(self, clients: list[Any]) -> AsyncIterator[None]:
         try:
             yield

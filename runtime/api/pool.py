@@ -236,6 +236,9 @@ class ApiPool:
         slots = asyncio.Semaphore(self.max_concurrency)
         tasks: set[asyncio.Task] = set()
         try:
+            prepare = getattr(send, "prepare", None)  # a backend's one-time set-up, off the clock
+            if prepare is not None:
+                await prepare()
             for req in requests:
                 if not run.stop.is_set():
                     await slots.acquire()
