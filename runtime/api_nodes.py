@@ -58,7 +58,7 @@ def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
         return LocalChatBackend(model, tokenizer, name=op.model_name)
     from dslrun.runtime.api import OpenAIBackend
 
-    return OpenAIBackend(op.model_name, base_url=p.base_url, api_key_env=op.env_vars()["api_key_env"],
+    return OpenAIBackend(op.model_name, base_url=op.endpoint_url(), api_key_env=op.env_vars()["api_key_env"],
                          timeout=p.timeout)
 
 

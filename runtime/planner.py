@@ -114,4 +114,23 @@ def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
     if total.money is not None:
         summary += f", about ${total.money:.2f}"
     lines.append(summary)
+    lines.extend(endpoint_lines(plan, rows))
     return "\n".join(lines)
+
+
+def endpoint_lines(plan: Plan, rows: list[PlanRow]) -> list[str]:
+    """Which server each LLM step will call, and why that one (a line per step)."""
+    from dslrun.operators.llm.base import LlmOperator
+
+    out = []
+    for r in rows:
+        op = plan.nodes[r.name].op
+        if not isinstance(op, LlmOperator):
+            continue
+        if op.llm.backend == "local":
+            out.append(f"endpoint of {r.name}: model {op.model_name} in this process (backend: local)")
+            continue
+        url, source = op.endpoint_source()
+        out.append(f"endpoint of {r.name}: {url} ({source}), model {op.model_name}, "
+                   f"key in ${op.env_vars()['api_key_env']}")
+    return out

@@ -178,3 +178,24 @@ def test_failed_samples_up_to_max_failed_fraction_pass(tmp_path, failing, mff):
         proc = run(tmp_path, srv, "threshold=-100", f"mff={mff}")
     assert proc.returncode == 0, proc.stderr
     assert f"{failing} failed (server_error={failing})" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- OPENAI_BASE_URL
+def test_openai_base_url_is_used_when_the_spec_names_no_base_url(tmp_path):
+    project(tmp_path, 3)
+    spec = tmp_path / "spec.sel"
+    spec.write_text(spec.read_text().replace("base_url: $base_url, ", ""))
+    with OpenAITestServer() as srv:
+        env = {KEY_ENV: SECRET, "OPENAI_BASE_URL": srv.base_url}
+        plan = dslrun("plan", "spec.sel", cwd=tmp_path, env=env, check=True)
+        assert srv.total == 0
+        assert f"endpoint of rated: {srv.base_url} ($OPENAI_BASE_URL), model test-model, key in ${KEY_ENV}" \
+            in plan.stdout
+        proc = dslrun("run", "spec.sel", "-q", cwd=tmp_path, env=env, check=True)
+        assert srv.total == 3 and "3 ok" in proc.stdout
+    # a base_url in the spec wins; without either, OpenAI's own endpoint
+    named = dslrun("plan", "spec.sel", cwd=tmp_path, env={"OPENAI_BASE_URL": ""}, check=True)
+    assert "endpoint of rated: https://api.openai.com/v1 (OpenAI's default)" in named.stdout
+    spec.write_text(spec.read_text().replace("model: test-model,", 'model: test-model, base_url: "http://h:1/v1",'))
+    named = dslrun("plan", "spec.sel", cwd=tmp_path, env={"OPENAI_BASE_URL": srv.base_url}, check=True)
+    assert "endpoint of rated: http://h:1/v1 (base_url)" in named.stdout

@@ -192,13 +192,12 @@ def judge_backend(op: Evaluate, ctx: RunContext) -> tuple[Any, Any, str]:
         pool = ApiPool(max_concurrency=j.concurrency, retry=retry, max_calls=j.max_calls)
         return LocalChatBackend(lm, tok, name=model), pool, "local:" + identity(model, "causal-lm")
     from dslrun.runtime.api import OpenAIBackend
-    from dslrun.runtime.api.backends import DEFAULT_BASE_URL
 
     backend = OpenAIBackend(model, base_url=j.base_url, api_key_env=op.env_vars()["judge"], timeout=j.timeout)
     price = Price(j.price["input"], j.price["output"]) if j.price else None
     pool = ApiPool.for_backend(backend, rpm=j.rpm, tpm=j.tpm, max_concurrency=j.concurrency, retry=retry,
                                max_calls=j.max_calls, max_cost=j.max_cost, price=price, attempt_timeout=j.timeout)
-    return backend, pool, f"openai:{(j.base_url or DEFAULT_BASE_URL).rstrip('/')}:{model}"
+    return backend, pool, f"openai:{backend.base_url.rstrip('/')}:{model}"  # base_url, $OPENAI_BASE_URL or OpenAI's
 
 
 def run_evaluation(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, Any]:

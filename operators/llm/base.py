@@ -128,7 +128,7 @@ class LlmOperator(SampleOperator):
         """A proprietary model's API: OpenAI's own endpoint, or a known closed provider's URL."""
         if self.llm.backend != "openai":
             return False
-        url = (self.llm.base_url or "https://api.openai.com").lower()
+        url = self.endpoint_url().lower()
         return any(host in url for host in CLOSED_API_HOSTS)
 
     def env_vars(self) -> dict[str, str]:
@@ -137,19 +137,23 @@ class LlmOperator(SampleOperator):
         return {"api_key_env": self.llm.api_key_env or "OPENAI_API_KEY"}
 
     def endpoint_url(self) -> str:
-        """The server this step calls (openai backend)."""
-        from dslrun.runtime.api.backends import DEFAULT_BASE_URL
+        """The server this step calls (openai backend): ``base_url``, else ``$OPENAI_BASE_URL``,
+        else OpenAI's."""
+        return self.endpoint_source()[0]
 
-        return (self.llm.base_url or DEFAULT_BASE_URL).rstrip("/")
+    def endpoint_source(self) -> tuple[str, str]:
+        """(URL, where it came from: base_url, $OPENAI_BASE_URL or OpenAI's default)."""
+        from dslrun.runtime.api.backends import resolve_base_url
+
+        url, source = resolve_base_url(self.llm.base_url)
+        return url.rstrip("/"), source
 
     def model_identity(self) -> str:
         if self.llm.backend == "local":
             from dslrun.runtime.model_pool import identity
 
             return "local:" + identity(self.model_name, "causal-lm")
-        from dslrun.runtime.api.backends import DEFAULT_BASE_URL
-
-        return f"openai:{(self.llm.base_url or DEFAULT_BASE_URL).rstrip('/')}:{self.model_name}"
+        return f"openai:{self.endpoint_url()}:{self.model_name}"
 
     # ---------------------------------------------------------------- what subclasses define
     reason_column: str = "reason"
