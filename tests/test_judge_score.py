@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,24 +178,52 @@ def cached_samples(cache: Path) -> set[str]:
         db.close()
 
 
+def answer_first(k: int):
+    """A fault plan: the server answers the first ``k`` requests and holds every later one
+    (no reply until the client goes away), so exactly ``k`` samples can be paid for."""
+    lock, seen = threading.Lock(), [0]
+
+    def fault(request: dict, n: int) -> str | None:
+        with lock:
+            seen[0] += 1
+            return None if seen[0] <= k else "hang"
+    return fault
+
+
+def wait_for_cached(cache: Path, k: int) -> set[str]:
+    """The judge's cached samples once there are ``k`` (the deadline only guards against a hang)."""
+    deadline = time.monotonic() + 120
+    while True:
+        got = cached_samples(cache) if (cache / "scores.sqlite").exists() else set()
+        if len(got) >= k:
+            return got
+        assert time.monotonic() < deadline, f"only {len(got)} of {k} replies were cached"
+        time.sleep(0.05)
+
+
 def test_sigkill_mid_run_then_resume_pays_for_no_answered_sample(tmp_path):
+    # Deterministic: the server answers exactly 10 requests and holds the rest, the test kills
+    # the run once those 10 are cached (a count, not a moment), then resumes with an open server.
     project(tmp_path, 30)
+    spec = tmp_path / "spec.sel"
+    spec.write_text(spec.read_text().replace("timeout: 1.5", "timeout: 60"))  # no retries by timing
     pool = read_pool(tmp_path / "pool.json").table
     msgs = {sid: JUDGES["alpagasus"].messages({c: pool.column(c)[i] for c in ("instruction", "input", "output")})
             for i, sid in enumerate(pool.ids)}
-    with OpenAITestServer(latency=0.25, seed=2) as srv:
+    with OpenAITestServer(fault_fn=answer_first(10), hang_s=600) as srv:
         cmd = [sys.executable, "-m", "dslrun.runtime.cli", "run", "spec.sel", "-q", "--set",
                f"base_url={srv.base_url}", "--set", "concurrency=2"]
         proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, KEY_ENV: SECRET},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while srv.total < 10 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        answered = cached_samples(tmp_path / ".dslrun")
-        assert 5 <= len(answered) < 30
+        try:
+            answered = wait_for_cached(tmp_path / ".dslrun", 10)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert answered == cached_samples(tmp_path / ".dslrun") and len(answered) == 10
         before = {sid: srv.count(m) for sid, m in msgs.items()}
+        assert all(before[sid] == 1 for sid in answered)
+        srv.fault_fn = None  # the resumed run gets every answer
         run(tmp_path, srv, "--set", "threshold=-100")
         after = {sid: srv.count(m) for sid, m in msgs.items()}
     assert all(after[sid] == before[sid] == 1 for sid in answered)
