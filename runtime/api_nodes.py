@@ -11,7 +11,9 @@ reason in the table and the run summary and are asked again on the next run.
 The step's samples are counted by outcome (``NodeStats.outcomes``: ok, unparsable, out of
 scale, failed by cause); the run decides from those whether too many failed
 (``max_failed_fraction``). An error every later call would repeat (the key refused, the
-model not found) stops the step at the first one: ``EndpointRefused``.
+model not found) stops the step at the first one: ``EndpointRefused``. A cache that cannot
+be written (disk full, permissions) stops it too, keeping every paid reply in a side file
+that the next run imports (``runtime/unsaved.py``): ``CacheWriteFailed``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ from dslrun.operators.llm.base import LlmOperator, outcome_line, outcome_of
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
 from dslrun.runtime.table import Table
+from dslrun.runtime.unsaved import SideFile, describe_write_error, import_unsaved, is_write_error
 
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
 
 class EndpointRefused(RuntimeError):
     """The endpoint answered with an error that every later call would repeat."""
+
+
+class CacheWriteFailed(RuntimeError):
+    """The score cache could not take a paid reply; the replies are in a side file."""
 
 
 def refusal(op: LlmOperator, summary: Any) -> str:
@@ -94,6 +101,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
     results: dict[str, Any] = {}
     if ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
+        import_unsaved(ctx.out_dir, fp, ctx.cache.put_many)  # replies a failed write left behind
         results = ctx.cache.get_many(fp, uniq)
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
     ctx.stats.cache_hits, ctx.stats.cache_misses = len(uniq) - len(missing), len(missing)
@@ -104,11 +112,22 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
         task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
         lock = threading.Lock()
+        side, broken = SideFile(ctx.out_dir), []
 
         def on_result(result: Any) -> None:
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
-                ctx.cache.put_many(fp, [(result.key, values)])
+                if broken:  # the pool is stopping; replies still landing go to the side file
+                    side.add(fp, result.key, values)
+                else:
+                    try:
+                        ctx.cache.put_many(fp, [(result.key, values)])
+                    except Exception as exc:
+                        if not is_write_error(exc):
+                            raise
+                        broken.append(exc)
+                        side.add(fp, result.key, values)
+                        raise  # the pool stops dispatching
             with lock:
                 results[result.key] = values
                 if keep:
@@ -118,7 +137,16 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(1)
 
-        summary = send(op, requests, ctx, on_result)
+        try:
+            summary = send(op, requests, ctx, on_result)
+        except Exception:
+            if not broken or ctx.cache is None:
+                raise
+            raise CacheWriteFailed(
+                f"{describe_write_error(broken[0], ctx.cache.path)}: the score cache could not be written, so "
+                f"the step stopped calling; {side.where()}"
+                + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
+            ) from None
         if task is not None:
             task.done()
         ctx.stats.notes.append(f"api: {summary}")

@@ -254,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     except PoolError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
+    except OSError as e:  # a write outside any step (lock file, run.json, report): name the path
+        from dslrun.runtime.unsaved import describe_write_error
+
+        print(f"error: {describe_write_error(e, e.filename or '.')}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":  # pragma: no cover

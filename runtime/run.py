@@ -12,11 +12,13 @@ from dslrun.dsl.compile import Plan
 from dslrun.dsl.errors import Collector
 from dslrun.dsl.ir import to_python
 from dslrun.operators.base import FieldKind, field_kind
+from dslrun.runtime.api_nodes import CacheWriteFailed, EndpointRefused
 from dslrun.runtime.cache import ScoreCache
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.executor import NodeFailed, RunResult
 from dslrun.runtime.lockfile import build_lock, write_lock
 from dslrun.runtime.pools import atomic_write
+from dslrun.runtime.unsaved import describe_write_error
 
 
 def env_vars(op: Any) -> dict[str, str]:
@@ -40,6 +42,16 @@ def check_credentials(plan: Plan) -> None:
                 errors.add(span, f"`{node.name}` needs the environment variable {var} (its API key), which is not set",
                            f"export {var}=... before running, or point `{key}` at another variable")
     errors.raise_if_any()
+
+
+def failure_message(e: NodeFailed, out: Path) -> str:
+    """A failed step in words: our own errors say what happened, a failed write names the path."""
+    cause = e.cause
+    if isinstance(cause, EndpointRefused | CacheWriteFailed):
+        return f"step `{e.node}` ({e.op}): {cause}"
+    if isinstance(cause, OSError):
+        return f"step `{e.node}` ({e.op}): {describe_write_error(cause, cause.filename or out)}"
+    return str(e)
 
 
 def summary_lines(plan: Plan, result: RunResult) -> list[str]:
@@ -96,9 +108,10 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
                 ctx.progress = progress
                 result = runner.execute(plan, ctx, workers)
     except NodeFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        print("everything computed before the failure is cached; fix the cause and run again to resume",
-              file=sys.stderr)
+        print(f"error: {failure_message(e, out)}", file=sys.stderr)
+        if not isinstance(e.cause, CacheWriteFailed):
+            print("everything computed before the failure is cached; fix the cause and run again to resume",
+                  file=sys.stderr)
         return 1
     finally:
         cache.close()
