@@ -99,3 +99,76 @@ def test_write_errors_in_words(tmp_path):
     assert describe_write_error(OSError(errno.EACCES, "Permission denied", str(f)), f) == f"permission denied: {f}"
     assert describe_write_error(sqlite3.OperationalError("attempt to write a readonly database"), f) == \
         f"permission denied: {f}"
+
+
+# ----------------------------------------------------------------------------- secrets
+def test_the_key_is_in_no_file_written_by_failing_or_succeeding_runs(tmp_path):
+    project(tmp_path, 12, timeout=10)
+    tmp = tmp_path / "tmpdir"  # anything a run writes to the temporary folder is scanned too
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    procs = []
+    with OpenAITestServer(api_key="the-right-key") as refused:  # its 401 quotes the key it got
+        procs.append(run(tmp_path, refused, env=env))
+    with OpenAITestServer(api_key=SECRET, fault_fn=lambda req, n: "500") as failing:  # every call fails
+        procs.append(run(tmp_path, failing, "mff=0.5", env=env))
+        assert failing.stats().outcomes["500"] == 36  # the key was accepted: 12 samples x 3 attempts
+    with OpenAITestServer(api_key=SECRET, fault_rate=0.2, seed=4, retry_after="0.05") as good:
+        procs.append(run(tmp_path, good, env=env))
+        assert good.stats().outcomes["401"] == 0 and good.stats().outcomes["ok"] >= 6
+    assert [p.returncode for p in procs] == [1, 1, 0]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "pool.json"]
+    assert {"scores.sqlite", "selected.json", "dslrun.lock.json", "run.json", "report.html"} <= {
+        p.name for p in written}
+    text = "".join(p.stdout + p.stderr for p in procs)
+    text += "".join(p.read_bytes().decode("utf-8", errors="replace") for p in written)
+    for fragment in (SECRET, SECRET[3:27], SECRET[-16:]):
+        assert fragment not in text
+    assert f"${KEY_ENV}" in procs[0].stderr  # the refusal names the variable instead
+
+
+# ----------------------------------------------------------------------------- the fault mix
+MIX = ("429", "500", "503", "hang", "drop", "bad_json", "empty_choices", "null_content", "malformed",
+       "out_of_scale", "nan")
+
+
+def test_under_a_20_percent_fault_mix_every_sample_is_scored_or_has_a_reason(tmp_path):
+    n = 200
+    project(tmp_path, n, timeout=5, attempts=4)
+    spec = tmp_path / "spec.sel"
+    spec.write_text(spec.read_text().replace("save(kept)", "save(rated)")  # every row, scored or not
+                    .replace("concurrency: 4", "concurrency: 16"))
+    with OpenAITestServer(fault_rate=0.2, fault_kinds=MIX, seed=7, retry_after="0.05") as srv:
+        proc = run(tmp_path, srv, "mff=1")
+        injected = srv.stats().outcomes
+    assert proc.returncode == 0, proc.stderr
+    assert set(MIX) <= set(injected), injected  # every kind of fault happened
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "out" / "spec" / "selected.scores.parquet").to_pylist()
+    assert len(rows) == n
+    kinds = {"ok": 0, "unparsable": 0, "out of scale": 0, "failed": 0}
+    for r in rows:
+        reason = r["score_reason"]
+        if reason is None:
+            assert 0 <= r["score"] <= 5
+            kinds["ok"] += 1
+        elif reason.startswith("unparsable reply"):
+            assert r["score"] == -1
+            kinds["unparsable"] += 1
+        elif reason.startswith("out of scale: "):
+            assert r["score"] == -1 and reason.split()[3] in ("99", "nan")
+            kinds["out of scale"] += 1
+        else:
+            assert reason.startswith("failed: "), reason
+            kinds["failed"] += 1
+    assert kinds["unparsable"] and kinds["out of scale"] and sum(kinds.values()) == n
+    line = next(ln for ln in proc.stdout.splitlines() if "outcomes:" in ln)
+    assert line.startswith(f"rated: outcomes: {n} samples: {kinds['ok']} ok, {kinds['unparsable']} unparsable, "
+                           f"{kinds['out of scale']} out of scale, {kinds['failed']} failed")
+    # every paid reply that is not a score is cached with its raw text; failed samples are not
+    cache = cached(tmp_path)
+    for r in rows:
+        if r["score_reason"] and not r["score_reason"].startswith("failed"):
+            assert cache[r["id"]]["raw"] is not None
+    assert len(cache) == n - kinds["failed"]

@@ -11,7 +11,8 @@ rate, decided per (prompt hash, n-th request for that prompt) so they do not
 depend on arrival order: ``429`` (with ``Retry-After``), ``500``, ``hang``
 (no answer until the client goes away), ``drop`` (socket closed without a
 response), ``malformed`` (a 200 whose text does not parse) and, on request,
-``bad_json`` (a 200 whose body is not JSON). ``rpm=`` makes the server enforce
+``bad_json`` (a 200 whose body is not JSON), ``503``, ``empty_choices``, ``null_content``,
+``out_of_scale`` (the reply "99") and ``nan`` (the reply "NaN"). ``rpm=`` makes the server enforce
 a requests-per-minute limit itself (a token bucket holding ``rpm_burst``
 requests) and answer 429 beyond it.
 
@@ -40,6 +41,7 @@ from typing import Any
 from testkit.openai_replies import (
     FAULT_KINDS,
     MALFORMED_TEXT,
+    REPLY_FAULTS,
     FaultFn,
     FaultPlan,
     ReplyFn,
@@ -298,14 +300,23 @@ class OpenAITestServer:
                 self._outcome("500")
                 return await self._send(writer, 500, error_body("The server had an error (injected).",
                                                                 "server_error"))
+            if fault == "503":
+                self._outcome("503")
+                return await self._send(writer, 503, error_body("The engine is currently overloaded (injected).",
+                                                                "server_error"))
             if fault == "bad_json":
                 self._outcome("bad_json")
                 return await self._send(writer, 200, b'{"id": "chatcmpl-broken", "choices": [')
-            text = MALFORMED_TEXT if fault == "malformed" else self.reply(request)
-            self._outcome("malformed" if fault == "malformed" else "ok")
+            text = (MALFORMED_TEXT if fault == "malformed" else REPLY_FAULTS[fault] if fault in REPLY_FAULTS
+                    else self.reply(request))
+            self._outcome(fault if fault in ("malformed", "empty_choices", "null_content", *REPLY_FAULTS) else "ok")
             model = self.models[0] if self.models else "test-model"
-            return await self._send(writer, 200, completion_body(
-                request, text, model=model, top_fn=self.top_logprobs))
+            body = completion_body(request, text, model=model, top_fn=self.top_logprobs)
+            if fault == "empty_choices":
+                body["choices"] = []
+            elif fault == "null_content":
+                body["choices"][0]["message"]["content"] = None
+            return await self._send(writer, 200, body)
         finally:
             with self._lock:
                 self._stats.in_flight -= 1
