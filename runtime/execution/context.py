@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dslrun.runtime.cache import ScoreCache
-from dslrun.runtime.model_pool import ModelPool
+from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.models.resident import ModelPool
 
 log = logging.getLogger("dslrun")
 
