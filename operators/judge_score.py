@@ -64,12 +64,11 @@ class JudgeParams(LlmParams):
 
 
 @register
-class JudgeScore(LlmOperator):
+class JudgeScore(LlmOperator[JudgeParams]):
     """An LLM's score per sample, with the raw reply cached and a reason for every unscored sample."""
 
     name = "judge-score"
     version = "1"
-    Params = JudgeParams
 
     @property
     def p(self) -> JudgeParams:

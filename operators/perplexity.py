@@ -14,12 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from dslrun.core.columns import FLOAT, INT, Columns
+from dslrun.core.context import RunContext
 from dslrun.core.cost import Cost, Feasibility, Resource
 from dslrun.core.params import NoCache, Params
 from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table
-from dslrun.runtime.execution.context import RunContext
 
 Part = Literal["instruction", "response", "whole", "response-given-instruction"]
 
@@ -39,13 +39,12 @@ def _joined(instruction: str, inp: str) -> str:
 
 
 @register
-class Perplexity(SampleOperator):
+class Perplexity(SampleOperator[PerplexityParams]):
     """exp(mean token cross-entropy) of the chosen text, plus its token count."""
 
     name = "perplexity"
     version = "1"
     resource = Resource.MODEL
-    Params = PerplexityParams
 
     @property
     def column(self) -> str:

@@ -175,11 +175,16 @@ class _Slots:
 
 
 def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
-                  compute: ComputeFn = local_batches) -> Table:
+                  compute: ComputeFn = local_batches, prepare: Callable[[], None] | None = None) -> Table:
     """Look up the cache, compute the missing samples batch by batch, commit each batch.
 
     ``compute`` yields (ids, results) per batch in any order, as batches finish; this
-    process is the only writer of the cache whichever engine computes them.
+    process is the only writer of the cache whichever engine computes them. ``prepare``
+    (shared work the batches need) runs once, before the first batch, only if there is
+    one. Statistics are added to ``ctx.stats``, so a step that runs several operators
+    through here reports them all. In a dry run (``dslrun plan``) only cheap operators
+    compute; otherwise missing samples are counted in ``ctx.stats.pending`` and the
+    table comes back without the operator's columns.
     """
     ids = table.ids
     uniq, first_rows = unique_first(ids)
@@ -190,8 +195,13 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         for i in range(0, len(uniq), LOOKUP_ROWS):
             got.add(ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
     missing = [r for k, r in enumerate(first_rows) if not got.have[k]]
-    ctx.stats.cache_hits = len(uniq) - len(missing)
-    ctx.stats.cache_misses = len(missing)
+    ctx.stats.cache_hits += len(uniq) - len(missing)
+    ctx.stats.cache_misses += len(missing)
+    if missing and ctx.dry_run and op.resource != Resource.CPU:
+        ctx.stats.pending += len(missing)
+        return table
+    if missing and prepare is not None:
+        prepare()
     task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
     batches = plan_batches(op, table, missing, ctx)
     for batch_ids, computed in compute(op, table, batches, ctx):
