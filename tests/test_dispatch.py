@@ -52,11 +52,11 @@ def tags_reply(request: dict) -> str:
 
 SPEC = """
 pool = load(path: "pool.json")
-tagged = tag(pool, model: "test-model", base_url: $url, api_key_env: "%s")
+tagged = tag(pool, model: "test-model", base_url: $url, api_key_env: "KEYVAR")
 many = filter(tagged, where: n_tags >= 3)
 save(many)
 param url = "x"
-""" % KEY_ENV
+""".replace("KEYVAR", KEY_ENV)
 
 
 def test_plan_after_a_run_of_an_llm_step_gives_the_rows_the_run_kept(tmp_path):
