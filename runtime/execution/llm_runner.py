@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.llm.base import LlmOperator
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
@@ -70,9 +70,11 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
     uniq, first_rows = unique_first(ids)
     fp = node_fingerprint(op)
     results: dict[str, Any] = {}
+    stored = stored_names(op)
+    back = {s: c for c, s in stored.items()}
     if ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
-        results = ctx.cache.get_many(fp, uniq)
+        results = {sid: rename(v, back) for sid, v in ctx.cache.get_many(fp, uniq).items()}
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
     ctx.stats.cache_hits += len(uniq) - len(missing)
     ctx.stats.cache_misses += len(missing)
@@ -90,7 +92,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         def on_result(result: Any) -> None:
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
-                ctx.cache.put_many(fp, [(result.key, values)])
+                ctx.cache.put_many(fp, [(result.key, rename(values, stored))])
             with lock:
                 results[result.key] = values
                 if keep:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.cost import Resource
-from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.base import SampleOperator
 from dslrun.runtime.data.table import Table, as_column
 from dslrun.runtime.execution.context import RunContext
@@ -190,10 +190,12 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
     uniq, first_rows = unique_first(ids)
     fp = node_fingerprint(op)
     got = Collected(op, uniq)
+    stored = stored_names(op)
+    back = {s: c for c, s in stored.items()}
     if op.cacheable and ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
         for i in range(0, len(uniq), LOOKUP_ROWS):
-            got.add(ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
+            got.add((sid, rename(v, back)) for sid, v in ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
     missing = [r for k, r in enumerate(first_rows) if not got.have[k]]
     ctx.stats.cache_hits += len(uniq) - len(missing)
     ctx.stats.cache_misses += len(missing)
@@ -209,7 +211,7 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
             raise RuntimeError(f"{op.name} returned {len(computed)} results for {len(batch_ids)} samples")
         pairs = list(zip((str(i) for i in batch_ids), (dict(c) for c in computed)))
         if op.cacheable and ctx.cache is not None:
-            ctx.cache.put_many(fp, pairs)
+            ctx.cache.put_many(fp, [(sid, rename(v, stored)) for sid, v in pairs])
         got.add(pairs)
         ctx.stats.computed += len(pairs)
         if task is not None:
