@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import FLOAT, STR, Columns, InputPath
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.params import ColumnName, InputPath, NoCache
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.prompts import (
     DIGITS,
@@ -34,10 +36,6 @@ from dslrun.operators.llm.prompts import (
     scale_reason,
 )
 from dslrun.operators.registry import register
-from dslrun.runtime.samples import NoCache
-
-if TYPE_CHECKING:
-    from dslrun.runtime.context import RunContext
 
 
 class JudgeParams(LlmParams):
@@ -52,7 +50,7 @@ class JudgeParams(LlmParams):
     key: str | None = Field(None, description="json parser: the field holding the score")
     scale: Annotated[tuple[float, float] | None, NoCache()] = Field(
         None, description="custom: [low, high], the range a score must lie in (default: any finite number)")
-    column: str = Field("score", description="name of the score column")
+    column: Annotated[str, ColumnName()] = Field("score", description="name of the score column")
     logprobs: bool | None = Field(None, description="ask for top logprobs (default: on for expected-digit)")
     top_logprobs: int = Field(20, ge=1, le=1000, description="how many first-token logprobs to ask for "
                                                              "(OpenAI allows 20; vLLM up to its --max-logprobs)")
@@ -77,12 +75,11 @@ class JudgeParams(LlmParams):
 
 
 @register
-class JudgeScore(LlmOperator):
+class JudgeScore(LlmOperator[JudgeParams]):
     """An LLM's score per sample, with the raw reply cached and a reason for every unscored sample."""
 
     name = "judge-score"
     version = "1"
-    Params = JudgeParams
 
     @property
     def p(self) -> JudgeParams:

@@ -89,7 +89,7 @@ def test_a_refused_write_says_permission_denied_and_the_path(tmp_path):
 def test_write_errors_in_words(tmp_path):
     import errno
 
-    from dslrun.runtime.unsaved import describe_write_error
+    from dslrun.runtime.cache.unsaved import describe_write_error
 
     f = tmp_path / "out" / "x.json"
     assert describe_write_error(OSError(errno.ENOSPC, "No space left on device", str(f)), f) == \

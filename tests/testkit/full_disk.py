@@ -11,7 +11,7 @@ import errno
 import os
 import threading
 
-from dslrun.runtime.cache import ScoreCache
+from dslrun.runtime.cache.sqlite import ScoreCache
 
 _put_many = ScoreCache.put_many
 _lock = threading.Lock()

@@ -1,16 +1,21 @@
-"""What an operator may use while it runs: where to write, the cache, progress, settings."""
+"""What an operator may use while it runs, as an interface: the runtime provides it.
+
+Operators type against ``RunContext`` here and never import the runtime's
+internals; ``runtime/execution/context.py`` implements it. A whole-table step that
+scores samples one by one after shared work (``gradient-sim``, ``nuggets``, MoDS's
+``necessity``) hands that part to ``run_cached``: caching, batching, statistics and
+``dslrun plan``'s dry runs are the runtime's business, not the step's.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dslrun.runtime.cache import ScoreCache
-from dslrun.runtime.model_pool import ModelPool
-
-log = logging.getLogger("dslrun")
+if TYPE_CHECKING:
+    from dslrun.core.table import TableLike
 
 
 @dataclass
@@ -26,6 +31,8 @@ class NodeStats:
     computed: int = 0
     failed: int = 0
     quarantined: int = 0
+    # Samples a dry run (``dslrun plan``) left uncomputed: the step's output is an upper bound.
+    pending: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -33,7 +40,7 @@ class NodeStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("notes", "outcomes", "max_failed_fraction") or v}
+                if (k not in ("notes", "outcomes", "max_failed_fraction") or v) and k != "pending"}
 
     @property
     def failed_samples(self) -> int:
@@ -52,19 +59,29 @@ class NodeStats:
                 f"max_failed_fraction {self.max_failed_fraction:g}")
 
 
-@dataclass
-class RunContext:
+class RunContext(Protocol):
     out_dir: Path
     spec_dir: Path
-    cache: ScoreCache | None
-    node: str = ""
-    stats: NodeStats = field(default_factory=NodeStats)
-    progress: Any = None  # runtime.progress.Progress, or None when quiet
-    settings: dict[str, Any] = field(default_factory=dict)
-    dry_run: bool = False
-    models: ModelPool = field(default_factory=ModelPool)
-    refs: dict[str, Any] = field(default_factory=dict)  # tables of steps named in this node's parameters
+    cache: Any  # the score store, or None
+    node: str
+    stats: NodeStats
+    progress: Any
+    settings: Any
+    dry_run: bool
+    models: Any
+    refs: dict[str, Any]
 
-    def for_node(self, node: str, stats: NodeStats) -> RunContext:
-        return RunContext(self.out_dir, self.spec_dir, self.cache, node, stats, self.progress,
-                          self.settings, self.dry_run, self.models)
+    @property
+    def cache_root(self) -> Path:
+        """Where artifacts that are cache too (warm-up checkpoints, fine-tunes) live."""
+        ...
+
+    def run_cached(self, op: Any, table: TableLike, prepare: Callable[[], None] | None = None) -> Any:
+        """``table`` with ``op``'s columns: cached samples looked up, the rest computed in
+        batches and committed. ``prepare`` runs once, only when something is computed
+        (shared work such as a fine-tune). Statistics add up across calls."""
+        ...
+
+    def count_cached(self, op: Any, table: TableLike) -> tuple[int, int]:
+        """(distinct samples in ``table``, how many of them ``op`` has cached)."""
+        ...

@@ -13,7 +13,7 @@ scale, failed by cause); the run decides from those whether too many failed
 (``max_failed_fraction``). An error every later call would repeat (the key refused, the
 model not found) stops the step at the first one: ``EndpointRefused``. A cache that cannot
 be written (disk full, permissions) stops it too, keeping every paid reply in a side file
-that the next run imports (``runtime/unsaved.py``): ``CacheWriteFailed``.
+that the next run imports (``runtime/cache/unsaved.py``): ``CacheWriteFailed``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.llm.base import LlmOperator, outcome_line, outcome_of
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
-from dslrun.runtime.table import Table
-from dslrun.runtime.unsaved import SideFile, describe_write_error, import_unsaved, is_write_error
+from dslrun.runtime.cache.unsaved import SideFile, describe_write_error, import_unsaved, is_write_error
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.sample_runner import assemble, unique_first
 
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
@@ -92,19 +93,29 @@ def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
     """``send`` runs the requests (here, or on a Ray actor) and calls ``on_result`` per outcome
-    in this process, which is the only writer of the cache."""
+    in this process, which is the only writer of the cache. A dry run (``dslrun plan``)
+    sends nothing: with every sample cached it gives what a run gives (``finish`` included,
+    so derived columns such as ``n_tags`` are there); otherwise the table comes back as it
+    was and the missing samples are counted in ``ctx.stats.pending``."""
     from dslrun.runtime.api import ApiRequest
 
     ids = table.ids
     uniq, first_rows = unique_first(ids)
     fp = node_fingerprint(op)
     results: dict[str, Any] = {}
+    stored = stored_names(op)
+    back = {s: c for c, s in stored.items()}
     if ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
-        import_unsaved(ctx.out_dir, fp, ctx.cache.put_many)  # replies a failed write left behind
-        results = ctx.cache.get_many(fp, uniq)
+        if not ctx.dry_run:
+            import_unsaved(ctx.out_dir, fp, ctx.cache.put_many)  # replies a failed write left behind
+        results = {sid: rename(v, back) for sid, v in ctx.cache.get_many(fp, uniq).items()}
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
-    ctx.stats.cache_hits, ctx.stats.cache_misses = len(uniq) - len(missing), len(missing)
+    ctx.stats.cache_hits += len(uniq) - len(missing)
+    ctx.stats.cache_misses += len(missing)
+    if missing and ctx.dry_run:  # `dslrun plan` pays for nothing
+        ctx.stats.pending += len(missing)
+        return table
     if missing:
         columns = ("instruction", "input", "output")
         cols = {c: table.column(c) for c in columns}
@@ -117,16 +128,17 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         def on_result(result: Any) -> None:
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
+                stored_values = rename(values, stored)
                 if broken:  # the pool is stopping; replies still landing go to the side file
-                    side.add(fp, result.key, values)
+                    side.add(fp, result.key, stored_values)
                 else:
                     try:
-                        ctx.cache.put_many(fp, [(result.key, values)])
+                        ctx.cache.put_many(fp, [(result.key, stored_values)])
                     except Exception as exc:
                         if not is_write_error(exc):
                             raise
                         broken.append(exc)
-                        side.add(fp, result.key, values)
+                        side.add(fp, result.key, stored_values)
                         raise  # the pool stops dispatching
             with lock:
                 results[result.key] = values
