@@ -25,7 +25,12 @@ from typing import Any
 
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.llm.base import LlmOperator, outcome_line, outcome_of
-from dslrun.runtime.cache.unsaved import SideFile, describe_write_error, import_unsaved, is_write_error
+from dslrun.runtime.cache.unsaved import (
+    SideFile,
+    describe_write_error,
+    import_unsaved,
+    is_write_error,
+)
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.sample_runner import assemble, unique_first
