@@ -73,6 +73,8 @@ def rows(db: Path) -> int:
     c = sqlite3.connect(copy)
     try:
         return c.execute("SELECT count(*) FROM scores").fetchone()[0]
+    except sqlite3.OperationalError:  # no table: nothing was ever checkpointed into the file
+        return 0
     finally:
         c.close()
 
@@ -81,9 +83,9 @@ def damaged(tmp: Path, srv: OpenAITestServer, n: int, name: str, damage) -> None
     root = project(tmp / name, n)
     run(root, srv)
     damage(root / ".dslrun" / "scores.sqlite")
-    rc, first, _ = run(root, srv)
+    rc, first, sent = run(root, srv)
     rc2, _, again = run(root, srv)
-    print(f"{name}: rc={rc} stderr={first!r}; next run rc={rc2} requests={again}")
+    print(f"{name}: rc={rc} requests={sent} stderr={first!r}; next run rc={rc2} requests={again}")
 
 
 def flip(db: Path) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dslrun.runtime.cache import ScoreCache
+from dslrun.runtime.score_store import ScoreStore
 from dslrun.runtime.model_pool import ModelPool
 
 log = logging.getLogger("dslrun")
@@ -33,7 +33,7 @@ class NodeStats:
 class RunContext:
     out_dir: Path
     spec_dir: Path
-    cache: ScoreCache | None
+    cache: ScoreStore | None
     node: str = ""
     stats: NodeStats = field(default_factory=NodeStats)
     progress: Any = None  # runtime.progress.Progress, or None when quiet

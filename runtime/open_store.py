@@ -115,7 +115,10 @@ def _check(path: Path, uri: str | None = None) -> str | None:
         raise
     finally:
         db.close()
-    return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+    if rows == [("ok",)]:
+        return None
+    said = " ".join(str(r[0]) for r in rows[:4]).replace("*** in database main ***", "").split()
+    return " ".join(said)[:160]
 
 
 def _contents(path: Path) -> str:

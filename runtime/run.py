@@ -12,7 +12,6 @@ from dslrun.dsl.compile import Plan
 from dslrun.dsl.errors import Collector
 from dslrun.dsl.ir import to_python
 from dslrun.operators.base import FieldKind, field_kind
-from dslrun.runtime.cache import ScoreCache
 from dslrun.runtime.context import RunContext
 from dslrun.runtime.executor import NodeFailed, RunResult
 from dslrun.runtime.lockfile import build_lock, write_lock
@@ -85,7 +84,9 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    cache = ScoreCache(cache_dir / "scores.sqlite")
+    from dslrun.runtime.open_store import open_store
+
+    cache = open_store(cache_dir)
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
     try:
         engine_info = runner.describe()
