@@ -30,11 +30,11 @@ from pathlib import Path
 
 from dslrun.operators.ifd import Ifd
 from dslrun.operators.lm.ifd import VARIANTS
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import ModelPool
+from dslrun.runtime.data.pool_files import read_pool
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.sample_runner import run_sample_op
+from dslrun.runtime.models.resident import ModelPool
 from dslrun.runtime.models.resolve import shared_model_dirs
-from dslrun.runtime.pools import read_pool
-from dslrun.runtime.samples import run_sample_op
 
 
 def shared_data() -> Path:

@@ -17,25 +17,14 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
-from dslrun.dsl.errors import CLI, Collector, Span, did_you_mean
-from dslrun.dsl.expr import infer
-from dslrun.dsl.ir import (
-    DictV,
-    ListV,
-    Lit,
-    Param,
-    Ref,
-    Setting,
-    Spec,
-    Step,
-    Value,
-    is_constant,
-    to_python,
-    walk,
-)
+from dslrun.core.errors import CLI, Collector, Span, did_you_mean
+from dslrun.core.expr import infer
+from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value, is_constant, to_python, walk
+from dslrun.dsl.ir import Setting, Spec, Step
 from dslrun.dsl.settings import SETTINGS, setting_problem
 from dslrun.operators import registry
-from dslrun.operators.base import FieldKind, Operator, field_kind
+from dslrun.operators.base import Operator
 
 
 @dataclass

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dslrun.core.params import FieldKind, field_kind
 from dslrun.dsl.settings import ENGINES
 from dslrun.operators import registry
-from dslrun.operators.base import FieldKind, field_kind
 
 _VALUE = {"description": "a literal, a list, or $param"}
 _PARAM_REF = {"type": "string", "pattern": r"^\$[A-Za-z_]\w*$"}

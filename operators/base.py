@@ -9,106 +9,23 @@ concurrency and caching. Two flavours:
 * ``TableOperator`` works on whole tables: loading, filtering, ranking,
   sampling, saving. They are cheap and never cached.
 
-Field markers on ``Params`` tell the front-ends and the compiler how to read a
-spec value: ``Expr`` (an expression over columns), ``StepRef`` (another step),
-``InputPath`` (a file that must exist, relative to the spec), ``OutputPath``
-(relative to the run's output directory), ``EnvVar`` (the *name* of an
-environment variable holding a secret; checked when run, not when checked).
+Parameters, their field markers, column types and cost/feasibility records live in
+``dslrun.core`` (``core/params.py``, ``core/columns.py``, ``core/cost.py``): the
+language and the runtime read them without importing any operator.
 """
 
 from __future__ import annotations
 
-import enum
-import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from dslrun.core.columns import Columns
+from dslrun.core.cost import Cost, Feasibility, Resource, Stage
+from dslrun.core.params import Params
 
 if TYPE_CHECKING:
-    from dslrun.runtime.context import RunContext
-    from dslrun.runtime.table import Table
-
-
-class Resource(str, enum.Enum):
-    CPU = "cpu"
-    MODEL = "model"
-    API = "api"
-
-
-class FieldKind(str, enum.Enum):
-    EXPR = "expr"
-    STEP = "step"
-    INPUT_PATH = "input_path"
-    OUTPUT_PATH = "output_path"
-    ENV = "env"
-    VALUE = "value"
-
-
-Expr = Annotated[Any, FieldKind.EXPR]
-StepRef = Annotated[str, FieldKind.STEP]
-InputPath = Annotated[str, FieldKind.INPUT_PATH]
-OutputPath = Annotated[str, FieldKind.OUTPUT_PATH]
-EnvVar = Annotated[str, FieldKind.ENV]
-
-
-class Params(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
-
-# Column types, for static checks of expressions and column flow.
-STR, INT, FLOAT, BOOL, LIST, VECTOR, ANY = "str", "int", "float", "bool", "list", "vector", "any"
-Columns = dict[str, str]
-
-# Columns every loaded pool has. ``messages`` holds the conversation in OpenAI form.
-BASE_COLUMNS: Columns = {
-    "id": STR,
-    "instruction": STR,
-    "input": STR,
-    "output": STR,
-    "messages": LIST,
-    "n_turns": INT,
-}
-
-
-class Cost(BaseModel):
-    """What computing some samples will take; ``dslrun plan`` sums these."""
-
-    samples: int = 0
-    forward_passes: int = 0
-    api_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    money: float | None = None
-
-
-class Stage(str, enum.Enum):
-    """Where a step sits in the literature's three-stage scheme (``dslrun explain`` counts by it)."""
-
-    IO = "io"                  # reading and writing pools: not part of the selector
-    SELECTOR = "selector"      # a feature, a quality label or a selection algorithm: one algorithm step
-    EVALUATION = "evaluation"  # fine-tuning and judging the result: not part of the selector
-
-
-class Feasibility(BaseModel):
-    """What one step adds to the spec's feasibility profile (see ``dsl/explain.py``).
-
-    ``uses_pfm``: the step's values depend on the pending fine-tune model itself, so
-    changing that model means re-scoring. ``trains_on_pool``: the step trains a model on
-    candidate data, so a new pool means re-training. ``closed_api``: the step sends the
-    samples to a proprietary model's API.
-    """
-
-    stage: Stage = Stage.SELECTOR
-    # A feature or quality label (one algorithm step each), or row selection (a chain of
-    # filters, ranks and derives is one step, however it is spelled).
-    labels: bool = False
-    llm_uses: int = 0
-    trained_llms: int = 0
-    uses_pfm: bool = False
-    trains_on_pool: bool = False
-    closed_api: bool = False
-    model: str | None = None  # the LLM the step uses, compared with the spec's PFM
+    from dslrun.runtime.data.table import Table
+    from dslrun.runtime.execution.context import RunContext
 
 
 class Operator:
@@ -177,26 +94,3 @@ class TableOperator(Operator):
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         raise NotImplementedError
-
-
-def field_kind(params_cls: type[BaseModel], key: str) -> FieldKind | None:
-    """How a spec value for ``key`` is to be read; None when the key is unknown."""
-    field = params_cls.model_fields.get(key)
-    if field is None:
-        return None
-    for meta in field.metadata:
-        if isinstance(meta, FieldKind):
-            return meta
-    return _kind_in(field.annotation) or FieldKind.VALUE
-
-
-def _kind_in(annotation: Any) -> FieldKind | None:
-    """The marker inside ``Expr | None``, ``list[StepRef]`` and the like."""
-    for meta in getattr(annotation, "__metadata__", ()):
-        if isinstance(meta, FieldKind):
-            return meta
-    for arg in typing.get_args(annotation):
-        kind = _kind_in(arg)
-        if kind is not None:
-            return kind
-    return None

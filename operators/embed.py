@@ -20,19 +20,13 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import (
-    VECTOR,
-    Columns,
-    Cost,
-    Feasibility,
-    Params,
-    Resource,
-    SampleOperator,
-)
+from dslrun.core.columns import VECTOR, Columns
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 
 class EmbedParams(Params):
@@ -71,7 +65,7 @@ class Embed(SampleOperator):
         return cols
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, self.params.kind)
 

@@ -16,19 +16,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import (
-    InputPath,
-    OutputPath,
-    Params,
-    Resource,
-    Stage,
-    StepRef,
-    TableOperator,
-)
+from dslrun.core.cost import Resource, Stage
+from dslrun.core.params import InputPath, OutputPath, Params, StepRef
+from dslrun.operators.base import TableOperator
 from dslrun.operators.llm.base import LlmParams
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 SPECIAL = ("full", "random")
 

@@ -24,23 +24,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import (
-    ANY,
-    FLOAT,
-    STR,
-    Columns,
-    Cost,
-    Feasibility,
-    InputPath,
-    Params,
-    Resource,
-    TableOperator,
-)
+from dslrun.core.columns import ANY, FLOAT, STR, Columns
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import InputPath, NoCache, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
+from dslrun.runtime.execution.context import RunContext
 
 NAME = "gradient-sim"
 FEATURES = "_grad_features"
@@ -115,7 +106,7 @@ class GradientSim(TableOperator):
 
     def _setup(self, table: Table, ctx: RunContext) -> tuple[Any, Table, list[tuple[GradFeatures, Table]]]:
         """The runner (nothing loaded yet), the target table, and the cached feature step of each."""
-        from dslrun.runtime.pools import read_pool
+        from dslrun.runtime.data.pool_files import read_pool
 
         from .influence.runner import Runner
 
@@ -134,7 +125,8 @@ class GradientSim(TableOperator):
 
     def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
         """For ``dslrun plan``: samples (candidates + targets), cached ones, and the work left."""
-        from dslrun.runtime.samples import node_fingerprint, unique_first
+        from dslrun.core.keys import node_fingerprint
+        from dslrun.runtime.execution.sample_runner import unique_first
 
         runner, _, steps = self._setup(inputs[0], ctx)
         chosen, folder = runner.warmup_samples(inputs[0])
@@ -151,7 +143,7 @@ class GradientSim(TableOperator):
         return samples, cached, Cost(samples=samples - cached, forward_passes=passes)
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.samples import run_sample_op
+        from dslrun.runtime.execution.sample_runner import run_sample_op
 
         from .influence.match import checkpoint_weights, influence_matrix, subtask_scores
 

@@ -12,20 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import (
-    FLOAT,
-    STR,
-    Columns,
-    Cost,
-    Feasibility,
-    Params,
-    Resource,
-    SampleOperator,
-)
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 COLUMNS: Columns = {"ifd": FLOAT, "ppl_conditioned": FLOAT, "ppl_direct": FLOAT, "loss_conditioned": FLOAT,
                     "loss_direct": FLOAT, "ifd_reason": STR}
@@ -58,7 +51,7 @@ class Ifd(SampleOperator):
     produces = COLUMNS
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, "causal-lm")
 

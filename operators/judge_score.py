@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import FLOAT, STR, Columns, InputPath
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.params import InputPath
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.prompts import (
     DIGITS,

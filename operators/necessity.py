@@ -23,22 +23,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import (
-    FLOAT,
-    STR,
-    Columns,
-    Feasibility,
-    Params,
-    Resource,
-    StepRef,
-    TableOperator,
-)
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.cost import Feasibility, Resource
+from dslrun.core.params import NoCache, Params, StepRef
+from dslrun.operators.base import TableOperator
 from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
 from dslrun.operators.reward import DEFAULT_MODEL as REWARD_MODEL
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 ANSWER, SCORE = "necessity_answer", "necessity_score"
 
@@ -119,7 +112,7 @@ class Necessity(TableOperator):
                            llm_uses=1 + (self.p.scorer == "deita-quality"), model=self.p.pfm)
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.samples import run_sample_op
+        from dslrun.runtime.execution.sample_runner import run_sample_op
 
         (table,) = inputs
         if ctx.dry_run:
@@ -146,7 +139,7 @@ class Necessity(TableOperator):
         from dslrun.operators.evaluation import finetune as ft
         from dslrun.operators.evaluation.runner import checkpoint_root
         from dslrun.operators.lm.templates import get_template
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         p, cfg = self.p, self._config()
         seeds = ctx.refs[p.seeds]
@@ -199,7 +192,7 @@ class Necessity(TableOperator):
         return [{SCORE: expected_digit(r.top_logprobs, r.text)[0]} for r in replies]
 
     def _scorer_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         p = self.p
         return identity(p.scorer_model, "causal-lm")

@@ -22,22 +22,15 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from dslrun.dsl.ir import Ref
-from dslrun.operators.base import (
-    FLOAT,
-    Columns,
-    Cost,
-    Feasibility,
-    InputPath,
-    Params,
-    Resource,
-    TableOperator,
-)
+from dslrun.core.columns import FLOAT, Columns
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import InputPath, NoCache, Params
+from dslrun.core.values import Ref
+from dslrun.operators.base import TableOperator
 from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
+from dslrun.runtime.execution.context import RunContext
 
 NAME = "nuggets"
 GOLDEN = "_golden"
@@ -133,7 +126,7 @@ class Nuggets(TableOperator):
         return {} if self.params.anchors else {"embedding": Ref(name=self.params.embedding)}
 
     def _step(self, table: Table, ctx: RunContext) -> GoldenScore:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         p = self.params
         anchors = self.anchor_texts(table)
@@ -144,7 +137,8 @@ class Nuggets(TableOperator):
 
     def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
         """For ``dslrun plan``: samples, cached ones, and the work left (zero-shot passes included)."""
-        from dslrun.runtime.samples import node_fingerprint, unique_first
+        from dslrun.core.keys import node_fingerprint
+        from dslrun.runtime.execution.sample_runner import unique_first
 
         op = self._step(inputs[0], ctx)
         uniq, _ = unique_first(inputs[0].ids)
@@ -155,7 +149,7 @@ class Nuggets(TableOperator):
         return len(uniq), cached, cost
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.samples import run_sample_op
+        from dslrun.runtime.execution.sample_runner import run_sample_op
 
         (table,) = inputs
         p = self.params
@@ -167,7 +161,7 @@ class Nuggets(TableOperator):
     def anchor_texts(self, table: Table) -> list[tuple[str, str, str]]:
         p = self.params
         if p.anchors:
-            from dslrun.runtime.pools import read_pool
+            from dslrun.runtime.data.pool_files import read_pool
 
             source = read_pool(p.anchors).table
             rows: list[int] = list(range(len(source)))

@@ -8,12 +8,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dslrun.dsl.expr import evaluate
-from dslrun.operators.base import Expr, Params, TableOperator
+from dslrun.core.expr import evaluate
+from dslrun.core.params import Expr, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.filter import truthy
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 
 class RankParams(Params):

@@ -8,10 +8,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import Params, TableOperator
+from dslrun.core.params import Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 
 class SampleParams(Params):

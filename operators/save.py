@@ -8,12 +8,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import OutputPath, Params, Stage, TableOperator
+from dslrun.core.cost import Stage
+from dslrun.core.params import OutputPath, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.pool_table import BASE
-from dslrun.runtime.pools import atomic_write, write_records
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.pool_files import atomic_write, write_records
+from dslrun.runtime.data.pool_table import BASE
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
 
 SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
 

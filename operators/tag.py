@@ -11,13 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import INT, LIST, STR, Columns
+from dslrun.core.columns import INT, LIST, STR, Columns
+from dslrun.core.params import NoCache
 from dslrun.operators.llm import tag_norm
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.instag import instag_messages, parse_tags
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
+from dslrun.runtime.execution.context import RunContext
 
 Step = Literal["lower", "stem", "frequency", "semantic", "association"]
 
@@ -90,7 +90,7 @@ class Tag(LlmOperator):
         tags: list[Any] = [None] * len(table)
         for i, t in zip(ok, pool, strict=True):
             tags[i] = t
-        from dslrun.runtime.table import as_column
+        from dslrun.runtime.data.table import as_column
 
         return table.with_columns({"tags": as_column(tags, LIST),
                                    "n_tags": as_column([None if t is None else len(t) for t in tags], INT)})

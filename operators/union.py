@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dslrun.operators.base import Columns, Params, TableOperator
+from dslrun.core.columns import Columns
+from dslrun.core.params import Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table, concat
+from dslrun.runtime.data.table import Table, concat
+from dslrun.runtime.execution.context import RunContext
 
 
 class UnionParams(Params):

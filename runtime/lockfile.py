@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dslrun.core.keys import cache_params, node_fingerprint
 from dslrun.dsl.compile import Plan
 from dslrun.operators.base import SampleOperator
-from dslrun.runtime.executor import RunResult
-from dslrun.runtime.pools import atomic_write
-from dslrun.runtime.samples import cache_params, node_fingerprint
+from dslrun.runtime.data.pool_files import atomic_write
+from dslrun.runtime.execution.executor import RunResult
 
 LOCK_NAME = "dslrun.lock.json"
 

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dslrun.core.errors import Collector
+from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
-from dslrun.dsl.errors import Collector
-from dslrun.dsl.ir import to_python
-from dslrun.operators.base import FieldKind, field_kind
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.executor import NodeFailed, RunResult
+from dslrun.runtime.data.pool_files import atomic_write
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.executor import NodeFailed, RunResult
 from dslrun.runtime.lockfile import build_lock, write_lock
-from dslrun.runtime.pools import atomic_write
 
 
 def env_vars(op: Any) -> dict[str, str]:
@@ -74,8 +74,8 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
              quiet: bool = False, workers: int = 4, version: str = "0",
              settings: dict[str, Any] | None = None, engine: str = "local",
              address: str | None = None) -> int:
-    from dslrun.runtime.engines import EngineError, make_engine
-    from dslrun.runtime.progress import Progress
+    from dslrun.runtime.execution.engines import EngineError, make_engine
+    from dslrun.runtime.execution.progress import Progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    from dslrun.runtime.open_store import open_store
+    from dslrun.runtime.cache.open_store import open_store
 
     cache = open_store(cache_dir)
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))

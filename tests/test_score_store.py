@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dslrun.runtime.claims import HOST, share
-from dslrun.runtime.memory_store import MemoryStore
-from dslrun.runtime.score_store import ReadOnlyStore
-from dslrun.runtime.sqlite_store import SqliteStore
+from dslrun.runtime.cache.claims import HOST, share
+from dslrun.runtime.cache.memory import MemoryStore
+from dslrun.runtime.cache.sqlite import SqliteStore
+from dslrun.runtime.cache.store import ReadOnlyStore
 
 TTL = 30.0
 

@@ -2,7 +2,7 @@
 
 ``gradient-sim`` and ``nuggets`` first do whole-pool work (a warm-up, an anchor set),
 then score samples one by one. That per-sample part runs through the runtime's cached,
-batched path (``runtime/samples.py: run_sample_op``) as a :class:`BoundOperator`: its
+batched path (``runtime/execution/sample_runner.py: run_sample_op``) as a :class:`BoundOperator`: its
 ``Params`` hold what identifies the results (warm-up key, anchor hash, projection), so
 the cache key stays derived; the live state (model, checkpoints) rides along unkeyed.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dslrun.operators.base import Params, Resource, SampleOperator
+from dslrun.core.cost import Resource
+from dslrun.core.params import Params
+from dslrun.operators.base import SampleOperator
 
 
 class BoundOperator(SampleOperator):

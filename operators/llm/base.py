@@ -1,7 +1,7 @@
 """``LlmOperator``: a per-sample operator whose values come from chat calls.
 
 The operator says which messages to send for a sample and how to read a reply; the
-runtime (``runtime/api_nodes.py``) sends them through the API pool, caches every reply
+runtime (``runtime/execution/llm_runner.py``) sends them through the API pool, caches every reply
 the moment it arrives, and records a reason for every sample it could not score.
 Backend settings are shared by every LLM operator through ``LlmParams``.
 """
@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from dslrun.operators.base import Cost, EnvVar, Feasibility, Params, Resource, SampleOperator
-from dslrun.runtime.samples import NoCache
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import EnvVar, NoCache, Params
+from dslrun.operators.base import SampleOperator
 
 if TYPE_CHECKING:
     from dslrun.runtime.api import ApiResult, Reply
-    from dslrun.runtime.context import RunContext
+    from dslrun.runtime.execution.context import RunContext
 
 DEFAULT_MODEL = {"openai": "gpt-4o-mini", "local": "smollm2-135m"}
 # Endpoints serving proprietary models; any other base_url is taken as a self-hosted open model.
@@ -105,7 +106,7 @@ class LlmOperator(SampleOperator):
 
     def model_identity(self) -> str:
         if self.llm.backend == "local":
-            from dslrun.runtime.model_pool import identity
+            from dslrun.runtime.models.resident import identity
 
             return "local:" + identity(self.model_name, "causal-lm")
         from dslrun.runtime.api.backends import DEFAULT_BASE_URL

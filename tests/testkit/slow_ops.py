@@ -12,7 +12,10 @@ import time
 
 from pydantic import Field
 
-from dslrun.operators.base import FLOAT, Params, Resource, SampleOperator
+from dslrun.core.columns import FLOAT
+from dslrun.core.cost import Resource
+from dslrun.core.params import Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 
 

@@ -15,11 +15,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from dslrun.core.keys import cache_params, node_fingerprint
 from dslrun.operators.llm.base import LlmOperator
-from dslrun.runtime.claims import share
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
-from dslrun.runtime.table import Table
+from dslrun.runtime.cache.claims import share
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.sample_runner import assemble, unique_first
 
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dslrun.core.cost import Cost, Resource
+from dslrun.core.keys import node_fingerprint
 from dslrun.dsl.compile import Plan
-from dslrun.operators.base import Cost, Resource, SampleOperator
-from dslrun.runtime.context import NodeStats, RunContext
-from dslrun.runtime.executor import run_node
-from dslrun.runtime.samples import node_fingerprint, run_sample_op, unique_first
-from dslrun.runtime.table import Table
+from dslrun.operators.base import SampleOperator
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import NodeStats, RunContext
+from dslrun.runtime.execution.executor import run_node
+from dslrun.runtime.execution.sample_runner import run_sample_op, unique_first
 
 
 @dataclass

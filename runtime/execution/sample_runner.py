@@ -12,38 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.operators.base import FieldKind, Resource, SampleOperator, field_kind
-from dslrun.runtime.cache import fingerprint
-from dslrun.runtime.claims import share
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import is_oom
-from dslrun.runtime.table import Table, as_column
+from dslrun.core.cost import Resource
+from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.operators.base import SampleOperator
+from dslrun.runtime.cache.claims import share
+from dslrun.runtime.data.table import Table, as_column
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.models.resident import is_oom
 
 CPU_BATCH = 2048
 
 # One computed batch: the sample ids and one result mapping per id.
 Computed = tuple[Sequence[str], list]
 ComputeFn = Callable[[SampleOperator, Table, list[list[int]], RunContext], Iterator[Computed]]
-
-
-class NoCache:
-    """Marks a Params field that changes how, not what, is computed (kept out of cache keys)."""
-
-
-def cache_params(op: SampleOperator) -> dict[str, Any]:
-    params = op.params
-    out = {}
-    for name, f in type(params).model_fields.items():
-        if any(isinstance(m, NoCache) or m is NoCache for m in f.metadata):
-            continue
-        if field_kind(type(params), name) == FieldKind.OUTPUT_PATH:
-            continue
-        out[name] = params.model_dump(mode="json", include={name})[name]
-    return out
-
-
-def node_fingerprint(op: SampleOperator) -> str:
-    return fingerprint(op.name, op.version, cache_params(op), op.model_identity())
 
 
 def unique_first(ids: np.ndarray) -> tuple[list[str], list[int]]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dslrun.runtime.score_store import ScoreStore
-from dslrun.runtime.model_pool import ModelPool
+from dslrun.runtime.cache.store import ScoreStore
+from dslrun.runtime.models.resident import ModelPool
 
 log = logging.getLogger("dslrun")
 

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dslrun.runtime.cache import canonical, decode, encode
-from dslrun.runtime.claims import Lease, holder_alive, new_owner
-from dslrun.runtime.score_store import LEASE_S, ReadOnlyStore
+from dslrun.core.keys import canonical
+from dslrun.runtime.cache.claims import Lease, holder_alive, new_owner
+from dslrun.runtime.cache.codec import decode, encode
+from dslrun.runtime.cache.store import LEASE_S, ReadOnlyStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -263,3 +264,6 @@ class SqliteStore:
         with self._lock:
             return self._db.execute("UPDATE claims SET expires=? WHERE owner=?",
                                     (self.clock() + self.ttl, self.owner)).rowcount
+
+
+ScoreCache = SqliteStore  # the name callers used before there was a store interface

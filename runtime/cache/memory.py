@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dslrun.runtime.cache import canonical, decode, encode
-from dslrun.runtime.claims import Lease, holder_alive, new_owner
-from dslrun.runtime.score_store import LEASE_S, ReadOnlyStore
+from dslrun.core.keys import canonical
+from dslrun.runtime.cache.claims import Lease, holder_alive, new_owner
+from dslrun.runtime.cache.codec import decode, encode
+from dslrun.runtime.cache.store import LEASE_S, ReadOnlyStore
 
 
 @dataclass

@@ -13,13 +13,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from dslrun.core.cost import Resource
 from dslrun.dsl.compile import Plan
-from dslrun.operators.base import Resource, SampleOperator, TableOperator
+from dslrun.operators.base import SampleOperator, TableOperator
 from dslrun.operators.llm.base import LlmOperator
-from dslrun.runtime.api_nodes import run_llm_op
-from dslrun.runtime.context import NodeStats, RunContext
-from dslrun.runtime.samples import run_sample_op
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import NodeStats, RunContext
+from dslrun.runtime.execution.llm_runner import run_llm_op
+from dslrun.runtime.execution.sample_runner import run_sample_op
 
 
 class NodeFailed(Exception):
@@ -39,7 +40,7 @@ class Runners:
     """How an engine runs the two cached kinds of node; table operators always run in-process.
 
     The local engine computes in this process; the Ray engine overrides both to ship the
-    work to actors while the cache bookkeeping stays here (see runtime/engines/ray.py).
+    work to actors while the cache bookkeeping stays here (see runtime/execution/engines/ray.py).
     """
 
     def sample(self, op: SampleOperator, table: Table, ctx: RunContext) -> Table:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dslrun.runtime.memory_store import MemoryStore
-from dslrun.runtime.sqlite_store import SqliteStore
+from dslrun.runtime.cache.memory import MemoryStore
+from dslrun.runtime.cache.sqlite import SqliteStore
 
 DB = "scores.sqlite"
 Warn = Callable[[str], None]
