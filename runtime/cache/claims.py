@@ -15,6 +15,7 @@ value: scores are a function of the sample and the node's fingerprint.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+log = logging.getLogger("dslrun")
 POLL_S = 0.2  # how often a waiting run looks for values another run is computing
 HOST = socket.gethostname()
 
@@ -78,7 +80,7 @@ class Lease:
 
 def share(store: Any, node: str, ids: list[str], groups: Callable[[list[str]], list[list[str]]],
           work: Callable[[list[str]], None], collect: Callable[[dict[str, Any]], None],
-          sleep: Callable[[float], None] = time.sleep) -> int:
+          sleep: Callable[[float], None] = time.sleep, label: str = "") -> int:
     """Compute ``ids`` at most once across runs sharing ``store``.
 
     ``groups`` cuts ids into the units claimed together (a batch, or all); ``work``
@@ -90,7 +92,7 @@ def share(store: Any, node: str, ids: list[str], groups: Callable[[list[str]], l
         for group in groups(ids):
             work(group)
         return 0
-    pending, waited = list(ids), 0
+    pending, waited, said = list(ids), 0, False
     while pending:
         elsewhere: list[str] = []
         progress = False
@@ -113,5 +115,9 @@ def share(store: Any, node: str, ids: list[str], groups: Callable[[list[str]], l
             progress = True
         pending = [i for i in elsewhere if i not in got]
         if pending and not progress:
+            if not said:
+                said = True  # an idle run says why it is idle, once
+                log.info("%s: waiting for %d samples that another run sharing the cache is computing",
+                         label or node, len(pending))
             sleep(POLL_S)
     return waited

@@ -73,7 +73,7 @@ class SqliteStore:
         self.on_commit = on_commit
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # nodes this handle has claimed in: their puts end claims
-        self._unreadable = 0
+        self._unreadable: set[tuple[str, str]] = set()  # stored values that did not decode: to be replaced
         if readonly:
             self._db = sqlite3.connect(uri or f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
                                        isolation_level=None, timeout=60)
@@ -135,8 +135,8 @@ class SqliteStore:
                     try:
                         out[sample] = decode(value)
                     except ValueError:  # damaged bytes in a value: computed again, and replaced
-                        self._unreadable += 1
-                        if self._unreadable == 1:
+                        self._unreadable.add((node, sample))
+                        if len(self._unreadable) == 1:
                             print(f"warning: the score cache {self.path} holds values that do not decode "
                                   "(damaged bytes); they are computed again", file=sys.stderr)
         return out
@@ -160,6 +160,8 @@ class SqliteStore:
             try:
                 self._db.executemany("INSERT OR REPLACE INTO scores(node, sample, value, created) VALUES (?,?,?,?)",
                                      rows)
+                if self._unreadable:
+                    self._unreadable.difference_update((node, r[1]) for r in rows)
                 if node in self._claimed:
                     self._db.executemany("DELETE FROM claims WHERE node=? AND sample=? AND owner=?",
                                          [(node, r[1], self.owner) for r in rows])
@@ -228,7 +230,7 @@ class SqliteStore:
                         f"SELECT sample, owner, expires FROM claims WHERE node=? AND sample IN ({marks})",
                         (node, *part))}
                     for sid in part:
-                        if sid in done:
+                        if sid in done and (node, sid) not in self._unreadable:
                             continue
                         owner, expires = held.get(sid, (self.owner, 0.0))
                         if owner != self.owner and expires > now:

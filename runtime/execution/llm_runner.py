@@ -107,7 +107,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
 
         # Claimed before sending: a second run on this cache waits for these replies instead of
         # paying for them; what gets no reply is released for whoever asks next.
-        waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect)
+        waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
         if waited:
             ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:

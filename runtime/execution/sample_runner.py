@@ -241,7 +241,7 @@ def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeF
         if task is not None:
             task.advance(len(values))
 
-    waited = share(store, fp, list(row_of), groups, work, collect)
+    waited = share(store, fp, list(row_of), groups, work, collect, label=ctx.node)
     if waited:
         ctx.stats.notes.append(f"{waited} samples were computed by another run sharing the cache")
 
