@@ -89,7 +89,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pool = read_pool(shared_data() / "alpagasus" / "random_9k.json", limit=args.n).table
-    op = Ifd(Ifd.Params(variant=args.variant))
+    op = Ifd(Ifd.params_type(variant=args.variant))
     settings = {"token_budget": args.token_budget} if args.token_budget else {}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(Path(tmp), Path(tmp), cache=None, settings=settings, models=ModelPool())

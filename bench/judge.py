@@ -52,7 +52,7 @@ def pool_slice(n: int, tag: str) -> Table:
 
 
 def node(srv: OpenAITestServer, **kw) -> JudgeScore:
-    return JudgeScore(JudgeScore.Params(template="alpagasus", model="test-model", base_url=srv.base_url,
+    return JudgeScore(JudgeScore.params_type(template="alpagasus", model="test-model", base_url=srv.base_url,
                                         api_key_env=KEY_ENV, timeout=30, **kw))
 
 

@@ -71,7 +71,7 @@ def main() -> None:
     anchor_rows = read_pool(anchor_file, limit=args.anchors).table
     texts = [(str(a), str(b), str(c)) for a, b, c in zip(*(anchor_rows.column(k) for k in
                                                           ("instruction", "input", "output")))]
-    op = Nuggets(Nuggets.Params(anchors=str(anchor_file), model=args.model))
+    op = Nuggets(Nuggets.params_type(anchors=str(anchor_file), model=args.model))
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(Path(tmp), Path(tmp), cache=None, models=ModelPool())
         model, tok = ctx.models.causal_lm(args.model)  # loaded once, outside both timings

@@ -17,7 +17,7 @@ def kind_of(op: str, key: str) -> FieldKind:
     cls = registry.get(op)
     if cls is None:
         return FieldKind.VALUE
-    return field_kind(cls.Params, key) or FieldKind.VALUE
+    return field_kind(cls.params_type, key) or FieldKind.VALUE
 
 
 def _hyphen_word(v: Value) -> str | None:

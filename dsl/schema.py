@@ -27,7 +27,7 @@ SETTINGS_SCHEMA = {
 
 
 def _field_schema(cls, key: str, prop: dict[str, Any]) -> dict[str, Any]:
-    kind = field_kind(cls.Params, key)
+    kind = field_kind(cls.params_type, key)
     desc = prop.get("description")
     if kind == FieldKind.EXPR:
         out: dict[str, Any] = {"type": ["string", "number", "boolean"], "description": (desc or "") +
@@ -47,7 +47,7 @@ def spec_schema() -> dict[str, Any]:
     steps = []
     for name in registry.names():
         cls = registry.get(name)
-        ps = cls.Params.model_json_schema()
+        ps = cls.params_type.model_json_schema()
         props: dict[str, Any] = {
             "op": {"const": name, "description": cls.summary()},
             "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},

@@ -7,13 +7,13 @@ import re
 from pydantic import Field, field_validator
 
 from dslrun.core.columns import Columns
+from dslrun.core.context import RunContext
 from dslrun.core.errors import Collector
 from dslrun.core.expr import evaluate, infer
 from dslrun.core.params import Expr, Params
 from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table, as_column
-from dslrun.runtime.execution.context import RunContext
 
 
 class DeriveParams(Params):
@@ -29,11 +29,10 @@ class DeriveParams(Params):
 
 
 @register
-class Derive(TableOperator):
+class Derive(TableOperator[DeriveParams]):
     """Add `column` = `expr`, evaluated vectorised over the table."""
 
     name = "derive"
-    Params = DeriveParams
 
     def reads(self):
         return {"expr": self.params.expr}

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from dslrun.core.context import RunContext
 from dslrun.core.expr import evaluate
 from dslrun.core.params import Expr, Params, StepRef
 from dslrun.core.values import Ref
@@ -18,7 +19,6 @@ from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.operators.selection import deita_filter, facility_location, kcenter_greedy, tag_coverage
 from dslrun.runtime.data.table import Table
-from dslrun.runtime.execution.context import RunContext
 
 METHODS = ("deita", "kcenter", "tag-coverage", "facility-location")
 
@@ -48,11 +48,10 @@ class DiverseSampleParams(Params):
 
 
 @register
-class DiverseSample(TableOperator):
+class DiverseSample(TableOperator[DiverseSampleParams]):
     """Select k samples that are good and unlike each other."""
 
     name = "diverse-sample"
-    Params = DiverseSampleParams
 
     def step_refs(self) -> list[str]:
         return [self.params.given] if self.params.given else []

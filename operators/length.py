@@ -9,12 +9,12 @@ from typing import Any
 from pydantic import Field
 
 from dslrun.core.columns import INT, Columns
+from dslrun.core.context import RunContext
 from dslrun.core.cost import Cost
 from dslrun.core.params import Params
 from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table
-from dslrun.runtime.execution.context import RunContext
 
 PARTS = ("instruction", "input", "output")
 
@@ -26,12 +26,11 @@ class LengthParams(Params):
 
 
 @register
-class Length(SampleOperator):
+class Length(SampleOperator[LengthParams]):
     """<part>_chars and <part>_words for instruction, input, output and total; <part>_tokens with a tokenizer."""
 
     name = "length"
     version = "1"
-    Params = LengthParams
     columns_read = PARTS
 
     def output_columns(self, inputs: list[Columns]) -> Columns:

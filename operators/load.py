@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from dslrun.core.columns import BASE_COLUMNS, Columns
+from dslrun.core.context import RunContext
 from dslrun.core.cost import Stage
 from dslrun.core.params import InputPath, Params
 from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.pool_files import read_pool, sniff_columns, write_quarantine
 from dslrun.runtime.data.table import Table
-from dslrun.runtime.execution.context import RunContext
 
 
 class LoadParams(Params):
@@ -22,13 +22,12 @@ class LoadParams(Params):
 
 
 @register
-class Load(TableOperator):
+class Load(TableOperator[LoadParams]):
     """Read a pool; malformed rows go to quarantine/<step>.jsonl with the reason."""
 
     name = "load"
     stage = Stage.IO
     n_inputs = 0
-    Params = LoadParams
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(BASE_COLUMNS)

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from dslrun.core.context import RunContext
 from dslrun.core.cost import Stage
 from dslrun.core.params import OutputPath, Params
 from dslrun.operators.base import TableOperator
@@ -15,7 +16,6 @@ from dslrun.operators.registry import register
 from dslrun.runtime.data.pool_files import atomic_write, write_records
 from dslrun.runtime.data.pool_table import BASE
 from dslrun.runtime.data.table import Table
-from dslrun.runtime.execution.context import RunContext
 
 SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
 
@@ -28,12 +28,11 @@ class SaveParams(Params):
 
 
 @register
-class Save(TableOperator):
+class Save(TableOperator[SaveParams]):
     """Write the selected samples as the pool stored them (drop-in for LLaMA-Factory, axolotl, TRL)."""
 
     name = "save"
     stage = Stage.IO
-    Params = SaveParams
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs

@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from dslrun.core.columns import INT, LIST, STR, Columns
+from dslrun.core.context import RunContext
 from dslrun.core.params import NoCache
 from dslrun.operators.llm import tag_norm
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.instag import instag_messages, parse_tags
 from dslrun.operators.registry import register
-from dslrun.runtime.execution.context import RunContext
 
 Step = Literal["lower", "stem", "frequency", "semantic", "association"]
 
@@ -35,12 +35,11 @@ class TagParams(LlmParams):
 
 
 @register
-class Tag(LlmOperator):
+class Tag(LlmOperator[TagParams]):
     """InsTag: an LLM names each instruction's intentions; `tags` normalised, `n_tags` = complexity."""
 
     name = "tag"
     version = "1"
-    Params = TagParams
     produces = {"tags_raw": LIST, "tag_reason": STR}
 
     @property

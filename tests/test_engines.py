@@ -90,7 +90,7 @@ def test_blocks_for_ray_data_round_trip_every_kind_of_column():
     assert back.column("n").dtype == np.int64 and list(back.column("output")) == ["x y", ""]
     # Workers get what the operator reads: length names its columns; others get all but _record.
     assert shipped(Length(LengthParams()), table).all_columns == ["id", "output"]
-    class ReadsAnything(SampleOperator):
-        name, Params = "reads-anything", NoParams
+    class ReadsAnything(SampleOperator[NoParams]):
+        name = "reads-anything"
 
     assert shipped(ReadsAnything(NoParams()), table).all_columns == ["id", "output", "messages", "score", "n"]

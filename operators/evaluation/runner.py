@@ -17,9 +17,9 @@ from dslrun.operators.evaluation.pairwise import Pair
 from dslrun.runtime.data.pool_files import atomic_write
 
 if TYPE_CHECKING:
+    from dslrun.core.context import RunContext
     from dslrun.operators.evaluate import Evaluate
     from dslrun.runtime.data.table import Table
-    from dslrun.runtime.execution.context import RunContext
 
 ANSWER_KEYS = ("answer", "response", "output", "Answer")
 
@@ -60,7 +60,7 @@ def finetune_config(op: Evaluate) -> FinetuneConfig:
 
 
 def checkpoint_root(ctx: RunContext) -> Path:
-    return (ctx.cache.path.parent if ctx.cache is not None else ctx.out_dir / ".dslrun") / "finetune"
+    return ctx.cache_root / "finetune"
 
 
 def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, list[dict[str, str]]],

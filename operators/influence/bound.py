@@ -9,17 +9,16 @@ the cache key stays derived; the live state (model, checkpoints) rides along unk
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic
 
 from dslrun.core.cost import Resource
-from dslrun.core.params import Params
-from dslrun.operators.base import SampleOperator
+from dslrun.operators.base import P, SampleOperator
 
 
-class BoundOperator(SampleOperator):
+class BoundOperator(SampleOperator[P], Generic[P]):
     resource = Resource.MODEL
 
-    def __init__(self, params: Params, state: Any, identity: str):
+    def __init__(self, params: P, state: Any, identity: str):
         super().__init__(params)
         self.state, self.identity = state, identity
 

@@ -1,32 +1,22 @@
-"""What an operator may use while it runs: where to write, the cache, progress, settings."""
+"""What an operator may use while it runs: where to write, the cache, progress, settings.
+
+Implements ``core/context.py: RunContext``; ``run_cached`` is the one way a whole-table
+step runs per-sample work through the score cache."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dslrun.core.context import NodeStats
 from dslrun.runtime.cache.store import ScoreStore
+from dslrun.runtime.data.table import Table
 from dslrun.runtime.models.resident import ModelPool
 
 log = logging.getLogger("dslrun")
-
-
-@dataclass
-class NodeStats:
-    rows_in: int = 0
-    rows_out: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    computed: int = 0
-    failed: int = 0
-    quarantined: int = 0
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "notes" or v}
 
 
 @dataclass
@@ -45,3 +35,21 @@ class RunContext:
     def for_node(self, node: str, stats: NodeStats) -> RunContext:
         return RunContext(self.out_dir, self.spec_dir, self.cache, node, stats, self.progress,
                           self.settings, self.dry_run, self.models)
+
+    @property
+    def cache_root(self) -> Path:
+        return self.cache.path.parent if self.cache is not None else self.out_dir / ".dslrun"
+
+    def run_cached(self, op: Any, table: Table, prepare: Callable[[], None] | None = None) -> Table:
+        from dslrun.runtime.execution.sample_runner import run_sample_op
+
+        return run_sample_op(op, table, self, prepare=prepare)
+
+    def count_cached(self, op: Any, table: Table) -> tuple[int, int]:
+        from dslrun.core.keys import node_fingerprint
+        from dslrun.runtime.execution.sample_runner import unique_first
+
+        uniq, _ = unique_first(table.ids)
+        if self.cache is None or not op.cacheable:
+            return len(uniq), 0
+        return len(uniq), self.cache.count(node_fingerprint(op), uniq)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.cost import Resource
-from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.base import SampleOperator
 from dslrun.runtime.cache.claims import share
 from dslrun.runtime.data.table import Table, as_column
@@ -176,23 +176,35 @@ class _Slots:
 
 
 def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
-                  compute: ComputeFn = local_batches) -> Table:
+                  compute: ComputeFn = local_batches, prepare: Callable[[], None] | None = None) -> Table:
     """Look up the cache, compute the missing samples batch by batch, commit each batch.
 
     ``compute`` yields (ids, results) per batch in any order, as batches finish; this
-    process is the only writer of the cache whichever engine computes them.
+    process is the only writer of the cache whichever engine computes them. ``prepare``
+    (shared work the batches need) runs once, before the first batch, only if there is
+    one. Statistics are added to ``ctx.stats``, so a step that runs several operators
+    through here reports them all. In a dry run (``dslrun plan``) only cheap operators
+    compute; otherwise missing samples are counted in ``ctx.stats.pending`` and the
+    table comes back without the operator's columns.
     """
     ids = table.ids
     uniq, first_rows = unique_first(ids)
     fp = node_fingerprint(op)
     got = Collected(op, uniq)
+    stored = stored_names(op)
+    back = {s: c for c, s in stored.items()}
     if op.cacheable and ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
         for i in range(0, len(uniq), LOOKUP_ROWS):
-            got.add(ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
+            got.add((sid, rename(v, back)) for sid, v in ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
     missing = [r for k, r in enumerate(first_rows) if not got.have[k]]
-    ctx.stats.cache_hits = len(uniq) - len(missing)
-    ctx.stats.cache_misses = len(missing)
+    ctx.stats.cache_hits += len(uniq) - len(missing)
+    ctx.stats.cache_misses += len(missing)
+    if missing and ctx.dry_run and op.resource != Resource.CPU:
+        ctx.stats.pending += len(missing)
+        return table
+    if missing and prepare is not None:
+        prepare()
     task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
     store = ctx.cache if op.cacheable else None
 
@@ -201,7 +213,7 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
             raise RuntimeError(f"{op.name} returned {len(computed)} results for {len(batch_ids)} samples")
         pairs = list(zip((str(i) for i in batch_ids), (dict(c) for c in computed)))
         if store is not None:
-            store.put_many(fp, pairs)
+            store.put_many(fp, [(sid, rename(v, stored)) for sid, v in pairs])
         got.add(pairs)
         ctx.stats.computed += len(pairs)
         if task is not None:
@@ -212,14 +224,15 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         for batch_ids, computed in compute(op, table, plan_batches(op, table, missing, ctx), ctx):
             commit(batch_ids, computed)
     else:
-        _shared(op, table, ctx, compute, store, fp, missing, commit, got, task)
+        _shared(op, table, ctx, compute, store, fp, missing, commit, got, task, back)
     if task is not None:
         task.done()
     return table.with_columns(got.columns(ids))
 
 
 def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeFn, store: Any, fp: str,
-            missing: list[int], commit: Callable[[Sequence[str], list], None], got: Collected, task: Any) -> None:
+            missing: list[int], commit: Callable[[Sequence[str], list], None], got: Collected, task: Any,
+            back: dict[str, str]) -> None:
     """Compute ``missing`` once across runs sharing the store: claim, compute, wait for the rest.
 
     Computed here, batches are claimed one at a time, so two runs split a node's work; an
@@ -237,7 +250,7 @@ def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeF
             commit(batch_ids, computed)
 
     def collect(values: dict[str, Any]) -> None:
-        got.add(values.items())
+        got.add((sid, rename(v, back)) for sid, v in values.items())
         if task is not None:
             task.advance(len(values))
 

@@ -4,7 +4,7 @@ Every engine keeps the local engine's guarantees because it shares its bookkeepi
 the DAG is scheduled by ``runtime/execution/executor.py`` in the driver, cache lookups and
 commits happen in the driver (``run_sample_op``, ``run_llm_op``), and table operators
 run in the driver. An engine only decides where per-sample batches and API requests
-are computed (``executor.Runners``).
+are computed (``dispatch.Runners``).
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ from dslrun.operators.base import SampleOperator
 from dslrun.operators.llm.base import LlmOperator
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.dispatch import Runners
 from dslrun.runtime.execution.engines.base import EngineError
-from dslrun.runtime.execution.executor import Runners, RunResult, execute
+from dslrun.runtime.execution.executor import RunResult, execute
 from dslrun.runtime.execution.llm_runner import run_llm_op
 from dslrun.runtime.execution.sample_runner import Computed, run_sample_op
 
