@@ -240,3 +240,68 @@ def test_a_released_claim_is_computed_by_the_waiting_handle(stores):
     waited = share(b, "n", ["1", "2"], lambda i: [i], lambda m: (computed.extend(m), b.put_many(
         "n", [(x, {"by": "b"}) for x in m])), got.update, sleep=b_sleep)
     assert (waited, computed, got) == (1, ["2"], {"1": {"by": "a"}})
+
+
+def test_run_sample_op_on_two_handles_computes_each_sample_once(tmp_path):
+    """Two runs of one model step on one cache file: the second waits for the first's batch."""
+    import logging
+
+    from dslrun.core.columns import FLOAT
+    from dslrun.core.cost import Resource
+    from dslrun.core.params import Params as NoParams
+    from dslrun.operators.base import SampleOperator
+    from dslrun.runtime.data.pool_files import read_pool
+    from dslrun.runtime.execution.context import RunContext
+    from dslrun.runtime.execution.sample_runner import run_sample_op
+    from testkit.cli import alpaca, write_pool
+
+    entered, gate, calls = threading.Event(), threading.Event(), []
+
+    class Gated(SampleOperator):
+        name = "gated-test"
+        resource = Resource.MODEL
+        Params = NoParams
+        produces = {"g": FLOAT}
+
+        def compute(self, batch, ctx):
+            entered.set()
+            assert gate.wait(60)
+            calls.extend(batch.ids)
+            return [{"g": float(len(sid))} for sid in batch.ids]
+
+    write_pool(tmp_path / "p.json", alpaca(6))
+    table = read_pool(tmp_path / "p.json").table
+    a, b = (SqliteStore(tmp_path / "scores.sqlite") for _ in range(2))
+    ctx_a, ctx_b = (RunContext(out_dir=tmp_path, spec_dir=tmp_path, cache=s, node="g") for s in (a, b))
+    b_waits = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            if "another run sharing the cache is computing" in record.getMessage():
+                b_waits.set()
+
+    handler, logger = Seen(), logging.getLogger("dslrun")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    out: dict = {}
+    try:
+        t = threading.Thread(target=lambda: out.setdefault("a", run_sample_op(Gated(NoParams()), table, ctx_a)))
+        t.start()
+        assert entered.wait(60)
+        tb = threading.Thread(target=lambda: out.setdefault("b", run_sample_op(Gated(NoParams()), table, ctx_b)))
+        tb.start()
+        assert b_waits.wait(60)
+        gate.set()
+        t.join(60)
+        tb.join(60)
+    finally:
+        gate.set()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        a.close()
+        b.close()
+    assert sorted(calls) == sorted(table.ids.tolist())
+    assert np.array_equal(out["a"].column("g"), out["b"].column("g"))
+    assert ctx_a.stats.computed == 6 and ctx_b.stats.computed == 0
+    assert any("6 samples were computed by another run" in n for n in ctx_b.stats.notes)
