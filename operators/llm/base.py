@@ -112,6 +112,16 @@ def outcome_line(outcomes: Mapping[str, int]) -> str:
 LP = TypeVar("LP", bound=LlmParams)
 
 
+def llm_identity(p: LlmParams, model_name: str) -> str:
+    """The model part of an LLM step's cache key: a local model by content, a served one by its
+    name (or ``cache_as``), never by the address it is served at."""
+    if p.backend == "local":
+        from dslrun.runtime.models.resident import identity
+
+        return "local:" + identity(model_name, "causal-lm")
+    return f"openai:{p.cache_as or model_name}"
+
+
 class LlmOperator(CachedOperator[LP]):
     """Per-sample values from one chat call each. Subclasses build the call and read the reply."""
 
@@ -160,11 +170,7 @@ class LlmOperator(CachedOperator[LP]):
         return url.rstrip("/"), source
 
     def model_identity(self) -> str:
-        if self.llm.backend == "local":
-            from dslrun.runtime.models.resident import identity
-
-            return "local:" + identity(self.model_name, "causal-lm")
-        return f"openai:{self.llm.cache_as or self.model_name}"
+        return llm_identity(self.llm, self.model_name)
 
     # ---------------------------------------------------------------- what subclasses define
     reason_column: str = "reason"

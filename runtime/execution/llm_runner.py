@@ -25,6 +25,7 @@ from typing import Any
 
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.llm.base import LlmOperator, outcome_line, outcome_of
+from dslrun.runtime.cache.claims import share
 from dslrun.runtime.cache.unsaved import (
     SideFile,
     describe_write_error,
@@ -62,38 +63,12 @@ def refusal(op: LlmOperator, summary: Any) -> str:
             f"No more calls were made")
 
 
-def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
-    p = op.llm
-    if p.backend == "local":
-        from dslrun.runtime.api.local import LocalChatBackend
-
-        model, tokenizer = ctx.models.causal_lm(op.model_name, device=p.device, dtype=p.dtype)
-        return LocalChatBackend(model, tokenizer, name=op.model_name)
-    from dslrun.runtime.api import OpenAIBackend
-
-    return OpenAIBackend(op.model_name, base_url=op.endpoint_url(), api_key_env=op.env_vars()["api_key_env"],
-                         timeout=p.timeout)
-
-
-def make_pool(op: LlmOperator, backend: Any) -> Any:
-    from dslrun.runtime.api import ApiPool, Price, RetryPolicy
-
-    p = op.llm
-    if p.backend == "local":
-        # Generation is serialised in the backend: a per-attempt timeout would count the
-        # queue, and nothing is paid for.
-        return ApiPool(max_concurrency=p.concurrency, retry=RetryPolicy(max_attempts=p.max_attempts),
-                       max_calls=p.max_calls)
-    price = Price(p.price["input"], p.price["output"]) if p.price else None
-    return ApiPool.for_backend(backend, rpm=p.rpm, tpm=p.tpm, max_concurrency=p.concurrency,
-                               retry=RetryPolicy(max_attempts=p.max_attempts), max_calls=p.max_calls,
-                               max_cost=p.max_cost, price=price, attempt_timeout=p.timeout)
-
-
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
-    backend = make_backend(op, ctx)
-    return make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    from dslrun.runtime.api.connect import backend_for, pool_for
+
+    backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
+    return pool_for(op.llm, backend).run_sync(requests, backend, on_result, parse=op.parse)
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
@@ -125,7 +100,8 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         columns = ("instruction", "input", "output")
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
-        requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
+        requests = {str(ids[r]): ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts)
+                    for r in missing}
         task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
         lock = threading.Lock()
         side, broken = SideFile(ctx.out_dir), []
@@ -154,21 +130,34 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(1)
 
-        try:
-            summary = send(op, requests, ctx, on_result)
-        except Exception:
-            if not broken or ctx.cache is None:
-                raise
-            raise CacheWriteFailed(
-                f"{describe_write_error(broken[0], ctx.cache.path)}: the score cache could not be written, so "
-                f"the step stopped calling; {side.where()}"
-                + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
-            ) from None
+        def work(mine: list[str]) -> None:
+            try:
+                summary = send(op, [requests[k] for k in mine], ctx, on_result)
+            except Exception:
+                if not broken or ctx.cache is None:
+                    raise
+                raise CacheWriteFailed(
+                    f"{describe_write_error(broken[0], ctx.cache.path)}: the score cache could not be written, "
+                    f"so the step stopped calling; {side.where()}"
+                    + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
+                ) from None
+            ctx.stats.notes.append(f"api: {summary}")
+            if summary.fatal is not None:
+                raise EndpointRefused(refusal(op, summary))
+
+        def collect(values: dict[str, Any]) -> None:
+            with lock:
+                results.update((sid, rename(v, back)) for sid, v in values.items())
+            if task is not None:
+                task.advance(len(values))
+
+        # Claimed before sending: a second run on this cache waits for these replies instead of
+        # paying for them; what gets no reply is released for whoever asks next.
+        waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
+        if waited:
+            ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:
             task.done()
-        ctx.stats.notes.append(f"api: {summary}")
-        if summary.fatal is not None:
-            raise EndpointRefused(refusal(op, summary))
     out = op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
     reasons = out.column(op.reason_column)
     ctx.stats.outcomes = dict(Counter(outcome_of(reasons[r]) for r in first_rows))

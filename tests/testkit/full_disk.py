@@ -11,9 +11,9 @@ import errno
 import os
 import threading
 
-from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.cache.sqlite import SqliteStore
 
-_put_many = ScoreCache.put_many
+_put_many = SqliteStore.put_many
 _lock = threading.Lock()
 _writes = [0]
 
@@ -29,4 +29,4 @@ def put_many(self, node, items):
     return _put_many(self, node, items)
 
 
-ScoreCache.put_many = put_many
+SqliteStore.put_many = put_many

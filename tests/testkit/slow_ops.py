@@ -43,7 +43,8 @@ class SlowScore(SampleOperator[SlowScoreParams]):
 
 
 class SlowModelParams(Params):
-    seconds: float = Field(1.0, ge=0, description="seconds the whole step holds the 'model'")
+    seconds: float = Field(1.0, ge=0, description="seconds the whole step holds the 'model' (at most, with until)")
+    until: str | None = Field(None, description="hold it until this file exists (a test's event), or seconds pass")
 
 
 @register
@@ -57,29 +58,13 @@ class SlowModel(SampleOperator[SlowModelParams]):
 
     def compute(self, batch, ctx):
         start = time.monotonic()
-        until = os.environ.get("SLOW_MODEL_UNTIL")  # "URL COUNT": hold for COUNT more requests
-        if until:
-            hold_until_requests(*until.split(), deadline=start + self.params.seconds)
-        else:
+        if self.params.until is None:
             time.sleep(self.params.seconds)
+        while self.params.until is not None and not os.path.exists(self.params.until) \
+                and time.monotonic() - start < self.params.seconds:
+            time.sleep(0.01)
         log = os.environ.get("SLOW_MODEL_LOG")
         if log:
             with open(log, "a", encoding="utf-8") as f:
                 f.write(f"{start} {time.monotonic()}\n")
         return [{"slow_model": 1.0} for _ in batch.ids]
-
-
-def hold_until_requests(stats_url: str, count: str, deadline: float) -> None:
-    """Wait until the test server's ``/_stats`` counts ``count`` more requests than when this
-    began (``deadline`` only guards against waiting forever), so a test of overlap depends on
-    an order of events, not on a duration."""
-    import json
-    import urllib.request
-
-    def total() -> int:
-        with urllib.request.urlopen(stats_url, timeout=10) as r:
-            return int(json.load(r)["total"])
-
-    goal = total() + int(count)
-    while time.monotonic() < deadline and total() < goal:
-        time.sleep(0.02)
