@@ -194,7 +194,10 @@ def wait_for_cached(cache: Path, k: int) -> set[str]:
     """The judge's cached samples once there are ``k`` (the deadline only guards against a hang)."""
     deadline = time.monotonic() + 120
     while True:
-        got = cached_samples(cache) if (cache / "scores.sqlite").exists() else set()
+        try:
+            got = cached_samples(cache) if (cache / "scores.sqlite").exists() else set()
+        except sqlite3.OperationalError:  # the run has not made its tables yet
+            got = set()
         if len(got) >= k:
             return got
         assert time.monotonic() < deadline, f"only {len(got)} of {k} replies were cached"
