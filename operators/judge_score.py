@@ -79,7 +79,7 @@ class JudgeScore(LlmOperator[JudgeParams]):
     """An LLM's score per sample, with the raw reply cached and a reason for every unscored sample."""
 
     name = "judge-score"
-    version = "1"
+    version = "2"  # 2: out-of-scale and non-finite replies get a reason and the failure value
 
     @property
     def p(self) -> JudgeParams:
