@@ -52,7 +52,7 @@ class Ifd(SampleOperator):
     """IFD, both perplexities and both mean losses per sample, with a reason for every invalid one."""
 
     name = "ifd"
-    version = "1"
+    version = "2"  # 2: Cherry's long-sample cut and skip (issue 17)
     resource = Resource.MODEL
     Params = IfdParams
     produces = COLUMNS
