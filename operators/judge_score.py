@@ -84,6 +84,8 @@ class JudgeScore(LlmOperator):
 
     def model_identity(self) -> str:
         base = super().model_identity()
+        if self._judge.user_turn:  # the query holds the input since issue 17: new cache entries
+            base += ":query=user-turn"
         if self.p.template != "custom":
             return base
         import hashlib

@@ -9,7 +9,9 @@ Sources (strings copied from the methods' public code, tested byte for byte):
   first line, -1 when that fails. Sent with temperature 0, max_tokens 256.
 * DEITA, ``deita/selection/scorer`` (hkust-nlp/deita): the complexity and quality scorer
   prompts, sent as raw text to the scorer model; score = expectation of 1…6 under the
-  softmax of the logits of the tokens "1"…"6" at the first generated position.
+  softmax of the logits of the tokens "1"…"6" at the first generated position. The
+  ``{instruction}`` slot holds the sample's user turn (instruction and input, as in its
+  ``messages``), the query DEITA's ShareGPT pipeline reads.
 """
 
 from __future__ import annotations
@@ -64,11 +66,21 @@ class Judge:
     logprobs: bool = False
     on_failure: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    user_turn: bool = False  # {instruction} is the whole user turn: instruction + input
 
     def messages(self, sample: Mapping[str, str]) -> list[dict[str, str]]:
         fields = {k: sample.get(k, "") for k in ("instruction", "input", "output")}
+        if self.user_turn:
+            fields["instruction"] = user_turn(fields["instruction"], fields["input"])
         out = [{"role": "system", "content": self.system.format_map(fields)}] if self.system else []
         return out + [{"role": "user", "content": fill(self.user, fields)}]
+
+
+def user_turn(instruction: str, input: str) -> str:
+    """The user turn of an Alpaca row, joined as ``load`` joins it into ``messages``
+    (``runtime/pools.py: parse_record``): DEITA scores the user's query, which for a row
+    with an input holds both (an instruction alone may point at text it lacks)."""
+    return instruction + ("\n\n" + input if input.strip() else "")
 
 
 def fill(template: str, fields: Mapping[str, str]) -> str:
@@ -83,9 +95,9 @@ JUDGES = {
                                    ALPAGASUS_SYSTEM, on_failure=-1.0),
     # DEITA's scorers generate at most 2 tokens; only the first position is read.
     "deita-complexity": Judge("deita-complexity", DEITA_COMPLEXITY, parser="expected-digit", max_tokens=2,
-                              raw=True, logprobs=True),
+                              raw=True, logprobs=True, user_turn=True),
     "deita-quality": Judge("deita-quality", DEITA_QUALITY, parser="expected-digit", max_tokens=2, raw=True,
-                           logprobs=True),
+                           logprobs=True, user_turn=True),
 }
 
 
