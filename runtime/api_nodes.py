@@ -72,11 +72,27 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
     ctx.stats.cache_hits, ctx.stats.cache_misses = len(uniq) - len(missing), len(missing)
     if missing:
-        columns = ("instruction", "input", "output")
+        columns = op.sample_columns
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
-        requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
-        task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
+        requests, parts = [], Parts(op)
+        for r in missing:
+            sample = {c: cols[c][r] for c in columns}
+            chats = op.calls(sample)
+            if chats is None:
+                requests.append(ApiRequest(str(ids[r]), op.messages(sample), opts))
+            else:
+                requests += [ApiRequest(key, chat, opts) for key, chat in parts.plan(str(ids[r]), chats)]
+        if parts.keys:  # parts answered in an earlier run are not asked again
+            cached = ctx.cache.get_many(fp, list(parts.owner)) if ctx.cache is not None else {}
+            requests = [q for q in requests if q.key not in cached]
+            for key, values in cached.items():
+                parts.add(key, values, True)
+            for sid, values, keep in parts.drain():
+                results[sid] = values
+                if keep and ctx.cache is not None:
+                    ctx.cache.put_many(fp, [(sid, values)])
+        task = ctx.progress.task(ctx.node, len(requests)) if ctx.progress else None
         lock = threading.Lock()
 
         def on_result(result: Any) -> None:
@@ -84,7 +100,16 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if keep and ctx.cache is not None:
                 ctx.cache.put_many(fp, [(result.key, values)])
             with lock:
-                results[result.key] = values
+                if result.key in parts.owner:
+                    parts.add(result.key, values, keep)
+                    done = parts.drain()
+                else:
+                    results[result.key] = values
+                    done = []
+                for sid, combined, whole in done:
+                    results[sid] = combined
+                    if whole and ctx.cache is not None:
+                        ctx.cache.put_many(fp, [(sid, combined)])
                 if keep:
                     ctx.stats.computed += 1
                 else:
@@ -97,3 +122,34 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             task.done()
         ctx.stats.notes.append(f"api: {summary}")
     return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
+
+
+class Parts:
+    """Samples an operator scores with several calls (``LlmOperator.calls``): each call is
+    cached under ``{sample id}#{k}``, and once every part of a sample is in, the combined
+    values (``LlmOperator.combine``) go under the sample id, cached only when every part was."""
+
+    def __init__(self, op: LlmOperator):
+        self.op = op
+        self.owner: dict[str, str] = {}
+        self.keys: dict[str, list[str]] = {}
+        self.got: dict[str, tuple[dict[str, Any], bool]] = {}
+
+    def plan(self, sid: str, chats: list) -> list[tuple[str, Any]]:
+        keys = [f"{sid}#{k}" for k in range(len(chats))]
+        self.keys[sid] = keys
+        self.owner.update({k: sid for k in keys})
+        return list(zip(keys, chats))
+
+    def add(self, key: str, values: dict[str, Any], keep: bool) -> None:
+        self.got[key] = (values, keep)
+
+    def drain(self) -> list[tuple[str, dict[str, Any], bool]]:
+        """(sample id, combined values, all parts kept) for every sample now complete."""
+        out = []
+        for sid, keys in list(self.keys.items()):
+            if all(k in self.got for k in keys):
+                got = [self.got.pop(k) for k in keys]
+                out.append((sid, self.op.combine([v for v, _ in got]), all(k for _, k in got)))
+                del self.keys[sid]
+        return out
