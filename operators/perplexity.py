@@ -13,20 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import (
-    FLOAT,
-    INT,
-    Columns,
-    Cost,
-    Feasibility,
-    Params,
-    Resource,
-    SampleOperator,
-)
+from dslrun.core.columns import FLOAT, INT, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import ColumnName, NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 Part = Literal["instruction", "response", "whole", "response-given-instruction"]
 
@@ -36,7 +29,7 @@ class PerplexityParams(Params):
     model: str = Field("smollm2-135m", description="alias, local folder, .gguf file or hub id of a causal LM")
     template: str = Field("alpaca", description="prompt template for response-given-instruction")
     max_length: int = Field(1024, ge=8, description="tokens kept (the text is cut from the right)")
-    column: str | None = Field(None, description="output column name (default: ppl_<of>, hyphens as _)")
+    column: Annotated[str | None, ColumnName()] = Field(None, description="output column name (default: ppl_<of>, hyphens as _)")
     dtype: str = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
 
@@ -46,13 +39,12 @@ def _joined(instruction: str, inp: str) -> str:
 
 
 @register
-class Perplexity(SampleOperator):
+class Perplexity(SampleOperator[PerplexityParams]):
     """exp(mean token cross-entropy) of the chosen text, plus its token count."""
 
     name = "perplexity"
     version = "1"
     resource = Resource.MODEL
-    Params = PerplexityParams
 
     @property
     def column(self) -> str:
@@ -64,7 +56,7 @@ class Perplexity(SampleOperator):
         return cols
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, "causal-lm")
 

@@ -78,7 +78,7 @@ class Judge:
 
 def user_turn(instruction: str, input: str) -> str:
     """The user turn of an Alpaca row, joined as ``load`` joins it into ``messages``
-    (``runtime/pools.py: parse_record``): DEITA scores the user's query, which for a row
+    (``runtime/data/pool_files.py: parse_record``): DEITA scores the user's query, which for a row
     with an input holds both (an instruction alone may point at text it lacks)."""
     return instruction + ("\n\n" + input if input.strip() else "")
 

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from dslrun.operators.llm.prompts import DEITA_COMPLEXITY, DEITA_QUALITY, JUDGES  # noqa: E402
-from dslrun.runtime.pools import parse_record  # noqa: E402
+from dslrun.runtime.data.pool_files import parse_record  # noqa: E402
 from testkit.cli import dslrun  # noqa: E402
 from testkit.tiny_lm import save_tiny_lm  # noqa: E402
 

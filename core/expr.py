@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.dsl.errors import Collector, Span, SpecError, did_you_mean
-from dslrun.dsl.ir import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value, walk
+from dslrun.core.errors import Collector, Span, SpecError, did_you_mean
+from dslrun.core.render import expr_text
+from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value, walk
 
 NUM = ("int", "float", "bool")
 
@@ -227,8 +228,6 @@ def _err(node: Value, msg: str, hint: str | None = None) -> ExprError:
 
 
 def _text(node: Value) -> str:
-    from dslrun.dsl.emit import expr_text  # emit imports the registry; keep it off the import path
-
     return expr_text(node)
 
 
