@@ -55,7 +55,7 @@ def test_alpagasus_messages_are_the_originals_byte_for_byte():
 
 
 def test_deita_prompts_are_the_originals_byte_for_byte():
-    s = {**SAMPLE, "input": "ignored"}
+    s = SAMPLE  # with an input, tests/fidelity/test_deita_scorers.py
     assert JUDGES["deita-complexity"].messages(s) == [{"role": "user", "content": (
         "You are a helpful assistant. Please identify the complexity score of the following user query. \n"
         "##Query: Give three tips for staying healthy.  \n##Complexity: ")}]

@@ -97,14 +97,34 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         ctx.stats.pending += len(missing)
         return table
     if missing:
-        columns = ("instruction", "input", "output")
+        columns = op.sample_columns
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
-        requests = {str(ids[r]): ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts)
-                    for r in missing}
-        task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
+        requests: dict[str, Any] = {}
+        parts = Parts(op)
+        for r in missing:
+            sid, sample = str(ids[r]), {c: cols[c][r] for c in columns}
+            chats = op.calls(sample)
+            if chats is None:
+                requests[sid] = ApiRequest(sid, op.messages(sample), opts)
+            else:
+                requests.update((key, ApiRequest(key, chat, opts)) for key, chat in parts.plan(sid, chats))
         lock = threading.Lock()
         side, broken = SideFile(ctx.out_dir), []
+
+        def finished(done: list[tuple[str, dict[str, Any], bool]]) -> None:
+            for sid, combined, whole in done:
+                results[sid] = combined
+                if whole and ctx.cache is not None:
+                    ctx.cache.put_many(fp, [(sid, rename(combined, stored))])
+
+        if parts.keys:  # parts answered in an earlier run are not asked again
+            cached = ctx.cache.get_many(fp, list(parts.owner)) if ctx.cache is not None else {}
+            for key, values in cached.items():
+                requests.pop(key, None)
+                parts.add(key, rename(values, back), True)
+            finished(parts.drain())
+        task = ctx.progress.task(ctx.node, len(requests)) if ctx.progress else None
 
         def on_result(result: Any) -> None:
             values, keep = op.row(result)
@@ -122,7 +142,11 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                         side.add(fp, result.key, stored_values)
                         raise  # the pool stops dispatching
             with lock:
-                results[result.key] = values
+                if result.key in parts.owner:
+                    parts.add(result.key, values, keep)
+                    finished(parts.drain())
+                else:
+                    results[result.key] = values
                 if keep:
                     ctx.stats.computed += 1
                 else:
@@ -147,7 +171,12 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
 
         def collect(values: dict[str, Any]) -> None:
             with lock:
-                results.update((sid, rename(v, back)) for sid, v in values.items())
+                for key, v in values.items():
+                    if key in parts.owner:
+                        parts.add(key, rename(v, back), True)
+                    else:
+                        results[key] = rename(v, back)
+                finished(parts.drain())
             if task is not None:
                 task.advance(len(values))
 
@@ -164,3 +193,34 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
     ctx.stats.max_failed_fraction = op.llm.max_failed_fraction
     ctx.stats.notes.append(f"outcomes: {outcome_line(ctx.stats.outcomes)}")
     return out
+
+
+class Parts:
+    """Samples an operator scores with several calls (``LlmOperator.calls``): each call is
+    cached under ``{sample id}#{k}``, and once every part of a sample is in, the combined
+    values (``LlmOperator.combine``) go under the sample id, cached only when every part was."""
+
+    def __init__(self, op: LlmOperator):
+        self.op = op
+        self.owner: dict[str, str] = {}
+        self.keys: dict[str, list[str]] = {}
+        self.got: dict[str, tuple[dict[str, Any], bool]] = {}
+
+    def plan(self, sid: str, chats: list) -> list[tuple[str, Any]]:
+        keys = [f"{sid}#{k}" for k in range(len(chats))]
+        self.keys[sid] = keys
+        self.owner.update({k: sid for k in keys})
+        return list(zip(keys, chats))
+
+    def add(self, key: str, values: dict[str, Any], keep: bool) -> None:
+        self.got[key] = (values, keep)
+
+    def drain(self) -> list[tuple[str, dict[str, Any], bool]]:
+        """(sample id, combined values, all parts kept) for every sample now complete."""
+        out = []
+        for sid, keys in list(self.keys.items()):
+            if all(k in self.got for k in keys):
+                got = [self.got.pop(k) for k in keys]
+                out.append((sid, self.op.combine([v for v, _ in got]), all(k for _, k in got)))
+                del self.keys[sid]
+        return out
