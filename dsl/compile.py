@@ -21,6 +21,7 @@ from dslrun.core.errors import CLI, Collector, Span, did_you_mean
 from dslrun.core.expr import infer
 from dslrun.core.params import FieldKind, field_kind
 from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value, is_constant, to_python, walk
+from dslrun.dsl import overrides as step_overrides
 from dslrun.dsl.ir import Setting, Spec, Step
 from dslrun.dsl.settings import SETTINGS, setting_problem
 from dslrun.operators import registry
@@ -78,6 +79,8 @@ def resolve_params(plan: Plan) -> Plan:
                             "use a number, a string, true/false, null or a list of them")
         params[p.name] = p.default
     for name, value in plan.overrides.items():
+        if step_overrides.is_step_override(name):  # STEP.PARAM, applied by `apply_step_overrides`
+            continue
         if name not in params:
             plan.errors.add(CLI, f"--set {name}: the spec has no parameter `{name}`",
                             did_you_mean(name, params) or "declare it with `param NAME = default`")
@@ -185,6 +188,12 @@ def resolve_ops(plan: Plan) -> Plan:
     return plan
 
 
+def apply_step_overrides(plan: Plan) -> Plan:
+    """``--set STEP.PARAM=VALUE`` replaces that step's argument; `validate_params` then checks it."""
+    step_overrides.apply(plan.nodes, plan.overrides, plan.errors)
+    return plan
+
+
 def link_inputs(plan: Plan) -> Plan:
     for node in plan.nodes.values():
         cls = node.op_cls
@@ -246,6 +255,8 @@ def validate_params(plan: Plan) -> Plan:
                     plan.errors.add(span, f"`{cls.name}` needs parameter `{key}`", _param_hint(cls, key))
                 else:
                     where = f"`{key}`: " if key else ""
+                    if span is CLI:  # the value came from `--set STEP.PARAM=...`
+                        where = f"--set {node.name}.{key}: "
                     plan.errors.add(span, f"{where}{msg}", _param_hint(cls, key))
     return plan
 
@@ -344,8 +355,8 @@ def check_columns(plan: Plan) -> Plan:
     return plan
 
 
-PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, link_inputs, validate_params, build_graph,
-          check_columns)
+PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, apply_step_overrides, link_inputs,
+          validate_params, build_graph, check_columns)
 
 
 def compile_spec(spec: Spec, overrides: dict[str, Value] | None = None, cwd: Path | None = None) -> Plan:

@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     def spec_cmd(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.add_argument("spec", help="a .sel or .yaml spec")
-        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a spec parameter (repeatable)")
+        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE|STEP.PARAM=VALUE",
+                        help="override a spec parameter, or any step's argument with STEP.PARAM=VALUE "
+                             "(repeatable)")
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE to register more operators")
         return sp
@@ -92,6 +93,9 @@ def parse_overrides(items: list[str]):
         if "=" not in item:
             raise ErrorList([SpecError(CLI, f"--set {item}: expected NAME=VALUE", "e.g. --set threshold=4.5")])
         name, _, text = item.partition("=")
+        if "." in name:  # STEP.PARAM: read by the compiler, which knows the field's kind
+            out[name.strip()] = Lit(value=text, span=CLI)
+            continue
         try:
             value = parse_expression(text, CLI.file)
             if isinstance(value, Ref):

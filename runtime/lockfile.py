@@ -67,11 +67,20 @@ def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[st
     return {
         "dslrun_version": version,
         "spec": {"file": Path(plan.spec.file).name, "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
-                 "overrides": {k: v for k, v in sorted(overrides.items())}},
+                 "overrides": {k: _override(plan, k, v) for k, v in sorted(overrides.items())}},
         "inputs": inputs,
         "seeds": seeds,
         "nodes": nodes,
     }
+
+
+def _override(plan: Plan, name: str, given: Any) -> Any:
+    """A ``--set STEP.PARAM`` value as the step received it (typed: 4, not "4")."""
+    step, _, key = name.partition(".")
+    node = plan.nodes.get(step) if key else None
+    if node is None or node.op is None or key not in type(node.op.params).model_fields:
+        return given
+    return node.op.params.model_dump(mode="json", include={key}).get(key, given)
 
 
 def write_lock(out_dir: Path, lock: dict[str, Any]) -> Path:
