@@ -48,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     r = spec_cmd("run", "compile and run a spec")
     r.add_argument("--out", type=Path, help="output directory (default: out/<spec name>)")
     r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines")
+    r.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (nohup, CI): one progress line per running step "
+                        "every SECONDS (default 30; 0: only when a step starts and ends)")
     r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
     r.add_argument("--batch-rows", type=int, help="rows per batch for CPU sample operators (default 2048)")
     r.add_argument("--model-batch-rows", type=int, help="most rows per batch for model operators (default 64)")
@@ -219,7 +222,7 @@ def cmd_run(args) -> int:
     settings.update(ray_settings)
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
                     workers=args.workers, version=version(), settings=settings, engine=engine,
-                    address=address)
+                    address=address, progress_interval=args.progress_interval)
 
 
 def cmd_report(args) -> int:

@@ -74,9 +74,9 @@ def peak_rss_mib() -> float:
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
              quiet: bool = False, workers: int = 4, version: str = "0",
              settings: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None) -> int:
+             address: str | None = None, progress_interval: float = 30.0) -> int:
     from dslrun.runtime.execution.engines import EngineError, make_engine
-    from dslrun.runtime.execution.progress import Progress
+    from dslrun.runtime.execution.progress import make_progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
         if quiet:
             result = runner.execute(plan, ctx, workers)
         else:
-            with Progress() as progress:
+            with make_progress(progress_interval) as progress:
                 ctx.progress = progress
                 result = runner.execute(plan, ctx, workers)
     except NodeFailed as e:

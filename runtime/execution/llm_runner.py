@@ -86,7 +86,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
         requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
-        task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
+        task = ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing)) if ctx.progress else None
         lock = threading.Lock()
 
         def on_result(result: Any) -> None:
@@ -100,7 +100,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                 else:
                     ctx.stats.failed += 1
             if task is not None:
-                task.advance(1)
+                task.advance(1, failed=0 if keep else 1)
 
         summary = send(op, requests, ctx, on_result)
         if task is not None:

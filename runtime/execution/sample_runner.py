@@ -204,7 +204,8 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         return table
     if missing and prepare is not None:
         prepare()
-    task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
+    task = (ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing))
+            if ctx.progress and missing else None)
     batches = plan_batches(op, table, missing, ctx)
     for batch_ids, computed in compute(op, table, batches, ctx):
         if len(computed) != len(batch_ids):
