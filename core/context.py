@@ -31,9 +31,11 @@ class NodeStats:
     pending: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # What the user should look at: a step kept nothing, or a fraction rounded down to 0 rows.
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if (k != "notes" or v) and k != "pending"}
+        return {k: v for k, v in self.__dict__.items() if (k not in ("notes", "warnings") or v) and k != "pending"}
 
 
 class RunContext(Protocol):
@@ -47,6 +49,7 @@ class RunContext(Protocol):
     dry_run: bool
     models: Any
     refs: dict[str, Any]
+    input_columns: dict[str, str]  # the first input's column kinds as compiled ("str", "float", ...)
 
     @property
     def cache_root(self) -> Path:

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
                    help="when stderr is not a terminal (nohup, CI): one progress line per running step "
                         "every SECONDS (default 30; 0: only when a step starts and ends)")
+    r.add_argument("--warn-kept-below", type=float, metavar="SHARE",
+                   help="warn when a step keeps fewer than SHARE of its input rows (default 0.01; "
+                        "keeping 0 rows always warns)")
     r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
     r.add_argument("--batch-rows", type=int, help="rows per batch for CPU sample operators (default 2048)")
     r.add_argument("--model-batch-rows", type=int, help="most rows per batch for model operators (default 64)")
@@ -218,6 +221,8 @@ def cmd_run(args) -> int:
     settings: dict[str, Any] = {"cpu_batch": args.batch_rows} if args.batch_rows else {}
     if args.model_batch_rows:
         settings["model_max_rows"] = args.model_batch_rows
+    if args.warn_kept_below is not None:
+        settings["warn_kept_below"] = args.warn_kept_below
     engine, address, ray_settings = engine_settings(args, plan.settings)
     settings.update(ray_settings)
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,

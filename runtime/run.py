@@ -117,6 +117,10 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     atomic_write(out / "profile.json", lambda tmp: tmp.write_text(json.dumps(feasibility, indent=2) + "\n"))
     for line in summary_lines(plan, result):
         print(line)
+    from dslrun.runtime.execution.outcomes import warning_lines
+
+    for line in warning_lines(plan.order, result.stats):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"lock file: {lock_path}")
     try:  # the report is a view of the run: a failure here must not fail the run
         from dslrun.runtime.report import write_report

@@ -19,6 +19,7 @@ from dslrun.dsl.compile import Plan
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.dispatch import LOCAL, Runners, run_step
+from dslrun.runtime.execution.outcomes import check_kept
 
 
 class NodeFailed(Exception):
@@ -42,6 +43,7 @@ def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext, runner
     out = run_step(op, inputs, ctx, runners)
     ctx.stats.seconds = time.perf_counter() - start
     ctx.stats.rows_out = len(out)
+    check_kept(ctx.stats, bool(plan.nodes[name].inputs), ctx.settings)
     return out
 
 
@@ -59,6 +61,7 @@ def execute(plan: Plan, ctx: RunContext, workers: int = 4, runners: Runners = LO
         nctx = ctx.for_node(name, stats)
         # Steps named in parameters (``evaluate(..., pool: pool)``) are ready too: they are DAG edges.
         nctx.refs = {r: result.tables[r] for r in (node.op.step_refs() if node.op else []) if r in result.tables}
+        nctx.input_columns = dict(plan.nodes[node.inputs[0]].columns) if node.inputs else {}
         if node.op is not None and node.op.resource == Resource.MODEL:
             with model_lock:
                 return run_node(plan, name, inputs, nctx, runners)

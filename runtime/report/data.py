@@ -59,7 +59,8 @@ def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> di
     inputs = [tables[i] for i in node.inputs if i in tables]
     d: dict[str, Any] = {"name": name, "op": node.step.op, "rows_in": stats.rows_in if node.inputs else None,
                          "kept": stats.rows_out, "failed": stats.failed + stats.quarantined,
-                         "seconds": round(stats.seconds, 3), "notes": list(stats.notes)}
+                         "seconds": round(stats.seconds, 3), "notes": list(stats.notes),
+                         "warnings": list(dict.fromkeys(stats.warnings))}
     d["dropped"] = max(0, stats.rows_in - stats.rows_out) if len(node.inputs) == 1 else None
     if out is None:
         return d

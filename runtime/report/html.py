@@ -18,6 +18,7 @@ th{background:#f4f4f4}td.l,th.l{text-align:left}.muted{color:#777}.hists{display
 .ex div{min-width:0}.sample{border-left:3px solid #8c8;padding:.2em .6em;margin:.4em 0;background:#fafafa;white-space:pre-wrap;word-break:break-word}
 .drop .sample{border-color:#d88}.pending{border:1px dashed #bbb;padding:.6em;color:#666}
 code{background:#f4f4f4;padding:0 .2em}
+.warn{border:1px solid #e0b000;background:#fff8dc;padding:0 1em;margin-top:1em}.warn h2{border:0;margin-top:.5em}
 """
 
 
@@ -66,6 +67,14 @@ def _counts(nodes: list[dict[str, Any]]) -> str:
                    f"<td>{_num(n['rows_in'])}</td><td>{_num(n['kept'])}</td><td>{_num(n['dropped'])}</td>"
                    f"<td>{_num(n['failed'])}</td><td>{_num(n['seconds'], 2)}</td></tr>" for n in nodes)
     return f'<section id="counts"><h2>Steps: rows in, kept, dropped, failed</h2><table>{head}{body}</table></section>'
+
+
+def _banner(nodes: list[dict[str, Any]]) -> str:
+    """Warnings first: a step that kept nothing must not look like a success."""
+    items = [f"<li><b>{escape(n['name'])}</b>: {escape(w)}</li>" for n in nodes for w in n.get("warnings") or []]
+    if not items:
+        return ""
+    return f'<section id="warnings" class="warn"><h2>Warnings</h2><ul>{"".join(items)}</ul></section>'
 
 
 def _node_details(nodes: list[dict[str, Any]]) -> str:
@@ -156,7 +165,7 @@ def render(data: dict[str, Any], out_dir: Path) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body><h1>{escape(title)}</h1>{doc}'
             f'<p class="muted">output: {escape(str(data.get("out_dir", "")))} · {data.get("seconds", 0)} s</p>'
-            f"{_counts(data.get('nodes', []))}{_node_details(data.get('nodes', []))}{_profile(data.get('profile'))}"
+            f"{_banner(data.get('nodes', []))}{_counts(data.get('nodes', []))}{_node_details(data.get('nodes', []))}{_profile(data.get('profile'))}"
             f"{eval_section}</body></html>\n")
 
 
