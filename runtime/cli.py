@@ -16,7 +16,7 @@ from typing import Any
 
 from dslrun.core.errors import CLI, ErrorList, SpecError
 
-COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report")
+COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report", "why")
 EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
 
 
@@ -81,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="JSON Schema of the YAML spelling")
     rp = sub.add_parser("report", help="(re)write RUN_DIR/report.html from a finished run")
     rp.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
+    w = sub.add_parser("why", help="one sample's path through the steps of a finished run: its scores, "
+                                   "and which step dropped it and why")
+    w.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
+    w.add_argument("sample", help="a sample id, or its row number in the pool file")
     c = sub.add_parser("cache", help="inspect or prune the score cache")
     c.add_argument("action", choices=("ls", "gc"))
     c.add_argument("--cache-dir", type=Path)
@@ -241,7 +245,18 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
+def cmd_why(args) -> int:
+    from dslrun.runtime.lineage.why import WhyError, why
+
+    try:
+        print(why(args.run_dir, args.sample))
+    except WhyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+HANDLERS = {"why": cmd_why, "report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
             "schema": cmd_schema, "cache": cmd_cache}
 
 

@@ -115,6 +115,12 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
 
     feasibility = profile(plan).as_dict()
     atomic_write(out / "profile.json", lambda tmp: tmp.write_text(json.dumps(feasibility, indent=2) + "\n"))
+    try:  # a view of the run, like the report: it must not fail the run
+        from dslrun.runtime.lineage import pool_scores
+
+        pool_scores.write(plan, result.tables, out)
+    except Exception as e:  # pragma: no cover - defensive
+        print(f"warning: {pool_scores.NAME} could not be written: {type(e).__name__}: {e}", file=sys.stderr)
     for line in summary_lines(plan, result):
         print(line)
     from dslrun.runtime.execution.outcomes import warning_lines
