@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
                    help="when stderr is not a terminal (nohup, CI): one progress line per running step "
                         "every SECONDS (default 30; 0: only when a step starts and ends)")
+    r.add_argument("--interrupt-grace", type=float, default=60.0, metavar="SECONDS",
+                   help="after Ctrl-C, wait at most SECONDS for replies and batches in flight to be cached "
+                        "(default 60; a second Ctrl-C quits at once)")
     r.add_argument("--warn-kept-below", type=float, metavar="SHARE",
                    help="warn when a step keeps fewer than SHARE of its input rows (default 0.01; "
                         "keeping 0 rows always warns)")
@@ -231,7 +234,8 @@ def cmd_run(args) -> int:
     settings.update(ray_settings)
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
                     workers=args.workers, version=version(), settings=settings, engine=engine,
-                    address=address, progress_interval=args.progress_interval)
+                    address=address, progress_interval=args.progress_interval,
+                    interrupt_grace=args.interrupt_grace)
 
 
 def cmd_report(args) -> int:

@@ -63,6 +63,22 @@ def summary_lines(plan: Plan, result: RunResult) -> list[str]:
     return lines
 
 
+def interrupted_lines(plan: Plan, stats: dict[str, Any]) -> list[str]:
+    """What an interrupted run leaves: what it cached, per step, and how to resume."""
+    import shlex
+
+    lines = ["interrupted: replies and batches in flight were cached; nothing new was sent"]
+    for name in plan.order:
+        s = stats.get(name)
+        if s is not None and (s.computed or s.failed or s.cache_misses):
+            left = max(s.cache_misses - s.computed - s.failed, 0)
+            lines.append(f"  {name}: {s.computed} computed and cached in this run, {s.cache_hits} were cached "
+                         f"before, {left} left" + (f", {s.failed} failed" if s.failed else ""))
+    lines.append("resume: run the same command again; cached samples are not computed or paid for again:")
+    lines.append("  dslrun " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "  (the same dslrun command)")
+    return lines
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
     import resource
@@ -74,8 +90,9 @@ def peak_rss_mib() -> float:
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
              quiet: bool = False, workers: int = 4, version: str = "0",
              settings: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None, progress_interval: float = 30.0) -> int:
+             address: str | None = None, progress_interval: float = 30.0, interrupt_grace: float = 60.0) -> int:
     from dslrun.runtime.execution.engines import EngineError, make_engine
+    from dslrun.runtime.execution.interrupt import EXIT_INTERRUPTED, Interrupted, sigint_handler
     from dslrun.runtime.execution.progress import make_progress
 
     check_credentials(plan)
@@ -89,13 +106,18 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
     try:
         engine_info = runner.describe()
-        if quiet:
-            result = runner.execute(plan, ctx, workers)
-        else:
-            with make_progress(progress_interval) as progress:
-                ctx.progress = progress
+        with sigint_handler(interrupt_grace):
+            if quiet:
                 result = runner.execute(plan, ctx, workers)
+            else:
+                with make_progress(progress_interval) as progress:
+                    ctx.progress = progress
+                    result = runner.execute(plan, ctx, workers)
     except NodeFailed as e:
+        if isinstance(e.cause, Interrupted):
+            for line in interrupted_lines(plan, e.stats):
+                print(line, file=sys.stderr)
+            return EXIT_INTERRUPTED
         print(f"error: {e}", file=sys.stderr)
         print("everything computed before the failure is cached; fix the cause and run again to resume",
               file=sys.stderr)

@@ -30,11 +30,21 @@ def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
         from dslrun.runtime.api.local import LocalChatBackend
 
         model, tokenizer = ctx.models.causal_lm(op.model_name, device=p.device, dtype=p.dtype)
-        return LocalChatBackend(model, tokenizer, name=op.model_name)
+        return LocalChatBackend(model, tokenizer, name=op.model_name, max_batch=micro_batch(model, p.concurrency))
     from dslrun.runtime.api import OpenAIBackend
 
     return OpenAIBackend(op.model_name, base_url=p.base_url, api_key_env=op.env_vars()["api_key_env"],
                          timeout=p.timeout)
+
+
+CPU_MICRO_BATCH = 4  # replies land (and are cached) every few samples: on a CPU a batch of 16 takes many minutes
+GPU_MICRO_BATCH = 16
+
+
+def micro_batch(model: Any, concurrency: int) -> int:
+    """How many samples the local backend generates together; each batch's replies are cached when it ends."""
+    device = next(model.parameters()).device
+    return max(1, min(concurrency, CPU_MICRO_BATCH if device.type == "cpu" else GPU_MICRO_BATCH))
 
 
 def make_pool(op: LlmOperator, backend: Any) -> Any:
@@ -54,8 +64,12 @@ def make_pool(op: LlmOperator, backend: Any) -> Any:
 
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
+    from dslrun.runtime.execution.interrupt import CONTROLLER
+
     backend = make_backend(op, ctx)
-    return make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    pool = make_pool(op, backend)
+    with CONTROLLER.stopping(pool.stop):  # Ctrl-C: replies in flight land, nothing new is sent
+        return pool.run_sync(requests, backend, on_result, parse=op.parse)
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
@@ -89,7 +103,11 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         task = ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing)) if ctx.progress else None
         lock = threading.Lock()
 
+        from dslrun.runtime.execution.interrupt import CONTROLLER
+
         def on_result(result: Any) -> None:
+            if result.status == "not_run" and result.reason == "stopped" and CONTROLLER.requested.is_set():
+                return  # not sent because of Ctrl-C: neither a result nor a failure
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
                 ctx.cache.put_many(fp, [(result.key, rename(values, stored))])
@@ -102,8 +120,10 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(1, failed=0 if keep else 1)
 
+        CONTROLLER.check()
         summary = send(op, requests, ctx, on_result)
         if task is not None:
             task.done()
         ctx.stats.notes.append(f"api: {summary}")
+        CONTROLLER.check()  # stopped by Ctrl-C: what landed is cached; do not go on with a partial table
     return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)

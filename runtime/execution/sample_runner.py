@@ -206,6 +206,8 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         prepare()
     task = (ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing))
             if ctx.progress and missing else None)
+    from dslrun.runtime.execution.interrupt import CONTROLLER
+
     batches = plan_batches(op, table, missing, ctx)
     for batch_ids, computed in compute(op, table, batches, ctx):
         if len(computed) != len(batch_ids):
@@ -217,6 +219,7 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         ctx.stats.computed += len(pairs)
         if task is not None:
             task.advance(len(pairs))
+        CONTROLLER.check()  # Ctrl-C: this batch is committed; compute no more
     if task is not None:
         task.done()
     return table.with_columns(got.columns(ids))

@@ -74,6 +74,7 @@ class OpenAITestServer:
         rpm_burst: float | None = None,
         models: Sequence[str] = ("test-model",),
         api_key: str | None = None,
+        hold: threading.Event | None = None,
     ):
         self.host, self.port = host, port
         self.reply, self.top_logprobs, self.latency = reply, top_logprobs, latency
@@ -81,6 +82,7 @@ class OpenAITestServer:
         self.fault_fn = fault_fn
         self.retry_after, self.hang_s = retry_after, hang_s
         self.models, self.api_key = list(models), api_key
+        self.hold = hold  # replies wait until it is set: requests stay in flight as long as a test needs
         self.rpm = rpm
         self._burst = rpm_burst if rpm_burst is not None else max(1.0, (rpm or 0) / 60)
         self._tokens, self._stamp = self._burst, time.monotonic()
@@ -284,6 +286,8 @@ class OpenAITestServer:
                 return False
             if self.latency:
                 await asyncio.sleep(self.latency)
+            if self.hold is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
             if fault == "drop":
                 self._outcome("drop")
                 return False
