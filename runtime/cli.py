@@ -1,4 +1,4 @@
-"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure.
+"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure, 130 interrupted.
 
 ``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``explain``, ``graph``, ``fmt``
 and ``schema`` never import torch or transformers.

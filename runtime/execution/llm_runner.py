@@ -72,6 +72,15 @@ def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: 
         return pool.run_sync(requests, backend, on_result, parse=op.parse)
 
 
+def summary_note(op: LlmOperator, s: Any) -> str:
+    """The run summary's line for an LLM step; an in-process model has no API and no cost."""
+    if op.llm.backend != "local":
+        return f"api: {s}"
+    failed = sum(getattr(s, "failed", {}).values())
+    return (f"local model {op.model_name}: {s.total} samples: {s.ok} ok" + (f", {failed} failed" if failed else "")
+            + f"; {s.input_tokens}+{s.output_tokens} tokens in {s.elapsed_s:.1f}s")
+
+
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
     """``send`` runs the requests (here, or on a Ray actor) and calls ``on_result`` per outcome
     in this process, which is the only writer of the cache. A dry run (``dslrun plan``)
@@ -124,6 +133,6 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         summary = send(op, requests, ctx, on_result)
         if task is not None:
             task.done()
-        ctx.stats.notes.append(f"api: {summary}")
+        ctx.stats.notes.append(summary_note(op, summary))
         CONTROLLER.check()  # stopped by Ctrl-C: what landed is cached; do not go on with a partial table
     return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
