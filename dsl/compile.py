@@ -339,10 +339,13 @@ def _position(plan: Plan):
 
 def check_columns(plan: Plan) -> Plan:
     """Every column an expression reads is produced by some step before it."""
+    skipped: set[str] = set()
     for name in plan.order:
         node = plan.nodes[name]
-        # A node whose input failed to validate would only echo that error; skip it.
-        if node.op is None or any(not plan.nodes[i].ok for i in node.inputs if i in plan.nodes):
+        # A node whose input failed to validate, or was skipped for that reason, would only echo
+        # that error (a missing pool file is not also an `unknown column` two steps later); skip it.
+        if node.op is None or any(not plan.nodes[i].ok or i in skipped for i in node.inputs if i in plan.nodes):
+            skipped.add(name)
             continue
         inputs = [plan.nodes[i].columns for i in node.inputs if i in plan.nodes]
         for expr in node.op.reads().values():
