@@ -10,9 +10,11 @@ from typing import Any
 
 from dslrun.core.errors import Collector
 from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.settings import RunSettings
 from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
 from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.pool_files import atomic_write
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.executor import NodeFailed, RunResult
@@ -88,31 +90,30 @@ def peak_rss_mib() -> float:
 
 
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, workers: int = 4, version: str = "0",
-             settings: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None, progress_interval: float = 30.0, interrupt_grace: float = 60.0) -> int:
+             quiet: bool = False, version: str = "0", settings: RunSettings | None = None) -> int:
     from dslrun.runtime.execution.engines import EngineError, make_engine
     from dslrun.runtime.execution.interrupt import EXIT_INTERRUPTED, Interrupted, sigint_handler
     from dslrun.runtime.execution.progress import make_progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
+    settings = settings or run_settings(spec=plan.settings)
     try:
-        runner = make_engine(engine, address=address, settings=settings)
+        runner = make_engine(settings)
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     cache = ScoreCache(cache_dir / "scores.sqlite")
-    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
+    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:
         engine_info = runner.describe()
-        with sigint_handler(interrupt_grace):
+        with sigint_handler(settings.interrupt_grace):
             if quiet:
-                result = runner.execute(plan, ctx, workers)
+                result = runner.execute(plan, ctx, settings.workers)
             else:
-                with make_progress(progress_interval) as progress:
+                with make_progress(settings.progress_interval) as progress:
                     ctx.progress = progress
-                    result = runner.execute(plan, ctx, workers)
+                    result = runner.execute(plan, ctx, settings.workers)
     except NodeFailed as e:
         if isinstance(e.cause, Interrupted):
             for line in interrupted_lines(plan, e.stats):
@@ -142,7 +143,7 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
 
         pool_scores.write(plan, result.tables, out)
     except Exception as e:  # pragma: no cover - defensive
-        print(f"warning: {pool_scores.NAME} could not be written: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"warning: pool.scores.parquet could not be written: {type(e).__name__}: {e}", file=sys.stderr)
     for line in summary_lines(plan, result):
         print(line)
     from dslrun.runtime.execution.outcomes import warning_lines

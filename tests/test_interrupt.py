@@ -80,9 +80,8 @@ def test_the_local_backend_generates_and_delivers_micro_batches():
 
     import torch
 
-    from dslrun.runtime.api.local import LocalChatBackend
+    from dslrun.runtime.api.local import CPU_MICRO_BATCH, LocalChatBackend, micro_batch
     from dslrun.runtime.api.types import Reply
-    from dslrun.runtime.execution.llm_runner import CPU_MICRO_BATCH, micro_batch
 
     class CpuModel(torch.nn.Module):
         def __init__(self):

@@ -24,50 +24,13 @@ from dslrun.runtime.execution.sample_runner import assemble, unique_first
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
 
-def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
-    p = op.llm
-    if p.backend == "local":
-        from dslrun.runtime.api.local import LocalChatBackend
-
-        model, tokenizer = ctx.models.causal_lm(op.model_name, device=p.device, dtype=p.dtype)
-        return LocalChatBackend(model, tokenizer, name=op.model_name, max_batch=micro_batch(model, p.concurrency))
-    from dslrun.runtime.api import OpenAIBackend
-
-    return OpenAIBackend(op.model_name, base_url=p.base_url, api_key_env=op.env_vars()["api_key_env"],
-                         timeout=p.timeout)
-
-
-CPU_MICRO_BATCH = 4  # replies land (and are cached) every few samples: on a CPU a batch of 16 takes many minutes
-GPU_MICRO_BATCH = 16
-
-
-def micro_batch(model: Any, concurrency: int) -> int:
-    """How many samples the local backend generates together; each batch's replies are cached when it ends."""
-    device = next(model.parameters()).device
-    return max(1, min(concurrency, CPU_MICRO_BATCH if device.type == "cpu" else GPU_MICRO_BATCH))
-
-
-def make_pool(op: LlmOperator, backend: Any) -> Any:
-    from dslrun.runtime.api import ApiPool, Price, RetryPolicy
-
-    p = op.llm
-    if p.backend == "local":
-        # Generation is serialised in the backend: a per-attempt timeout would count the
-        # queue, and nothing is paid for.
-        return ApiPool(max_concurrency=p.concurrency, retry=RetryPolicy(max_attempts=p.max_attempts),
-                       max_calls=p.max_calls)
-    price = Price(p.price["input"], p.price["output"]) if p.price else None
-    return ApiPool.for_backend(backend, rpm=p.rpm, tpm=p.tpm, max_concurrency=p.concurrency,
-                               retry=RetryPolicy(max_attempts=p.max_attempts), max_calls=p.max_calls,
-                               max_cost=p.max_cost, price=price, attempt_timeout=p.timeout)
-
-
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
+    from dslrun.runtime.api.connect import backend_for, pool_for
     from dslrun.runtime.execution.interrupt import CONTROLLER
 
-    backend = make_backend(op, ctx)
-    pool = make_pool(op, backend)
+    backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
+    pool = pool_for(op.llm, backend)
     with CONTROLLER.stopping(pool.stop):  # Ctrl-C: replies in flight land, nothing new is sent
         return pool.run_sync(requests, backend, on_result, parse=op.parse)
 

@@ -26,8 +26,8 @@ def kept_warning(stats: NodeStats, has_inputs: bool, share: float) -> str | None
     return None
 
 
-def check_kept(stats: NodeStats, has_inputs: bool, settings: dict[str, Any]) -> None:
-    share = settings.get("warn_kept_below")
+def check_kept(stats: NodeStats, has_inputs: bool, settings: Any) -> None:
+    share = getattr(settings, "warn_kept_below", None)
     line = kept_warning(stats, has_inputs, DEFAULT_WARN_KEPT_BELOW if share is None else float(share))
     if line is not None:
         stats.warnings.append(line)
