@@ -189,9 +189,8 @@ def cmd_cache(args) -> int:
     if args.action == "ls":
         rows = cache.ls()
         print(f"cache {cdir}: {len(rows)} nodes, {sum(r['samples'] for r in rows)} samples")
-        for r in rows:
-            print(f"  {r['node']}  {r['op']:<14} v{r['version']:<3} {r['samples']:>8} samples "
-                  f"{r['bytes'] / 1e6:>8.2f} MB  {r['model'] or ''}")
+        for line in cache_table(rows):
+            print("  " + line)
         return EXIT_OK
     if not (args.all or args.older_than is not None or args.op):
         print("cache gc: say what to delete: --older-than DAYS, --op NAME, or --all", file=sys.stderr)
@@ -199,6 +198,27 @@ def cmd_cache(args) -> int:
     n = cache.gc(older_than_days=None if args.all else args.older_than, ops=args.op or None)
     print(f"deleted {n} cached scores")
     return EXIT_OK
+
+
+def cache_table(rows: list[dict[str, Any]]) -> list[str]:
+    """``dslrun cache ls``: one line per cached node, enough to tell two entries of one operator apart."""
+    import hashlib
+
+    header = ("node", "operator", "template", "model", "params", "rows", "size")
+    body = []
+    for r in rows:
+        try:
+            params = json.loads(r.get("params") or "{}")
+        except ValueError:
+            params = {}
+        template = params.get("template") if isinstance(params, dict) else None
+        digest = hashlib.sha256((r.get("params") or "").encode()).hexdigest()[:8]
+        model = (r["model"] or "-").split("@")[0]
+        body.append((r["node"][:12], f"{r['op']} v{r['version']}", str(template or "-"), model[:48], digest,
+                     str(r["samples"]), f"{r['bytes'] / 1e6:.2f} MB"))
+    widths = [max(len(x[c]) for x in [header, *body]) for c in range(len(header))]
+    return ["  ".join(cell.rjust(w) if c >= 5 else cell.ljust(w) for c, (cell, w) in enumerate(zip(x, widths))).rstrip()
+            for x in [header, *body]]
 
 
 def cmd_run(args) -> int:
