@@ -127,14 +127,14 @@ def cmd_check(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from dslrun.runtime.cache.sqlite import ScoreCache
+    from dslrun.runtime.cache.open_store import open_store
     from dslrun.runtime.config import run_settings
     from dslrun.runtime.execution.context import RunContext
     from dslrun.runtime.execution.planner import dry_run, render
 
     plan, _, _ = _compile(args)
     cdir = cache_dir(args.cache_dir)
-    cache = ScoreCache(cdir / "scores.sqlite")
+    cache = open_store(cdir)
     ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache, settings=run_settings(spec=plan.settings))
     print(render(plan, dry_run(plan, ctx), str(cdir)))
     return EXIT_OK
@@ -182,10 +182,11 @@ def cmd_schema(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from dslrun.runtime.cache.sqlite import ScoreCache
+    from dslrun.runtime.cache.open_store import open_store
+    from dslrun.runtime.cache.store import ReadOnlyStore
 
     cdir = cache_dir(args.cache_dir)
-    cache = ScoreCache(cdir / "scores.sqlite")
+    cache = open_store(cdir)
     if args.action == "ls":
         rows = cache.ls()
         print(f"cache {cdir}: {len(rows)} nodes, {sum(r['samples'] for r in rows)} samples")
@@ -195,7 +196,11 @@ def cmd_cache(args) -> int:
     if not (args.all or args.older_than is not None or args.op):
         print("cache gc: say what to delete: --older-than DAYS, --op NAME, or --all", file=sys.stderr)
         return EXIT_SPEC
-    n = cache.gc(older_than_days=None if args.all else args.older_than, ops=args.op or None)
+    try:
+        n = cache.gc(older_than_days=None if args.all else args.older_than, ops=args.op or None)
+    except ReadOnlyStore as e:
+        print(f"cache gc: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
     print(f"deleted {n} cached scores")
     return EXIT_OK
 

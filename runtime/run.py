@@ -13,7 +13,6 @@ from dslrun.core.params import FieldKind, field_kind
 from dslrun.core.settings import RunSettings
 from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
-from dslrun.runtime.cache.sqlite import ScoreCache
 from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.pool_files import atomic_write
 from dslrun.runtime.execution.context import RunContext
@@ -103,7 +102,9 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    cache = ScoreCache(cache_dir / "scores.sqlite")
+    from dslrun.runtime.cache.open_store import open_store
+
+    cache = open_store(cache_dir)
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:
         engine_info = runner.describe()

@@ -40,7 +40,7 @@ def until(cond, proc) -> None:
 
 def test_first_ctrl_c_caches_what_is_in_flight_and_says_how_to_resume(tmp_path):
     hold = threading.Event()
-    with OpenAITestServer(hold=hold) as srv:
+    with OpenAITestServer(gate=hold) as srv:
         proc = start(tmp_path, srv)
         until(lambda: srv.stats().total == 4, proc)  # 4 in flight (concurrency), held at the server
         proc.send_signal(signal.SIGINT)
@@ -59,7 +59,7 @@ def test_first_ctrl_c_caches_what_is_in_flight_and_says_how_to_resume(tmp_path):
 
 def test_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path):
     hold = threading.Event()
-    with OpenAITestServer(hold=hold) as srv:
+    with OpenAITestServer(gate=hold) as srv:
         proc = start(tmp_path, srv)
         until(lambda: srv.stats().total == 4, proc)
         proc.send_signal(signal.SIGINT)

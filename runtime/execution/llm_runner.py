@@ -17,6 +17,7 @@ from typing import Any
 
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.llm.base import LlmOperator
+from dslrun.runtime.cache.claims import share
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.sample_runner import assemble, unique_first
@@ -71,7 +72,8 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         columns = ("instruction", "input", "output")
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
-        requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
+        requests = {str(ids[r]): ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts)
+                    for r in missing}
         task = ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing)) if ctx.progress else None
         lock = threading.Lock()
 
@@ -92,10 +94,23 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(1, failed=0 if keep else 1)
 
+        def work(mine: list[str]) -> None:
+            summary = send(op, [requests[k] for k in mine], ctx, on_result)
+            ctx.stats.notes.append(summary_note(op, summary))
+
+        def collect(values: dict[str, Any]) -> None:
+            with lock:
+                results.update((sid, rename(v, back)) for sid, v in values.items())
+            if task is not None:
+                task.advance(len(values))
+
         CONTROLLER.check()
-        summary = send(op, requests, ctx, on_result)
+        # Claimed before sending: a second run on this cache waits for these replies instead of
+        # paying for them; what gets no reply is released for whoever asks next.
+        waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
+        if waited:
+            ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:
             task.done()
-        ctx.stats.notes.append(summary_note(op, summary))
         CONTROLLER.check()  # stopped by Ctrl-C: what landed is cached; do not go on with a partial table
     return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
