@@ -62,7 +62,7 @@ def test_a_failed_score_is_part_of_the_reason(tmp_path):
     (tmp_path / "s.sel").write_text(
         'pool = load(path: "pool.json")\n'
         "rated = judge-score(pool, template: alpagasus, model: test-model, base_url: $url, api_key_env: K, "
-        "timeout: 5, max_attempts: 1)\nkept = filter(rated, where: score >= 0)\nsave(kept)\n".replace(
+        "timeout: 60, max_attempts: 1)\nkept = filter(rated, where: score >= 0)\nsave(kept)\n".replace(
             "$url", "\"{url}\""))
     with OpenAITestServer(reply=lambda req: "no score here") as srv:
         spec = (tmp_path / "s.sel").read_text().replace("{url}", srv.base_url)

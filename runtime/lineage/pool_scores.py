@@ -121,8 +121,9 @@ def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
             arrays[c] = pa.array(values, type=fixed.get(c), from_pandas=True)  # NaN: null
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text
             arrays[c] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-        if arrays[c].type == pa.null():  # no sample has a value: say what it would have been
-            arrays[c] = pa.array(values, type=pa.string())
+        if arrays[c].type == pa.null():  # no sample has a value (all failed): say what it would have been
+            floats = any(isinstance(v, float) for v in values)
+            arrays[c] = pa.nulls(len(values), pa.float64() if floats else pa.string())
     meta = {b"dslrun.steps": json.dumps(path_steps(plan, tables)).encode()}
     table = pa.table(arrays).replace_schema_metadata(meta)
     path = out_dir / NAME
