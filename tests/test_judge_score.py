@@ -349,7 +349,8 @@ def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):
     prompts = [JUDGES["alpagasus"].messages(r) for r in json.loads((tmp_path / "pool.json").read_text())]
     chars = sum(len(m["content"]) for msgs in prompts for m in msgs)
     assert chars // 5 < n_in < chars // 3
-    assert row[-1] == f"${(n_in * 1.0 + n_out * 2.0) / 1e6:.4f}"
+    # a price given for a loopback server is not a cost: it is not a known paid provider
+    assert row[-1] == "-" and "no money cost (no price, or not a known paid provider)" in proc.stdout
 
 
 def test_api_calls_overlap_with_model_work(tmp_path):

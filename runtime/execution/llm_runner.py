@@ -66,9 +66,21 @@ def refusal(op: LlmOperator, summary: Any) -> str:
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
     from dslrun.runtime.api.connect import backend_for, pool_for
+    from dslrun.runtime.execution.interrupt import CONTROLLER
 
     backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
-    return pool_for(op.llm, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    pool = pool_for(op.llm, backend)
+    with CONTROLLER.stopping(pool.stop):  # Ctrl-C: replies in flight land, nothing new is sent
+        return pool.run_sync(requests, backend, on_result, parse=op.parse)
+
+
+def summary_note(op: LlmOperator, s: Any) -> str:
+    """The run summary's line for an LLM step; an in-process model has no API and no cost."""
+    if op.llm.backend != "local":
+        return f"api: {s}"
+    failed = sum(getattr(s, "failed", {}).values())
+    return (f"local model {op.model_name}: {s.total} samples: {s.ok} ok" + (f", {failed} failed" if failed else "")
+            + f"; {s.input_tokens}+{s.output_tokens} tokens in {s.elapsed_s:.1f}s")
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
@@ -124,9 +136,13 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                 requests.pop(key, None)
                 parts.add(key, rename(values, back), True)
             finished(parts.drain())
-        task = ctx.progress.task(ctx.node, len(requests)) if ctx.progress else None
+        task = ctx.progress.task(ctx.node, len(requests), cached=len(uniq) - len(missing)) if ctx.progress else None
+
+        from dslrun.runtime.execution.interrupt import CONTROLLER
 
         def on_result(result: Any) -> None:
+            if result.status == "not_run" and result.reason == "stopped" and CONTROLLER.requested.is_set():
+                return  # not sent because of Ctrl-C: neither a result nor a failure
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
                 stored_values = rename(values, stored)
@@ -152,7 +168,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                 else:
                     ctx.stats.failed += 1
             if task is not None:
-                task.advance(1)
+                task.advance(1, failed=0 if keep else 1)
 
         def work(mine: list[str]) -> None:
             try:
@@ -165,7 +181,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                     f"so the step stopped calling; {side.where()}"
                     + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
                 ) from None
-            ctx.stats.notes.append(f"api: {summary}")
+            ctx.stats.notes.append(summary_note(op, summary))
             if summary.fatal is not None:
                 raise EndpointRefused(refusal(op, summary))
 
@@ -180,6 +196,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(len(values))
 
+        CONTROLLER.check()
         # Claimed before sending: a second run on this cache waits for these replies instead of
         # paying for them; what gets no reply is released for whoever asks next.
         waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
@@ -187,6 +204,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:
             task.done()
+        CONTROLLER.check()  # stopped by Ctrl-C: what landed is cached; do not go on with a partial table
     out = op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
     reasons = out.column(op.reason_column)
     ctx.stats.outcomes = dict(Counter(outcome_of(reasons[r]) for r in first_rows))
