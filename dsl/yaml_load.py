@@ -17,8 +17,10 @@ import yaml
 from dslrun.dsl.errors import Collector, ErrorList, Span, did_you_mean, register_source
 from dslrun.dsl.fields import kind_of
 from dslrun.dsl.ir import DictV, ListV, Lit, Param, ParamDef, Ref, Setting, Spec, Step, Value
+from dslrun.dsl.limits import check_size
 from dslrun.dsl.parse import parse_expression
 from dslrun.dsl.settings import SETTINGS
+from dslrun.dsl.yaml_safe import compose
 from dslrun.operators.base import FieldKind
 
 TOP_KEYS = ("params", "steps", *SETTINGS)
@@ -202,16 +204,10 @@ class _Loader:
 
 
 def parse_yaml(text: str, file: str = "<spec>") -> Spec:
+    check_size(len(text), file)
     register_source(file, text)
     loader = _Loader(file, text)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file)
-        c = Collector()
-        c.add(span, f"invalid YAML: {e.problem or e.context}")
-        c.raise_if_any()
+    root = compose(text, file)
     spec = loader.spec(root)
     loader.errors.raise_if_any()
     return spec

@@ -1,4 +1,4 @@
-"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure.
+"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure, 3 a bug in dslrun.
 
 ``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``explain``, ``graph``, ``fmt``
 and ``schema`` never import torch or transformers.
@@ -17,7 +17,7 @@ from typing import Any
 from dslrun.dsl.errors import CLI, ErrorList, SpecError
 
 COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report")
-EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
+EXIT_OK, EXIT_RUNTIME, EXIT_SPEC, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def version() -> str:
@@ -254,6 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     except PoolError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
+    except Exception as e:  # a user never sees a traceback; DSLRUN_DEBUG=1 shows it to whoever fixes it
+        if os.environ.get("DSLRUN_DEBUG"):
+            raise
+        print(internal_error(e), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def internal_error(e: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    cause = " ".join(str(e).split())[:300]
+    return (f"internal error: {type(e).__name__}: {cause}{where}\n"
+            f"  this is a bug in dslrun {version()}, not in your spec: please report it with the command and "
+            "the spec that caused it (DSLRUN_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":  # pragma: no cover
