@@ -87,6 +87,8 @@ def resolve_params(plan: Plan) -> Plan:
         if not is_constant(p.default) or _has_param(p.default):
             plan.errors.add(_span(p.default, p.span), f"default of `{p.name}` must be a literal value",
                             "use a number, a string, true/false, null or a list of them")
+            params[p.name] = Lit(value=None, span=p.default.span)  # reported; uses of it need no echo
+            continue
         params[p.name] = p.default
     for name, value in plan.overrides.items():
         if name not in params:
@@ -289,8 +291,13 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
 
 def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
     base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
-    path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
-    if not path.exists():
+    try:
+        path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
+        found = path.exists()
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a symlink loop
+        plan.errors.add(_span(value, span), f"not a usable path: {getattr(e, 'strerror', None) or e}")
+        return _BAD
+    if not found:
         plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
                         "paths in a spec are relative to the spec's folder; on the command line, to the current one")
         return _BAD
@@ -345,14 +352,34 @@ def check_columns(plan: Plan) -> Plan:
         if node.op is None or any(not plan.nodes[i].ok for i in node.inputs if i in plan.nodes):
             continue
         inputs = [plan.nodes[i].columns for i in node.inputs if i in plan.nodes]
-        for expr in node.op.reads().values():
+        if not _arity_ok(node.op, len(node.inputs)) or len(inputs) != len(node.inputs):
+            continue  # link_inputs said so already
+        for key, expr in node.op.reads().items():
             if expr is not None:
-                infer(expr, inputs[0] if inputs else {}, plan.errors)
+                _infer(plan, node.step, key, expr, inputs[0] if inputs else {})
         try:
             node.columns = node.op.output_columns(inputs)
         except Exception as e:  # an operator's column logic failing is a spec problem to show, not a crash
             plan.errors.add(node.step.op_span or _span(node.step), str(e))
     return plan
+
+
+def _arity_ok(op: Operator, n: int) -> bool:
+    want = type(op).n_inputs
+    return n >= 1 if want is None else n == want
+
+
+def _infer(plan: Plan, step: Step, key: str, expr: Value, columns: dict[str, str]) -> None:
+    """Type-check one expression; a default the operator wrote (no position in the spec) is blamed
+    on the step, naming the parameter."""
+    found = Collector()
+    infer(expr, columns, found)
+    for e in found.errors:
+        if e.span.line:
+            plan.errors.extend([e])
+        else:
+            at = step.arg_spans.get(key) or step.op_span or _span(step)
+            plan.errors.add(at, f"{e.message} (read by `{key}`, which this step does not set)", e.hint)
 
 
 PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, link_inputs, validate_params, build_graph,

@@ -282,6 +282,8 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         msg = f"unexpected character {ch!r}"
         hint = "strings need double quotes" if ch.isprintable() and ch not in "()" else None
+        if ch in "\"'":
+            hint = "this string is not closed on its line (write a line break as \\n)"
     elif isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1)
