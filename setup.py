@@ -12,7 +12,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
-ROOTS = {"dsl": "dslrun.dsl", "operators": "dslrun.operators", "runtime": "dslrun.runtime"}
+ROOTS = {"core": "dslrun.core", "dsl": "dslrun.dsl", "operators": "dslrun.operators", "runtime": "dslrun.runtime"}
 # Non-Python files that must travel in the wheel (checked by tests/test_packaging.py).
 DATA_PATTERNS = ["*.lark", "*.txt", "*.json", "*.jinja", "*.md"]
 

@@ -37,10 +37,10 @@ from dslrun.operators.gradient_sim import GradientSimParams
 from dslrun.operators.influence.grads import adam_precondition, trainable
 from dslrun.operators.influence.project import features
 from dslrun.operators.influence.runner import Runner
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import ModelPool
+from dslrun.runtime.data.pool_files import read_pool
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.models.resident import ModelPool
 from dslrun.runtime.models.resolve import shared_model_dirs
-from dslrun.runtime.pools import read_pool
 
 REPO = Path(__file__).resolve().parents[1]
 

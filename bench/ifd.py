@@ -30,11 +30,11 @@ from pathlib import Path
 
 from dslrun.operators.ifd import Ifd
 from dslrun.operators.lm.ifd import VARIANTS
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import ModelPool
+from dslrun.runtime.data.pool_files import read_pool
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.sample_runner import run_sample_op
+from dslrun.runtime.models.resident import ModelPool
 from dslrun.runtime.models.resolve import shared_model_dirs
-from dslrun.runtime.pools import read_pool
-from dslrun.runtime.samples import run_sample_op
 
 
 def shared_data() -> Path:
@@ -89,7 +89,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pool = read_pool(shared_data() / "alpagasus" / "random_9k.json", limit=args.n).table
-    op = Ifd(Ifd.Params(variant=args.variant))
+    op = Ifd(Ifd.params_type(variant=args.variant))
     settings = {"token_budget": args.token_budget} if args.token_budget else {}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(Path(tmp), Path(tmp), cache=None, settings=settings, models=ModelPool())

@@ -34,11 +34,11 @@ import openai  # noqa: E402
 
 from dslrun.operators.judge_score import JudgeScore  # noqa: E402
 from dslrun.operators.llm.prompts import first_line_float  # noqa: E402
-from dslrun.runtime.api_nodes import run_llm_op  # noqa: E402
-from dslrun.runtime.cache import ScoreCache  # noqa: E402
-from dslrun.runtime.context import NodeStats, RunContext  # noqa: E402
-from dslrun.runtime.pools import read_pool  # noqa: E402
-from dslrun.runtime.table import Table  # noqa: E402
+from dslrun.runtime.cache.sqlite import ScoreCache  # noqa: E402
+from dslrun.runtime.data.pool_files import read_pool  # noqa: E402
+from dslrun.runtime.data.table import Table  # noqa: E402
+from dslrun.runtime.execution.context import NodeStats, RunContext  # noqa: E402
+from dslrun.runtime.execution.llm_runner import run_llm_op  # noqa: E402
 from testkit.openai_server import OpenAITestServer  # noqa: E402
 
 KEY_ENV = "DSLRUN_BENCH_API_KEY"
@@ -52,7 +52,7 @@ def pool_slice(n: int, tag: str) -> Table:
 
 
 def node(srv: OpenAITestServer, **kw) -> JudgeScore:
-    return JudgeScore(JudgeScore.Params(template="alpagasus", model="test-model", base_url=srv.base_url,
+    return JudgeScore(JudgeScore.params_type(template="alpagasus", model="test-model", base_url=srv.base_url,
                                         api_key_env=KEY_ENV, timeout=30, **kw))
 
 

@@ -37,11 +37,11 @@ from dslrun.operators.influence.golden import (
     naive_one_shot,
 )
 from dslrun.operators.nuggets import GOLDEN, GoldenParams, GoldenScore, Nuggets, Scorer
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import ModelPool, identity
+from dslrun.runtime.data.pool_files import read_pool
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.sample_runner import run_sample_op
+from dslrun.runtime.models.resident import ModelPool, identity
 from dslrun.runtime.models.resolve import shared_model_dirs
-from dslrun.runtime.pools import read_pool
-from dslrun.runtime.samples import run_sample_op
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def main() -> None:
     anchor_rows = read_pool(anchor_file, limit=args.anchors).table
     texts = [(str(a), str(b), str(c)) for a, b, c in zip(*(anchor_rows.column(k) for k in
                                                           ("instruction", "input", "output")))]
-    op = Nuggets(Nuggets.Params(anchors=str(anchor_file), model=args.model))
+    op = Nuggets(Nuggets.params_type(anchors=str(anchor_file), model=args.model))
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(Path(tmp), Path(tmp), cache=None, models=ModelPool())
         model, tok = ctx.models.causal_lm(args.model)  # loaded once, outside both timings

@@ -11,7 +11,7 @@ The last line is machine-readable:
     python bench/scale.py                  # 1M rows: ~3.5 min on 2 cores; drivers peak at ~0.6-1 GiB
     python bench/scale.py --rows 100000    # ~30 s
 
-A pool over 100k rows keeps its text on disk (runtime/disk_columns.py); ``--spill-rows``
+A pool over 100k rows keeps its text on disk (runtime/data/disk_columns.py); ``--spill-rows``
 moves that threshold (``--spill-rows 0``: always; a huge number: never, the old layout).
 """
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dslrun.runtime.model_pool import resolve
-from dslrun.runtime.pools import read_pool
+from dslrun.runtime.data.pool_files import read_pool
+from dslrun.runtime.models.resident import resolve
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 POOLS = ["alpagasus/random_9k.json", "alpagasus/claude_t45.json", "alpagasus/helpfulness_t45.json",

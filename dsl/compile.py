@@ -17,25 +17,14 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
-from dslrun.dsl.errors import CLI, Collector, Span, did_you_mean
-from dslrun.dsl.expr import infer
-from dslrun.dsl.ir import (
-    DictV,
-    ListV,
-    Lit,
-    Param,
-    Ref,
-    Setting,
-    Spec,
-    Step,
-    Value,
-    is_constant,
-    to_python,
-    walk,
-)
+from dslrun.core.errors import CLI, Collector, Span, did_you_mean
+from dslrun.core.expr import infer
+from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value, is_constant, to_python, walk
+from dslrun.dsl.ir import Setting, Spec, Step
 from dslrun.dsl.settings import SETTINGS, setting_problem
 from dslrun.operators import registry
-from dslrun.operators.base import FieldKind, Operator, field_kind
+from dslrun.operators.base import Operator
 
 
 @dataclass
@@ -230,11 +219,11 @@ def validate_params(plan: Plan) -> Plan:
             continue
         step = node.step
         values: dict[str, Any] = {}
-        fields = cls.Params.model_fields
+        fields = cls.params_type.model_fields
         bad = False
         for key, raw in step.args:
             span = step.arg_spans.get(key) or _span(raw, step.span)
-            kind = field_kind(cls.Params, key)
+            kind = field_kind(cls.params_type, key)
             if kind is None:
                 plan.errors.add(span, f"unknown parameter `{key}` for `{cls.name}`",
                                 did_you_mean(key, fields) or _param_list(cls))
@@ -249,7 +238,7 @@ def validate_params(plan: Plan) -> Plan:
         if bad:
             continue
         try:
-            node.op = cls(cls.Params(**values))
+            node.op = cls(cls.params_type(**values))
         except ValidationError as e:
             for err in e.errors():
                 key = str(err["loc"][0]) if err["loc"] else ""
@@ -312,11 +301,11 @@ def _shown(path: Path, cwd: Path) -> str:
 
 
 def _param_list(cls: type[Operator]) -> str:
-    return f"`{cls.name}` takes: " + ", ".join(f"`{k}`" for k in cls.Params.model_fields)
+    return f"`{cls.name}` takes: " + ", ".join(f"`{k}`" for k in cls.params_type.model_fields)
 
 
 def _param_hint(cls: type[Operator], key: str) -> str | None:
-    f = cls.Params.model_fields.get(key)
+    f = cls.params_type.model_fields.get(key)
     return f.description if f is not None and f.description else None
 
 

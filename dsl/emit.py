@@ -12,22 +12,10 @@ import re
 
 import yaml
 
+from dslrun.core.params import FieldKind
+from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value
 from dslrun.dsl.fields import kind_of
-from dslrun.dsl.ir import (
-    Binary,
-    Call,
-    DictV,
-    ListV,
-    Lit,
-    Param,
-    Ref,
-    Setting,
-    Spec,
-    Step,
-    Unary,
-    Value,
-)
-from dslrun.operators.base import FieldKind
+from dslrun.dsl.ir import Setting, Spec, Step
 
 _PREC = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
          "in": 4, "not in": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "neg": 7, "**": 8}

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 
 import networkx as nx
 
+from dslrun.core.cost import Feasibility, Stage
+from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
-from dslrun.dsl.ir import to_python
-from dslrun.operators.base import Feasibility, Stage
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,17 @@ step fields become references, and bare words in plain fields are strings.
 
 from __future__ import annotations
 
-from dslrun.dsl.ir import Binary, DictV, ListV, Lit, Ref, Spec, Step, Value
+from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.values import Binary, DictV, ListV, Lit, Ref, Value
+from dslrun.dsl.ir import Spec, Step
 from dslrun.operators import registry
-from dslrun.operators.base import FieldKind, field_kind
 
 
 def kind_of(op: str, key: str) -> FieldKind:
     cls = registry.get(op)
     if cls is None:
         return FieldKind.VALUE
-    return field_kind(cls.Params, key) or FieldKind.VALUE
+    return field_kind(cls.params_type, key) or FieldKind.VALUE
 
 
 def _hyphen_word(v: Value) -> str | None:

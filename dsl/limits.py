@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from dslrun.dsl.errors import ErrorList, Span, SpecError
+from dslrun.core.errors import ErrorList, Span, SpecError
 
 MAX_SPEC_BYTES = 1_000_000  # a whole spec file
 MAX_DEPTH = 64  # nested lists, dicts, calls and operators, in either spelling

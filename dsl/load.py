@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dslrun.dsl.errors import Collector, Span
+from dslrun.core.errors import Collector, Span
 from dslrun.dsl.fields import normalize_sel
 from dslrun.dsl.ir import Spec
 from dslrun.dsl.limits import check_size

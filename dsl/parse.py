@@ -17,22 +17,9 @@ from importlib import resources
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from dslrun.dsl.errors import Collector, ErrorList, Span, register_source
-from dslrun.dsl.ir import (
-    Binary,
-    Call,
-    DictV,
-    ListV,
-    Lit,
-    Param,
-    ParamDef,
-    Ref,
-    Setting,
-    Spec,
-    Step,
-    Unary,
-    Value,
-)
+from dslrun.core.errors import Collector, ErrorList, Span, register_source
+from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value
+from dslrun.dsl.ir import ParamDef, Setting, Spec, Step
 from dslrun.dsl.limits import (
     MAX_DEPTH,
     MAX_NODES,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dslrun.core.params import FieldKind, field_kind
 from dslrun.dsl.settings import ENGINES
 from dslrun.operators import registry
-from dslrun.operators.base import FieldKind, field_kind
 
 _VALUE = {"description": "a literal, a list, or $param"}
 _PARAM_REF = {"type": "string", "pattern": r"^\$[A-Za-z_]\w*$"}
@@ -27,7 +27,7 @@ SETTINGS_SCHEMA = {
 
 
 def _field_schema(cls, key: str, prop: dict[str, Any]) -> dict[str, Any]:
-    kind = field_kind(cls.Params, key)
+    kind = field_kind(cls.params_type, key)
     desc = prop.get("description")
     if kind == FieldKind.EXPR:
         out: dict[str, Any] = {"type": ["string", "number", "boolean"], "description": (desc or "") +
@@ -47,7 +47,7 @@ def spec_schema() -> dict[str, Any]:
     steps = []
     for name in registry.names():
         cls = registry.get(name)
-        ps = cls.Params.model_json_schema()
+        ps = cls.params_type.model_json_schema()
         props: dict[str, Any] = {
             "op": {"const": name, "description": cls.summary()},
             "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from dslrun.dsl.errors import did_you_mean
+from dslrun.core.errors import did_you_mean
 
 ENGINES = ("local", "ray")
 

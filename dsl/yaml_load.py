@@ -14,14 +14,15 @@ import re
 
 import yaml
 
-from dslrun.dsl.errors import Collector, ErrorList, Span, did_you_mean, register_source
+from dslrun.core.errors import Collector, ErrorList, Span, did_you_mean, register_source
+from dslrun.core.params import FieldKind
+from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value
 from dslrun.dsl.fields import kind_of
-from dslrun.dsl.ir import DictV, ListV, Lit, Param, ParamDef, Ref, Setting, Spec, Step, Value
+from dslrun.dsl.ir import ParamDef, Setting, Spec, Step
 from dslrun.dsl.limits import check_size
 from dslrun.dsl.parse import parse_expression
 from dslrun.dsl.settings import SETTINGS
 from dslrun.dsl.yaml_safe import compose
-from dslrun.operators.base import FieldKind
 
 TOP_KEYS = ("params", "steps", *SETTINGS)
 STEP_KEYS = ("name", "op", "input")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import yaml
 from yaml.events import AliasEvent
 
-from dslrun.dsl.errors import ErrorList, Span, SpecError
+from dslrun.core.errors import ErrorList, Span, SpecError
 from dslrun.dsl.limits import (
     MAX_ALIAS_NODES,
     MAX_DEPTH,

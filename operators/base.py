@@ -1,128 +1,68 @@
-"""The operator contract: a frozen pydantic ``Params``, declared columns, a resource kind, a version.
+"""The operator contract: typed ``Params``, declared columns, a resource kind, a version.
 
 An operator says *what* to compute. The runtime decides batching, device,
-concurrency and caching. Two flavours:
+concurrency and caching. Three kinds, siblings, each run by one runner of the
+runtime (``runtime/execution/dispatch.py`` holds the one table of them):
 
-* ``SampleOperator`` maps each sample to new column values (scores, counts,
-  embeddings). Results are cached per sample, so these are the operators that
-  cost model or API time.
 * ``TableOperator`` works on whole tables: loading, filtering, ranking,
-  sampling, saving. They are cheap and never cached.
+  sampling, saving. Its own results are not cached; a step that scores samples
+  one by one after shared work hands that part to ``ctx.run_cached``.
+* ``SampleOperator`` maps each sample to new column values (scores, counts,
+  embeddings) in batches; results are cached per sample.
+* ``LlmOperator`` (``operators/llm/base.py``) gets each sample's values from one
+  chat call; replies are cached per sample the moment they land.
 
-Field markers on ``Params`` tell the front-ends and the compiler how to read a
-spec value: ``Expr`` (an expression over columns), ``StepRef`` (another step),
-``InputPath`` (a file that must exist, relative to the spec), ``OutputPath``
-(relative to the run's output directory), ``EnvVar`` (the *name* of an
-environment variable holding a secret; checked when run, not when checked).
+``SampleOperator`` and ``LlmOperator`` share ``CachedOperator``: what a per-sample
+cache entry is keyed by (``core/keys.py``) and what ``dslrun plan`` asks of it.
+Every hook an operator may provide is declared here, with its default.
+
+Parameters, their field markers, column types and cost/feasibility records live in
+``dslrun.core`` (``core/params.py``, ``core/columns.py``, ``core/cost.py``): the
+language and the runtime read them without importing any operator.
 """
 
 from __future__ import annotations
 
-import enum
-import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from dslrun.core.columns import Columns
+from dslrun.core.cost import Cost, Feasibility, Resource, Stage
+from dslrun.core.params import Params
 
 if TYPE_CHECKING:
-    from dslrun.runtime.context import RunContext
-    from dslrun.runtime.table import Table
+    from dslrun.core.context import RunContext
+    from dslrun.runtime.data.table import Table
 
 
-class Resource(str, enum.Enum):
-    CPU = "cpu"
-    MODEL = "model"
-    API = "api"
+P = TypeVar("P", bound=Params)
 
 
-class FieldKind(str, enum.Enum):
-    EXPR = "expr"
-    STEP = "step"
-    INPUT_PATH = "input_path"
-    OUTPUT_PATH = "output_path"
-    ENV = "env"
-    VALUE = "value"
+class Operator(Generic[P]):
+    """An operator generic in its parameters: ``class Ifd(SampleOperator[IfdParams])``.
 
-
-Expr = Annotated[Any, FieldKind.EXPR]
-StepRef = Annotated[str, FieldKind.STEP]
-InputPath = Annotated[str, FieldKind.INPUT_PATH]
-OutputPath = Annotated[str, FieldKind.OUTPUT_PATH]
-EnvVar = Annotated[str, FieldKind.ENV]
-
-
-class Params(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
-
-# Column types, for static checks of expressions and column flow.
-STR, INT, FLOAT, BOOL, LIST, VECTOR, ANY = "str", "int", "float", "bool", "list", "vector", "any"
-Columns = dict[str, str]
-
-# Columns every loaded pool has. ``messages`` holds the conversation in OpenAI form.
-BASE_COLUMNS: Columns = {
-    "id": STR,
-    "instruction": STR,
-    "input": STR,
-    "output": STR,
-    "messages": LIST,
-    "n_turns": INT,
-}
-
-
-class Cost(BaseModel):
-    """What computing some samples will take; ``dslrun plan`` sums these."""
-
-    samples: int = 0
-    forward_passes: int = 0
-    api_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    money: float | None = None
-
-
-class Stage(str, enum.Enum):
-    """Where a step sits in the literature's three-stage scheme (``dslrun explain`` counts by it)."""
-
-    IO = "io"                  # reading and writing pools: not part of the selector
-    SELECTOR = "selector"      # a feature, a quality label or a selection algorithm: one algorithm step
-    EVALUATION = "evaluation"  # fine-tuning and judging the result: not part of the selector
-
-
-class Feasibility(BaseModel):
-    """What one step adds to the spec's feasibility profile (see ``dsl/explain.py``).
-
-    ``uses_pfm``: the step's values depend on the pending fine-tune model itself, so
-    changing that model means re-scoring. ``trains_on_pool``: the step trains a model on
-    candidate data, so a new pool means re-training. ``closed_api``: the step sends the
-    samples to a proprietary model's API.
+    ``params_type`` (the ``Params`` model the compiler validates a step against) is
+    read from that type argument when the class is defined.
     """
 
-    stage: Stage = Stage.SELECTOR
-    # A feature or quality label (one algorithm step each), or row selection (a chain of
-    # filters, ranks and derives is one step, however it is spelled).
-    labels: bool = False
-    llm_uses: int = 0
-    trained_llms: int = 0
-    uses_pfm: bool = False
-    trains_on_pool: bool = False
-    closed_api: bool = False
-    model: str | None = None  # the LLM the step uses, compared with the spec's PFM
-
-
-class Operator:
     name: ClassVar[str]
     version: ClassVar[str] = "1"
-    resource: ClassVar[Resource] = Resource.CPU
+    resource: Resource = Resource.CPU
     stage: ClassVar[Stage] = Stage.SELECTOR
     computes_labels: ClassVar[bool] = False
-    Params: ClassVar[type[Params]]
+    params_type: ClassVar[type[Params]] = Params
     # Number of positional inputs: 0 (a source), 1, or None for "one or more".
     n_inputs: ClassVar[int | None] = 1
 
-    def __init__(self, params: Params):
-        self.params = params
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = get_args(base) if get_origin(base) is not None else ()
+            if args and isinstance(args[0], type) and issubclass(args[0], Params):
+                cls.params_type = args[0]
+
+    def __init__(self, params: P):
+        self.params: P = params
 
     @classmethod
     def summary(cls) -> str:
@@ -144,14 +84,30 @@ class Operator:
         """This step's part of the spec's feasibility profile; LLM operators override it."""
         return Feasibility(stage=self.stage, labels=self.computes_labels)
 
+    def env_vars(self) -> dict[str, str]:
+        """Environment variables the step needs when it runs, by parameter name (checked before any work)."""
+        return {}
 
-class SampleOperator(Operator):
-    """Adds columns computed per sample; cached per sample by the runtime."""
+
+class TableOperator(Operator[P]):
+    """Transforms whole tables (load, filter, rank, save, …); its own results are not cached."""
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        raise NotImplementedError
+
+    def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost] | None:
+        """For ``dslrun plan``: (samples, cached, work left) of the per-sample work this step
+        hands to ``ctx.run_cached``; None for a step that has none."""
+        return None
+
+
+class CachedOperator(Operator[P]):
+    """What the two per-sample kinds share: produced columns and what keys their cache entries."""
 
     produces: ClassVar[Columns] = {}
     cacheable: ClassVar[bool] = True
     computes_labels = True
-    # The columns ``compute`` reads (None: any). An engine that ships batches to other
+    # The columns the operator reads (None: any). An engine that ships batches to other
     # processes sends only these and ``id``; ``_record`` is never sent.
     columns_read: ClassVar[tuple[str, ...] | None] = None
 
@@ -167,36 +123,14 @@ class SampleOperator(Operator):
     def estimate(self, n_samples: int) -> Cost:
         return Cost(samples=n_samples)
 
+    def estimate_rows(self, table: Table, rows: list[int]) -> Cost:
+        """The work left for these rows of ``table`` (``dslrun plan``); by default ``estimate``."""
+        return self.estimate(len(rows))
+
+
+class SampleOperator(CachedOperator[P]):
+    """Adds columns computed per sample, a batch at a time; cached per sample by the runtime."""
+
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
         """One mapping of produced column → value per row of ``batch``."""
         raise NotImplementedError
-
-
-class TableOperator(Operator):
-    """Transforms whole tables (load, filter, rank, save, …); not cached."""
-
-    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        raise NotImplementedError
-
-
-def field_kind(params_cls: type[BaseModel], key: str) -> FieldKind | None:
-    """How a spec value for ``key`` is to be read; None when the key is unknown."""
-    field = params_cls.model_fields.get(key)
-    if field is None:
-        return None
-    for meta in field.metadata:
-        if isinstance(meta, FieldKind):
-            return meta
-    return _kind_in(field.annotation) or FieldKind.VALUE
-
-
-def _kind_in(annotation: Any) -> FieldKind | None:
-    """The marker inside ``Expr | None``, ``list[StepRef]`` and the like."""
-    for meta in getattr(annotation, "__metadata__", ()):
-        if isinstance(meta, FieldKind):
-            return meta
-    for arg in typing.get_args(annotation):
-        kind = _kind_in(arg)
-        if kind is not None:
-            return kind
-    return None

@@ -9,10 +9,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import Params, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.params import Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 _SPACE = re.compile(r"\s+")
 
@@ -29,11 +30,10 @@ def normalized(text: str) -> str:
 
 
 @register
-class Dedup(TableOperator):
+class Dedup(TableOperator[DedupParams]):
     """Keep the first of each group of duplicates; order is kept."""
 
     name = "dedup"
-    Params = DedupParams
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs

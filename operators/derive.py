@@ -6,12 +6,14 @@ import re
 
 from pydantic import Field, field_validator
 
-from dslrun.dsl.errors import Collector
-from dslrun.dsl.expr import evaluate, infer
-from dslrun.operators.base import Columns, Expr, Params, TableOperator
+from dslrun.core.columns import Columns
+from dslrun.core.context import RunContext
+from dslrun.core.errors import Collector
+from dslrun.core.expr import evaluate, infer
+from dslrun.core.params import Expr, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
 
 
 class DeriveParams(Params):
@@ -27,11 +29,10 @@ class DeriveParams(Params):
 
 
 @register
-class Derive(TableOperator):
+class Derive(TableOperator[DeriveParams]):
     """Add `column` = `expr`, evaluated vectorised over the table."""
 
     name = "derive"
-    Params = DeriveParams
 
     def reads(self):
         return {"expr": self.params.expr}

@@ -11,13 +11,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dslrun.dsl.expr import evaluate
-from dslrun.dsl.ir import Ref
-from dslrun.operators.base import Expr, Params, StepRef, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.expr import evaluate
+from dslrun.core.params import Expr, Params, StepRef
+from dslrun.core.values import Ref
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.operators.selection import deita_filter, facility_location, kcenter_greedy, tag_coverage
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 METHODS = ("deita", "kcenter", "tag-coverage", "facility-location")
 
@@ -47,11 +48,10 @@ class DiverseSampleParams(Params):
 
 
 @register
-class DiverseSample(TableOperator):
+class DiverseSample(TableOperator[DiverseSampleParams]):
     """Select k samples that are good and unlike each other."""
 
     name = "diverse-sample"
-    Params = DiverseSampleParams
 
     def step_refs(self) -> list[str]:
         return [self.params.given] if self.params.given else []

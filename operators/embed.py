@@ -20,19 +20,13 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import (
-    VECTOR,
-    Columns,
-    Cost,
-    Feasibility,
-    Params,
-    Resource,
-    SampleOperator,
-)
+from dslrun.core.columns import VECTOR, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 
 class EmbedParams(Params):
@@ -57,13 +51,12 @@ def texts_of(batch: Table, of: str) -> list[str]:
 
 
 @register
-class Embed(SampleOperator):
+class Embed(SampleOperator[EmbedParams]):
     """A vector per sample from a sentence encoder or a causal LM's hidden states."""
 
     name = "embed"
     version = "1"
     resource = Resource.MODEL
-    Params = EmbedParams
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0]) if inputs else {}
@@ -71,7 +64,7 @@ class Embed(SampleOperator):
         return cols
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, self.params.kind)
 

@@ -16,19 +16,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import (
-    InputPath,
-    OutputPath,
-    Params,
-    Resource,
-    Stage,
-    StepRef,
-    TableOperator,
-)
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Resource, Stage
+from dslrun.core.params import InputPath, OutputPath, Params, StepRef
+from dslrun.operators.base import TableOperator
 from dslrun.operators.llm.base import LlmParams
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 SPECIAL = ("full", "random")
 
@@ -90,14 +84,13 @@ class EvaluateParams(Params):
 
 
 @register
-class Evaluate(TableOperator):
+class Evaluate(TableOperator[EvaluateParams]):
     """Fine-tune SEM and counterparts, judge them pairwise, report W/T/L, PIR, SDF and the efficiency graph."""
 
     name = "evaluate"
     stage = Stage.EVALUATION  # not part of the selector: `dslrun explain` leaves it out
     version = "1"
     resource = Resource.MODEL
-    Params = EvaluateParams
 
     @property
     def p(self) -> EvaluateParams:

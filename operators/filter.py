@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from dslrun.dsl.expr import evaluate
-from dslrun.operators.base import Expr, Params, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.expr import evaluate
+from dslrun.core.params import Expr, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 
 class FilterParams(Params):
@@ -17,11 +18,10 @@ class FilterParams(Params):
 
 
 @register
-class Filter(TableOperator):
+class Filter(TableOperator[FilterParams]):
     """Keep rows where `where` is true (missing values count as false); order is kept."""
 
     name = "filter"
-    Params = FilterParams
 
     def reads(self):
         return {"where": self.params.where}

@@ -24,23 +24,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import (
-    ANY,
-    FLOAT,
-    STR,
-    Columns,
-    Cost,
-    Feasibility,
-    InputPath,
-    Params,
-    Resource,
-    TableOperator,
-)
+from dslrun.core.columns import ANY, FLOAT, STR, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import InputPath, NoCache, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
 
 NAME = "gradient-sim"
 FEATURES = "_grad_features"
@@ -83,12 +74,11 @@ class FeatureParams(Params):
     dtype: str
 
 
-class GradFeatures(BoundOperator):
+class GradFeatures(BoundOperator[FeatureParams]):
     """Per-sample projected gradient features for every warm-up checkpoint (cached); state: the Runner."""
 
     name = NAME
     version = "1"
-    Params = FeatureParams
     produces = {FEATURES: ANY}
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
@@ -97,13 +87,12 @@ class GradFeatures(BoundOperator):
 
 
 @register
-class GradientSim(TableOperator):
+class GradientSim(TableOperator[GradientSimParams]):
     """LESS: LoRA warm-up, projected Adam gradients, similarity to a target task's gradients."""
 
     name = NAME
     version = "1"
     resource = Resource.MODEL
-    Params = GradientSimParams
 
     def feasibility(self) -> Feasibility:
         # LESS trains one model (the LoRA warm-up, on pool samples) and scores with the PFM's own gradients.
@@ -115,7 +104,7 @@ class GradientSim(TableOperator):
 
     def _setup(self, table: Table, ctx: RunContext) -> tuple[Any, Table, list[tuple[GradFeatures, Table]]]:
         """The runner (nothing loaded yet), the target table, and the cached feature step of each."""
-        from dslrun.runtime.pools import read_pool
+        from dslrun.runtime.data.pool_files import read_pool
 
         from .influence.runner import Runner
 
@@ -123,7 +112,7 @@ class GradientSim(TableOperator):
         target = read_pool(p.target).table
         if len(target) == 0:
             raise ValueError(f"{p.target}: the target set has no valid example")
-        runner = Runner(p, ctx, cache_root(ctx))
+        runner = Runner(p, ctx, ctx.cache_root)
         runner.warmup_samples(table)
         steps = []
         for kind, tab in (("adam", table), ("sgd", target)):
@@ -134,15 +123,12 @@ class GradientSim(TableOperator):
 
     def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
         """For ``dslrun plan``: samples (candidates + targets), cached ones, and the work left."""
-        from dslrun.runtime.samples import node_fingerprint, unique_first
-
         runner, _, steps = self._setup(inputs[0], ctx)
         chosen, folder = runner.warmup_samples(inputs[0])
         samples = cached = 0
         for op, tab in steps:
-            uniq, _ = unique_first(tab.ids)
-            samples += len(uniq)
-            cached += ctx.cache.count(node_fingerprint(op), uniq) if ctx.cache is not None else 0
+            n, hit = ctx.count_cached(op, tab)
+            samples, cached = samples + n, cached + hit
         trained = (folder / "done.json").exists()
         epochs = self.params.epochs
         passes = 2 * epochs * (samples - cached) + (0 if trained else 2 * epochs * len(chosen))
@@ -151,26 +137,17 @@ class GradientSim(TableOperator):
         return samples, cached, Cost(samples=samples - cached, forward_passes=passes)
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.samples import run_sample_op
-
         from .influence.match import checkpoint_weights, influence_matrix, subtask_scores
 
         (table,) = inputs
         p = self.params
         col = p.column
-        if len(table) == 0 or ctx.dry_run and not _all_cached(self.dry_run_cost(inputs, ctx)):
+        if len(table) == 0:
             return table.with_columns({col: as_column([None] * len(table), FLOAT),
                                        col + "_subtask": as_column([None] * len(table), STR)})
         runner, target, steps = self._setup(table, ctx)
-        runner.warm_up(table)
-        stats = {"hits": 0, "misses": 0, "computed": 0}
-        out = {}
-        for (op, tab), kind in zip(steps, ("adam", "sgd")):
-            done = run_sample_op(op, tab, ctx)
-            for k, attr in (("hits", "cache_hits"), ("misses", "cache_misses"), ("computed", "computed")):
-                stats[k] += getattr(ctx.stats, attr)
-            out[kind] = done.column(FEATURES)
-        ctx.stats.cache_hits, ctx.stats.cache_misses, ctx.stats.computed = stats["hits"], stats["misses"], stats["computed"]
+        runner.warm_up(table)  # its checkpoints weigh the scores, so it is found (or trained) either way
+        out = {kind: ctx.run_cached(op, tab).column(FEATURES) for (op, tab), kind in zip(steps, ("adam", "sgd"))}
         cand_ok = [i for i, f in enumerate(out["adam"]) if f is not None]
         targ_ok = [i for i, f in enumerate(out["sgd"]) if f is not None]
         if not targ_ok:
@@ -190,15 +167,6 @@ class GradientSim(TableOperator):
             ctx.stats.notes.append(f"{len(table) - len(cand_ok)} samples have no response token within "
                                    f"max_length={p.max_length}: no {col}")
         return table.with_columns({col: as_column(scores, FLOAT), col + "_subtask": as_column(best, STR)})
-
-
-def _all_cached(cost: tuple[int, int, Cost]) -> bool:
-    return cost[1] == cost[0]
-
-
-def cache_root(ctx: RunContext) -> Path:
-    """Warm-up checkpoints live beside the score cache (they are cache too)."""
-    return ctx.cache.path.parent if ctx.cache is not None else ctx.out_dir / ".dslrun"
 
 
 def template_key(template: str) -> str:

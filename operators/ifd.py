@@ -12,20 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import (
-    FLOAT,
-    STR,
-    Columns,
-    Cost,
-    Feasibility,
-    Params,
-    Resource,
-    SampleOperator,
-)
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 COLUMNS: Columns = {"ifd": FLOAT, "ppl_conditioned": FLOAT, "ppl_direct": FLOAT, "loss_conditioned": FLOAT,
                     "loss_direct": FLOAT, "ifd_reason": STR}
@@ -48,17 +41,16 @@ class IfdParams(Params):
 
 
 @register
-class Ifd(SampleOperator):
+class Ifd(SampleOperator[IfdParams]):
     """IFD, both perplexities and both mean losses per sample, with a reason for every invalid one."""
 
     name = "ifd"
     version = "1"
     resource = Resource.MODEL
-    Params = IfdParams
     produces = COLUMNS
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, "causal-lm")
 

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import FLOAT, STR, Columns, InputPath
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.params import InputPath
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.prompts import (
     DIGITS,
@@ -63,12 +64,11 @@ class JudgeParams(LlmParams):
 
 
 @register
-class JudgeScore(LlmOperator):
+class JudgeScore(LlmOperator[JudgeParams]):
     """An LLM's score per sample, with the raw reply cached and a reason for every unscored sample."""
 
     name = "judge-score"
     version = "1"
-    Params = JudgeParams
 
     @property
     def p(self) -> JudgeParams:

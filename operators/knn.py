@@ -11,12 +11,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dslrun.dsl.ir import Ref
-from dslrun.operators.base import FLOAT, Columns, Params, TableOperator
+from dslrun.core.columns import FLOAT, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.params import Params
+from dslrun.core.values import Ref
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.operators.selection.knn import knn_distance
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 
 class KnnParams(Params):
@@ -35,11 +37,10 @@ class KnnParams(Params):
 
 
 @register
-class Knn(TableOperator):
+class Knn(TableOperator[KnnParams]):
     """Distance of every sample to its k-th nearest other sample (NaN when the pool has k or fewer rows)."""
 
     name = "knn"
-    Params = KnnParams
     computes_labels = True  # an indicator per sample, though it needs the whole pool
 
     @property

@@ -8,10 +8,13 @@ from typing import Any
 
 from pydantic import Field
 
-from dslrun.operators.base import INT, Columns, Cost, Params, SampleOperator
+from dslrun.core.columns import INT, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost
+from dslrun.core.params import Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 PARTS = ("instruction", "input", "output")
 
@@ -23,12 +26,11 @@ class LengthParams(Params):
 
 
 @register
-class Length(SampleOperator):
+class Length(SampleOperator[LengthParams]):
     """<part>_chars and <part>_words for instruction, input, output and total; <part>_tokens with a tokenizer."""
 
     name = "length"
     version = "1"
-    Params = LengthParams
     columns_read = PARTS
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
@@ -43,7 +45,7 @@ class Length(SampleOperator):
     def model_identity(self) -> str:
         if not self.params.tokenizer:
             return ""
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         name = self.params.tokenizer
         return identity(name, "causal-lm") if _local(name) else name
@@ -79,7 +81,7 @@ def _tokenizer(name: str):
             from transformers import AutoTokenizer
         except ImportError as e:  # pragma: no cover - depends on the install
             raise RuntimeError("token counts need the models extra: pip install 'dslrun[models]'") from e
-        from dslrun.runtime.model_pool import resolve
+        from dslrun.runtime.models.resident import resolve
 
         # An alias, folder or .gguf resolves as for model operators (offline, converted once); a hub
         # id fetches only the tokenizer files, not the weights.

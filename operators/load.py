@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from dslrun.operators.base import BASE_COLUMNS, Columns, InputPath, Params, Stage, TableOperator
+from dslrun.core.columns import BASE_COLUMNS, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Stage
+from dslrun.core.params import InputPath, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.pools import read_pool, sniff_columns, write_quarantine
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.pool_files import read_pool, sniff_columns, write_quarantine
+from dslrun.runtime.data.table import Table
 
 
 class LoadParams(Params):
@@ -19,13 +22,12 @@ class LoadParams(Params):
 
 
 @register
-class Load(TableOperator):
+class Load(TableOperator[LoadParams]):
     """Read a pool; malformed rows go to quarantine/<step>.jsonl with the reason."""
 
     name = "load"
     stage = Stage.IO
     n_inputs = 0
-    Params = LoadParams
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(BASE_COLUMNS)
@@ -33,7 +35,7 @@ class Load(TableOperator):
         return cols
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.disk_columns import spill_root, spill_rows
+        from dslrun.runtime.data.disk_columns import spill_root, spill_rows
 
         loaded = read_pool(self.params.path, self.params.limit, self.params.fields,
                            spill_rows=spill_rows(ctx.settings), spill_dir=spill_root(ctx.settings))

@@ -23,22 +23,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import (
-    FLOAT,
-    STR,
-    Columns,
-    Feasibility,
-    Params,
-    Resource,
-    StepRef,
-    TableOperator,
-)
+from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import NoCache, Params, StepRef
+from dslrun.operators.base import P, TableOperator
 from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
 from dslrun.operators.reward import DEFAULT_MODEL as REWARD_MODEL
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 ANSWER, SCORE = "necessity_answer", "necessity_score"
 
@@ -62,7 +55,7 @@ class NecessityParams(Params):
     device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
 
 
-class _Step(BoundOperator):
+class _Step(BoundOperator[P]):
     """A cached per-sample step inside ``necessity``; its state is the function that computes a batch."""
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
@@ -79,28 +72,25 @@ class ScoreParams(Params):
     max_new_tokens: int
 
 
-class Answers(_Step):
+class Answers(_Step[AnswerParams]):
     name = "necessity-answer"
     version = "1"
-    Params = AnswerParams
     produces = {ANSWER: STR}
 
 
-class Scores(_Step):
+class Scores(_Step[ScoreParams]):
     name = "necessity-score"
     version = "1"
-    Params = ScoreParams
     produces = {SCORE: FLOAT}
 
 
 @register
-class Necessity(TableOperator):
+class Necessity(TableOperator[NecessityParams]):
     """Fine-tune the PFM on the seeds, answer each sample's instruction, score the answer (MoDS)."""
 
     name = "necessity"
     version = "1"
     resource = Resource.MODEL
-    Params = NecessityParams
 
     @property
     def p(self) -> NecessityParams:
@@ -118,20 +108,36 @@ class Necessity(TableOperator):
         return Feasibility(labels=True, trained_llms=1, trains_on_pool=True, uses_pfm=True,
                            llm_uses=1 + (self.p.scorer == "deita-quality"), model=self.p.pfm)
 
-    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.samples import run_sample_op
+    def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
+        """For ``dslrun plan``: samples, scored ones, and the work left (a generation and a
+        scoring pass per sample not yet answered or scored; the fine-tune, when not done)."""
+        from dslrun.operators.evaluation import finetune as ft
+        from dslrun.operators.evaluation.runner import checkpoint_root
 
+        key = self._key(ctx)
+        answers, scores = self._steps(key)
+        n, answered = ctx.count_cached(answers, inputs[0])
+        _, scored = ctx.count_cached(scores, inputs[0])
+        trained = ft.load_cached(checkpoint_root(ctx) / key) is not None
+        passes = (n - answered) + (n - scored)
+        if not trained and answered < n:
+            passes += math.ceil(self.p.epochs * len(ctx.refs[self.p.seeds]))
+        return n, scored, Cost(samples=n - scored, forward_passes=passes)
+
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs
-        if ctx.dry_run:
-            return table.with_columns({ANSWER: _nones(len(table), object), SCORE: _nones(len(table), float)})
+        key = self._key(ctx)
+        answers, scores = self._steps(key)
+        table = ctx.run_cached(answers, table, prepare=lambda: self._train(key, ctx))
+        return ctx.run_cached(scores, table)
+
+    def _steps(self, key: str) -> tuple[Answers, Scores]:
         p = self.p
-        key = self._checkpoint(ctx)
         answers = Answers(AnswerParams(template=p.template, max_new_tokens=p.max_new_tokens),
                           lambda batch, c: self._answer(batch, c, key), f"finetuned:{key}")
-        table = run_sample_op(answers, table, ctx)
         scores = Scores(ScoreParams(scorer=p.scorer, max_new_tokens=p.max_new_tokens), self._score,
                         f"{self._scorer_identity()}|answers-of:finetuned:{key}")
-        return run_sample_op(scores, table, ctx)
+        return answers, scores
 
     # ------------------------------------------------------------------ the three phases
     def _config(self):
@@ -141,16 +147,22 @@ class Necessity(TableOperator):
         return FinetuneConfig(method=p.method, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
                               max_length=p.max_length, template=p.template, seed=p.seed)
 
-    def _checkpoint(self, ctx: RunContext) -> str:
-        """Train on the seeds once; the key names the checkpoint in every downstream cache key."""
+    def _key(self, ctx: RunContext) -> str:
+        """The seed-tuned checkpoint's key (it names the checkpoint in every downstream cache key)."""
+        from dslrun.operators.evaluation import finetune as ft
+        from dslrun.runtime.models.resident import identity
+
+        p = self.p
+        return ft.checkpoint_key(identity(p.pfm, "causal-lm"), ctx.refs[p.seeds].ids.tolist(), self._config())
+
+    def _train(self, key: str, ctx: RunContext) -> None:
+        """Train on the seeds once (only when some sample still needs an answer)."""
         from dslrun.operators.evaluation import finetune as ft
         from dslrun.operators.evaluation.runner import checkpoint_root
         from dslrun.operators.lm.templates import get_template
-        from dslrun.runtime.model_pool import identity
 
         p, cfg = self.p, self._config()
         seeds = ctx.refs[p.seeds]
-        key = ft.checkpoint_key(identity(p.pfm, "causal-lm"), seeds.ids.tolist(), cfg)
         path = checkpoint_root(ctx) / key
         if ft.load_cached(path) is None:
             base, tok = ctx.models.causal_lm(p.pfm, device=p.device, dtype=p.dtype)
@@ -160,7 +172,6 @@ class Necessity(TableOperator):
             ctx.stats.notes.append(f"fine-tuned {p.pfm} on {done.n_samples} seeds in {done.seconds:.1f}s")
         else:
             ctx.stats.notes.append(f"reused the seed-tuned checkpoint {path.name[:12]}")
-        return key
 
     def _answer(self, batch: Table, ctx: RunContext, key: str) -> list[dict[str, Any]]:
         from dslrun.operators.evaluation import finetune as ft
@@ -199,13 +210,7 @@ class Necessity(TableOperator):
         return [{SCORE: expected_digit(r.top_logprobs, r.text)[0]} for r in replies]
 
     def _scorer_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         p = self.p
         return identity(p.scorer_model, "causal-lm")
-
-
-def _nones(n: int, kind: type) -> Any:
-    import numpy as np
-
-    return np.full(n, math.nan) if kind is float else np.array([None] * n, dtype=object)

@@ -22,22 +22,15 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from dslrun.dsl.ir import Ref
-from dslrun.operators.base import (
-    FLOAT,
-    Columns,
-    Cost,
-    Feasibility,
-    InputPath,
-    Params,
-    Resource,
-    TableOperator,
-)
+from dslrun.core.columns import FLOAT, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import InputPath, NoCache, Params
+from dslrun.core.values import Ref
+from dslrun.operators.base import TableOperator
 from dslrun.operators.influence.bound import BoundOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
 
 NAME = "nuggets"
 GOLDEN = "_golden"
@@ -61,12 +54,11 @@ class GoldenParams(Params):
     dtype: str = "auto"
 
 
-class GoldenScore(BoundOperator):
+class GoldenScore(BoundOperator[GoldenParams]):
     """Golden score per candidate against a fixed anchor set (cached); state: the Scorer."""
 
     name = NAME
     version = "1"
-    Params = GoldenParams
     produces = {GOLDEN: FLOAT}
 
     def estimate(self, n_samples: int) -> Cost:
@@ -114,13 +106,12 @@ def _budget(model: Any) -> int:
 
 
 @register
-class Nuggets(TableOperator):
+class Nuggets(TableOperator[NuggetsParams]):
     """Nuggets: how often a sample, as a one-shot demonstration, helps the model on anchor tasks."""
 
     name = NAME
     version = "1"
     resource = Resource.MODEL
-    Params = NuggetsParams
 
     def feasibility(self) -> Feasibility:
         # The golden score is measured on the pending fine-tune model itself; nothing is trained.
@@ -133,7 +124,7 @@ class Nuggets(TableOperator):
         return {} if self.params.anchors else {"embedding": Ref(name=self.params.embedding)}
 
     def _step(self, table: Table, ctx: RunContext) -> GoldenScore:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         p = self.params
         anchors = self.anchor_texts(table)
@@ -144,30 +135,25 @@ class Nuggets(TableOperator):
 
     def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
         """For ``dslrun plan``: samples, cached ones, and the work left (zero-shot passes included)."""
-        from dslrun.runtime.samples import node_fingerprint, unique_first
-
         op = self._step(inputs[0], ctx)
-        uniq, _ = unique_first(inputs[0].ids)
-        cached = ctx.cache.count(node_fingerprint(op), uniq) if ctx.cache is not None else 0
-        cost = op.estimate(len(uniq) - cached)
+        samples, cached = ctx.count_cached(op, inputs[0])
+        cost = op.estimate(samples - cached)
         if cost.samples:
             cost.forward_passes += op.params.n_anchors  # zero-shot, once
-        return len(uniq), cached, cost
+        return samples, cached, cost
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.samples import run_sample_op
-
         (table,) = inputs
         p = self.params
-        if len(table) == 0 or ctx.dry_run and self.dry_run_cost(inputs, ctx)[2].samples:
+        if len(table) == 0:
             return table.with_columns({p.column: as_column([None] * len(table), FLOAT)})
-        done = run_sample_op(self._step(table, ctx), table, ctx)
+        done = ctx.run_cached(self._step(table, ctx), table)
         return table.with_columns({p.column: done.column(GOLDEN)})
 
     def anchor_texts(self, table: Table) -> list[tuple[str, str, str]]:
         p = self.params
         if p.anchors:
-            from dslrun.runtime.pools import read_pool
+            from dslrun.runtime.data.pool_files import read_pool
 
             source = read_pool(p.anchors).table
             rows: list[int] = list(range(len(source)))

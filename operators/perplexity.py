@@ -13,20 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import (
-    FLOAT,
-    INT,
-    Columns,
-    Cost,
-    Feasibility,
-    Params,
-    Resource,
-    SampleOperator,
-)
+from dslrun.core.columns import FLOAT, INT, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 Part = Literal["instruction", "response", "whole", "response-given-instruction"]
 
@@ -46,13 +39,12 @@ def _joined(instruction: str, inp: str) -> str:
 
 
 @register
-class Perplexity(SampleOperator):
+class Perplexity(SampleOperator[PerplexityParams]):
     """exp(mean token cross-entropy) of the chosen text, plus its token count."""
 
     name = "perplexity"
     version = "1"
     resource = Resource.MODEL
-    Params = PerplexityParams
 
     @property
     def column(self) -> str:
@@ -64,7 +56,7 @@ class Perplexity(SampleOperator):
         return cols
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, "causal-lm")
 

@@ -13,12 +13,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dslrun.dsl.expr import evaluate
-from dslrun.operators.base import Expr, Params, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.expr import evaluate
+from dslrun.core.params import Expr, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.rank import sort_order
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 
 class QuotaParams(Params):
@@ -78,11 +79,10 @@ def equal_quotas(sizes: list[int], k: int) -> list[int]:
 
 
 @register
-class Quota(TableOperator):
+class Quota(TableOperator[QuotaParams]):
     """Keep the top rows of each group: per_group, counts per group, or a total split over the groups."""
 
     name = "quota"
-    Params = QuotaParams
 
     def reads(self):
         return {"group": self.params.group, "by": self.params.by}

@@ -8,12 +8,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dslrun.dsl.expr import evaluate
-from dslrun.operators.base import Expr, Params, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.expr import evaluate
+from dslrun.core.params import Expr, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.filter import truthy
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 
 class RankParams(Params):
@@ -32,11 +33,10 @@ class RankParams(Params):
 
 
 @register
-class Rank(TableOperator):
+class Rank(TableOperator[RankParams]):
     """Sort by `by` (stable: ties keep pool order; missing scores last) and cut."""
 
     name = "rank"
-    Params = RankParams
 
     def reads(self):
         return {"by": self.params.by, "where": self.params.where}

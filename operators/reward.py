@@ -14,11 +14,13 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from dslrun.operators.base import FLOAT, Columns, Cost, Params, Resource, SampleOperator
+from dslrun.core.columns import FLOAT, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Cost, Resource
+from dslrun.core.params import NoCache, Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 DEFAULT_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
 
@@ -49,19 +51,18 @@ def reward_scores(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], max_
 
 
 @register
-class Reward(SampleOperator):
+class Reward(SampleOperator[RewardParams]):
     """A reward model's score of the response to the instruction (higher is better)."""
 
     name = "reward"
     version = "1"
     resource = Resource.MODEL
-    Params = RewardParams
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         return {**inputs[0], self.params.column: FLOAT}
 
     def model_identity(self) -> str:
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         return identity(self.params.model, "causal-lm")
 

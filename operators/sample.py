@@ -8,10 +8,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dslrun.operators.base import Params, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.params import Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
 
 
 class SampleParams(Params):
@@ -28,11 +29,10 @@ class SampleParams(Params):
 
 
 @register
-class Sample(TableOperator):
+class Sample(TableOperator[SampleParams]):
     """Pick n rows uniformly at random without replacement (numpy PCG64, seeded)."""
 
     name = "sample"
-    Params = SampleParams
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs

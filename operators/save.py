@@ -8,12 +8,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from dslrun.operators.base import OutputPath, Params, Stage, TableOperator
+from dslrun.core.context import RunContext
+from dslrun.core.cost import Stage
+from dslrun.core.params import OutputPath, Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.pool_table import BASE
-from dslrun.runtime.pools import atomic_write, write_records
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.pool_files import atomic_write, write_records
+from dslrun.runtime.data.pool_table import BASE
+from dslrun.runtime.data.table import Table
 
 SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
 
@@ -26,12 +28,11 @@ class SaveParams(Params):
 
 
 @register
-class Save(TableOperator):
+class Save(TableOperator[SaveParams]):
     """Write the selected samples as the pool stored them (drop-in for LLaMA-Factory, axolotl, TRL)."""
 
     name = "save"
     stage = Stage.IO
-    Params = SaveParams
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs

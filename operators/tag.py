@@ -11,13 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dslrun.operators.base import INT, LIST, STR, Columns
+from dslrun.core.columns import INT, LIST, STR, Columns
+from dslrun.core.context import RunContext
+from dslrun.core.params import NoCache
 from dslrun.operators.llm import tag_norm
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.instag import instag_messages, parse_tags
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import NoCache
 
 Step = Literal["lower", "stem", "frequency", "semantic", "association"]
 
@@ -35,12 +35,11 @@ class TagParams(LlmParams):
 
 
 @register
-class Tag(LlmOperator):
+class Tag(LlmOperator[TagParams]):
     """InsTag: an LLM names each instruction's intentions; `tags` normalised, `n_tags` = complexity."""
 
     name = "tag"
     version = "1"
-    Params = TagParams
     produces = {"tags_raw": LIST, "tag_reason": STR}
 
     @property
@@ -90,7 +89,7 @@ class Tag(LlmOperator):
         tags: list[Any] = [None] * len(table)
         for i, t in zip(ok, pool, strict=True):
             tags[i] = t
-        from dslrun.runtime.table import as_column
+        from dslrun.runtime.data.table import as_column
 
         return table.with_columns({"tags": as_column(tags, LIST),
                                    "n_tags": as_column([None if t is None else len(t) for t in tags], INT)})

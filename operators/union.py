@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dslrun.operators.base import Columns, Params, TableOperator
+from dslrun.core.columns import Columns
+from dslrun.core.context import RunContext
+from dslrun.core.params import Params
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.table import Table, concat
+from dslrun.runtime.data.table import Table, concat
 
 
 class UnionParams(Params):
@@ -21,11 +23,10 @@ class UnionParams(Params):
 
 
 @register
-class Union(TableOperator):
+class Union(TableOperator[UnionParams]):
     """All rows of the input steps, each sample once (first occurrence wins), in input order."""
 
     name = "union"
-    Params = UnionParams
     n_inputs = None
 
     def output_columns(self, inputs: list[Columns]) -> Columns:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dslrun.dsl.errors import CLI, ErrorList, SpecError
+from dslrun.core.errors import CLI, ErrorList, SpecError
 
 COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report")
 EXIT_OK, EXIT_RUNTIME, EXIT_SPEC, EXIT_INTERNAL = 0, 1, 2, 3
@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_overrides(items: list[str]):
-    from dslrun.dsl.ir import Lit, Ref, is_constant
+    from dslrun.core.values import Lit, Ref, is_constant
     from dslrun.dsl.parse import parse_expression
 
     out = {}
@@ -128,9 +128,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from dslrun.runtime.cache import ScoreCache
-    from dslrun.runtime.context import RunContext
-    from dslrun.runtime.planner import dry_run, render
+    from dslrun.runtime.cache.sqlite import ScoreCache
+    from dslrun.runtime.execution.context import RunContext
+    from dslrun.runtime.execution.planner import dry_run, render
 
     plan, _, _ = _compile(args)
     cdir = cache_dir(args.cache_dir)
@@ -182,7 +182,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from dslrun.runtime.cache import ScoreCache
+    from dslrun.runtime.cache.sqlite import ScoreCache
 
     cdir = cache_dir(args.cache_dir)
     cache = ScoreCache(cdir / "scores.sqlite")
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "httpx2", "httpcore", "openai"):  # one line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from dslrun.runtime.pools import PoolError
+    from dslrun.runtime.data.pool_files import PoolError
 
     try:
         return HANDLERS[args.command](args)

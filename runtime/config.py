@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dslrun.dsl.errors import CLI, ErrorList, SpecError
+from dslrun.core.errors import CLI, ErrorList, SpecError
 from dslrun.dsl.settings import SETTINGS
 
 # The engine keys are the ones a spec may set too; the rest belong to the machine alone.

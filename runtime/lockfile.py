@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dslrun.core.keys import cache_params, node_fingerprint
 from dslrun.dsl.compile import Plan
-from dslrun.operators.base import SampleOperator
-from dslrun.runtime.executor import RunResult
-from dslrun.runtime.pools import atomic_write
-from dslrun.runtime.samples import cache_params, node_fingerprint
+from dslrun.operators.base import CachedOperator
+from dslrun.runtime.data.pool_files import atomic_write
+from dslrun.runtime.execution.executor import RunResult
 
 LOCK_NAME = "dslrun.lock.json"
 
@@ -52,7 +52,7 @@ def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[st
                 seeds[f"{name}.{key}"] = value
         stats = result.stats.get(name)
         entry: dict[str, Any] = {"name": name, "op": op.name, "version": op.version, "params": params}
-        if isinstance(op, SampleOperator):
+        if isinstance(op, CachedOperator):
             entry["fingerprint"] = node_fingerprint(op)
             entry["model"] = op.model_identity() or None
             entry["cache_params"] = cache_params(op)

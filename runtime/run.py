@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dslrun.core.errors import Collector
+from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
-from dslrun.dsl.errors import Collector
-from dslrun.dsl.ir import to_python
-from dslrun.operators.base import FieldKind, field_kind
-from dslrun.runtime.cache import ScoreCache
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.executor import NodeFailed, RunResult
+from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.data.pool_files import atomic_write
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.executor import NodeFailed, RunResult
 from dslrun.runtime.lockfile import build_lock, write_lock
-from dslrun.runtime.pools import atomic_write
 
 
 def env_vars(op: Any) -> dict[str, str]:
@@ -75,8 +75,8 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
              quiet: bool = False, workers: int = 4, version: str = "0",
              settings: dict[str, Any] | None = None, engine: str = "local",
              address: str | None = None) -> int:
-    from dslrun.runtime.engines import EngineError, make_engine
-    from dslrun.runtime.progress import Progress
+    from dslrun.runtime.execution.engines import EngineError, make_engine
+    from dslrun.runtime.execution.progress import Progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dslrun.runtime import disk_columns
-from dslrun.runtime.disk_columns import ColumnStore, DiskColumn
-from dslrun.runtime.pools import _write_json_array, read_pool
-from dslrun.runtime.table import Table, concat
+from dslrun.runtime.data import disk_columns
+from dslrun.runtime.data.disk_columns import ColumnStore, DiskColumn
+from dslrun.runtime.data.pool_files import _write_json_array, read_pool
+from dslrun.runtime.data.table import Table, concat
 from testkit.cli import SPECS, alpaca, dslrun, write_pool
 
 
@@ -170,8 +170,8 @@ def test_disk_column_is_not_an_ndarray_so_it_cannot_leak_into_numpy_math():
     ("vector", [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [0, 0], [1, 1]])])
 @pytest.mark.parametrize("rows", [[0, 1, 2, 3, 4], [0, 1, 3, 4], [4, 3, 3]])
 def test_results_kept_in_numpy_buffers_give_the_columns_as_column_gives(kind, values, rows):
-    from dslrun.runtime.samples import _Slots
-    from dslrun.runtime.table import as_column
+    from dslrun.runtime.data.table import as_column
+    from dslrun.runtime.execution.sample_runner import _Slots
 
     slots = _Slots(kind, 5)
     slots.put(np.array([3, 4]), values[3:])  # batches arrive in any order
@@ -182,7 +182,7 @@ def test_results_kept_in_numpy_buffers_give_the_columns_as_column_gives(kind, va
 
 
 def test_a_killed_runs_files_are_removed_by_the_next_store_on_this_host(tmp_path):
-    code = ("import time\nfrom dslrun.runtime.disk_columns import ColumnStore\n"
+    code = ("import time\nfrom dslrun.runtime.data.disk_columns import ColumnStore\n"
             f"s = ColumnStore({str(tmp_path)!r})\ns.writer('c', 'str').extend(['x'])\n"
             "print(s.dir, flush=True)\ntime.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dslrun.core.errors import ErrorList
+from dslrun.core.values import Binary, Lit, Param, Ref
 from dslrun.dsl.emit import expr_text, to_sel, to_yaml
-from dslrun.dsl.errors import ErrorList
-from dslrun.dsl.ir import Binary, Lit, Param, Ref
 from dslrun.dsl.load import load_spec, parse_text
 from dslrun.dsl.parse import parse_expression
 from testkit.cli import SPECS

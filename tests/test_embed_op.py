@@ -18,9 +18,9 @@ def test_causal_lm_mean_pooling_matches_hand_computation(tiny, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dslrun.operators.embed import Embed, EmbedParams
-    from dslrun.runtime.context import RunContext
-    from dslrun.runtime.pools import read_pool
-    from dslrun.runtime.samples import run_sample_op
+    from dslrun.runtime.data.pool_files import read_pool
+    from dslrun.runtime.execution.context import RunContext
+    from dslrun.runtime.execution.sample_runner import run_sample_op
 
     rows = alpaca(5)
     write_pool(tmp_path / "p.json", rows)

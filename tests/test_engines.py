@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dslrun.dsl.errors import ErrorList
+from dslrun.core.errors import ErrorList
 from dslrun.runtime.config import engine_settings
-from dslrun.runtime.engines import EngineError, make_engine
+from dslrun.runtime.execution.engines import EngineError, make_engine
 from testkit.cli import SPECS, dslrun
 
 
@@ -69,11 +69,11 @@ def test_run_reports_an_engine_that_cannot_start(tmp_path):
 def test_blocks_for_ray_data_round_trip_every_kind_of_column():
     import numpy as np
 
-    from dslrun.operators.base import Params as NoParams
+    from dslrun.core.params import Params as NoParams
     from dslrun.operators.base import SampleOperator
     from dslrun.operators.length import Length, LengthParams
-    from dslrun.runtime.engines.ray_workers import from_arrow, shipped, to_arrow
-    from dslrun.runtime.table import Table, as_column
+    from dslrun.runtime.data.table import Table, as_column
+    from dslrun.runtime.execution.engines.ray_workers import from_arrow, shipped, to_arrow
 
     table = Table({
         "id": as_column(["a", "b"], "str"),
@@ -90,7 +90,7 @@ def test_blocks_for_ray_data_round_trip_every_kind_of_column():
     assert back.column("n").dtype == np.int64 and list(back.column("output")) == ["x y", ""]
     # Workers get what the operator reads: length names its columns; others get all but _record.
     assert shipped(Length(LengthParams()), table).all_columns == ["id", "output"]
-    class ReadsAnything(SampleOperator):
-        name, Params = "reads-anything", NoParams
+    class ReadsAnything(SampleOperator[NoParams]):
+        name = "reads-anything"
 
     assert shipped(ReadsAnything(NoParams()), table).all_columns == ["id", "output", "messages", "score", "n"]

@@ -21,7 +21,7 @@ from dslrun.operators.evaluation.judge import (
 )
 from dslrun.operators.evaluation.pairwise import Pair, judge_pairs
 from dslrun.runtime.api import ApiPool, Reply, RetryPolicy
-from dslrun.runtime.cache import ScoreCache
+from dslrun.runtime.cache.sqlite import ScoreCache
 
 REVIEWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cherry_llm" / "reviews_gpt4"
 

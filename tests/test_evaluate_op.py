@@ -162,7 +162,7 @@ def test_shipped_demo_recipe_runs_and_reports(tmp_path):
     from dslrun.runtime.models import ModelResolutionError
 
     try:
-        from dslrun.runtime.model_pool import resolve
+        from dslrun.runtime.models.resident import resolve
 
         resolve("smollm2-135m", "causal-lm")
     except ModelResolutionError as e:

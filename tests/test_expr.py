@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dslrun.dsl.errors import Collector
-from dslrun.dsl.expr import ExprError, evaluate, infer
+from dslrun.core.errors import Collector
+from dslrun.core.expr import ExprError, evaluate, infer
 from dslrun.dsl.parse import parse_expression
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
 
 
 @pytest.fixture

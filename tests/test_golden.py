@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from dslrun.core.errors import ErrorList
 from dslrun.dsl.compile import compile_spec
-from dslrun.dsl.errors import ErrorList
 from dslrun.dsl.load import load_spec
-from dslrun.runtime.cache import ScoreCache
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.planner import dry_run, render
+from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.planner import dry_run, render
 from testkit import golden
 
 

@@ -65,7 +65,7 @@ def test_adam_features_equal_hand_reference_from_optimizer_state(lm, tmp_path):
     """Warm up, then rebuild one candidate's feature by hand from the checkpoint file."""
     from dslrun.operators.gradient_sim import GradientSimParams
     from dslrun.operators.influence.runner import Runner
-    from dslrun.runtime.context import RunContext
+    from dslrun.runtime.execution.context import RunContext
 
     base, tok = lm
     enc = encode_samples(tok, conversations(alpaca(8)), "tulu", 512)

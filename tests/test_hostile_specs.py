@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dslrun.core.errors import ErrorList
 from dslrun.dsl.compile import compile_spec
-from dslrun.dsl.errors import ErrorList
 from dslrun.dsl.limits import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES, MAX_TOKENS
 from dslrun.dsl.load import load_spec, parse_text
 from dslrun.runtime import cli

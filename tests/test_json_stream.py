@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from dslrun.runtime import json_stream
-from dslrun.runtime.json_stream import JsonStreamError, NotAnArray, iter_json_array
+from dslrun.runtime.data import json_stream
+from dslrun.runtime.data.json_stream import JsonStreamError, NotAnArray, iter_json_array
 
 
 def outcome_streamed(path):

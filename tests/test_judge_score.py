@@ -22,7 +22,7 @@ from dslrun.operators.llm.prompts import (
     json_field,
     regex_float,
 )
-from dslrun.runtime.pools import read_pool
+from dslrun.runtime.data.pool_files import read_pool
 from testkit.cli import REPO, dslrun, write_pool
 from testkit.openai_server import OpenAITestServer
 

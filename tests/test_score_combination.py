@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from dslrun.dsl.expr import evaluate
+from dslrun.core.expr import evaluate
 from dslrun.dsl.parse import parse_expression
 from dslrun.operators.quota import equal_quotas, proportional_quotas
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
 from testkit.cli import dslrun, write_pool
 
 

@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from dslrun.core.errors import CLI, ErrorList, Span
+from dslrun.core.values import walk
 from dslrun.dsl.compile import compile_spec
-from dslrun.dsl.errors import CLI, ErrorList, Span
-from dslrun.dsl.ir import Spec, walk
+from dslrun.dsl.ir import Spec
 from dslrun.dsl.limits import MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES
 from dslrun.dsl.load import parse_text
 from testkit.spec_strategies import sel_spec, yaml_spec

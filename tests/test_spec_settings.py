@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from dslrun.core.errors import ErrorList
+from dslrun.core.values import Lit, Param
 from dslrun.dsl.compile import compile_spec
 from dslrun.dsl.emit import to_sel, to_yaml
-from dslrun.dsl.errors import ErrorList
-from dslrun.dsl.ir import Lit, Param
 from dslrun.dsl.load import load_spec, parse_text
 from dslrun.dsl.settings import SETTINGS
 from dslrun.runtime.cli import main, parse_overrides

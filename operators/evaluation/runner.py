@@ -14,12 +14,12 @@ import numpy as np
 from dslrun.operators.evaluation import efficiency as eff
 from dslrun.operators.evaluation.finetune import FinetuneConfig
 from dslrun.operators.evaluation.pairwise import Pair
-from dslrun.runtime.pools import atomic_write
+from dslrun.runtime.data.pool_files import atomic_write
 
 if TYPE_CHECKING:
+    from dslrun.core.context import RunContext
     from dslrun.operators.evaluate import Evaluate
-    from dslrun.runtime.context import RunContext
-    from dslrun.runtime.table import Table
+    from dslrun.runtime.data.table import Table
 
 ANSWER_KEYS = ("answer", "response", "output", "Answer")
 
@@ -60,7 +60,7 @@ def finetune_config(op: Evaluate) -> FinetuneConfig:
 
 
 def checkpoint_root(ctx: RunContext) -> Path:
-    return (ctx.cache.path.parent if ctx.cache is not None else ctx.out_dir / ".dslrun") / "finetune"
+    return ctx.cache_root / "finetune"
 
 
 def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, list[dict[str, str]]],
@@ -69,7 +69,7 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
     from dslrun.operators.evaluation import finetune as ft
     from dslrun.operators.evaluation.generate import generate
     from dslrun.operators.lm.templates import get_template
-    from dslrun.runtime.model_pool import identity
+    from dslrun.runtime.models.resident import identity
 
     p, cfg = op.p, finetune_config(op)
     base, tok = ctx.models.causal_lm(p.pfm, device=p.device, dtype=p.dtype)
@@ -156,7 +156,7 @@ def benchmark_ratio(models: dict[str, Any], other: str) -> dict[str, Any] | None
 
 
 def load_eval_heldout(path: str, limit: int | None) -> list[dict[str, Any]]:
-    from dslrun.runtime.pools import read_pool
+    from dslrun.runtime.data.pool_files import read_pool
 
     return _samples(read_pool(path, limit=limit or 0).table)
 
@@ -186,7 +186,7 @@ def judge_backend(op: Evaluate, ctx: RunContext) -> tuple[Any, Any, str]:
     retry = RetryPolicy(max_attempts=j.max_attempts)
     if j.backend == "local":
         from dslrun.runtime.api.local import LocalChatBackend
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         lm, tok = ctx.models.causal_lm(model, device=j.device, dtype=j.dtype)
         pool = ApiPool(max_concurrency=j.concurrency, retry=retry, max_calls=j.max_calls)

@@ -2,22 +2,23 @@
 
 ``gradient-sim`` and ``nuggets`` first do whole-pool work (a warm-up, an anchor set),
 then score samples one by one. That per-sample part runs through the runtime's cached,
-batched path (``runtime/samples.py: run_sample_op``) as a :class:`BoundOperator`: its
+batched path (``runtime/execution/sample_runner.py: run_sample_op``) as a :class:`BoundOperator`: its
 ``Params`` hold what identifies the results (warm-up key, anchor hash, projection), so
 the cache key stays derived; the live state (model, checkpoints) rides along unkeyed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic
 
-from dslrun.operators.base import Params, Resource, SampleOperator
+from dslrun.core.cost import Resource
+from dslrun.operators.base import P, SampleOperator
 
 
-class BoundOperator(SampleOperator):
+class BoundOperator(SampleOperator[P], Generic[P]):
     resource = Resource.MODEL
 
-    def __init__(self, params: Params, state: Any, identity: str):
+    def __init__(self, params: P, state: Any, identity: str):
         super().__init__(params)
         self.state, self.identity = state, identity
 

@@ -36,7 +36,7 @@ GRAD_TOKEN_BUDGET = 2048
 
 class Runner:
     def __init__(self, p: Any, ctx: Any, root: Path):
-        from dslrun.runtime.model_pool import identity
+        from dslrun.runtime.models.resident import identity
 
         self.p, self.ctx, self.root = p, ctx, root
         self.identity = identity(p.model, "causal-lm")

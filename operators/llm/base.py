@@ -1,7 +1,7 @@
 """``LlmOperator``: a per-sample operator whose values come from chat calls.
 
 The operator says which messages to send for a sample and how to read a reply; the
-runtime (``runtime/api_nodes.py``) sends them through the API pool, caches every reply
+runtime (``runtime/execution/llm_runner.py``) sends them through the API pool, caches every reply
 the moment it arrives, and records a reason for every sample it could not score.
 Backend settings are shared by every LLM operator through ``LlmParams``.
 """
@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator
 
-from dslrun.operators.base import Cost, EnvVar, Feasibility, Params, Resource, SampleOperator
-from dslrun.runtime.samples import NoCache
+from dslrun.core.cost import Cost, Feasibility, Resource
+from dslrun.core.params import EnvVar, NoCache, Params
+from dslrun.operators.base import CachedOperator
 
 if TYPE_CHECKING:
+    from dslrun.core.context import RunContext
     from dslrun.runtime.api import ApiResult, Reply
-    from dslrun.runtime.context import RunContext
 
 DEFAULT_MODEL = {"openai": "gpt-4o-mini", "local": "smollm2-135m"}
 # Endpoints serving proprietary models; any other base_url is taken as a self-hosted open model.
@@ -69,12 +70,15 @@ class LlmParams(Params):
         return v
 
 
-class LlmOperator(SampleOperator):
+LP = TypeVar("LP", bound=LlmParams)
+
+
+class LlmOperator(CachedOperator[LP]):
     """Per-sample values from one chat call each. Subclasses build the call and read the reply."""
 
-    Params = LlmParams
+    params_type = LlmParams
 
-    def __init__(self, params: LlmParams):
+    def __init__(self, params: LP):
         super().__init__(params)
         # A local chat model shares the GPU/CPU with the other model nodes.
         self.resource = Resource.MODEL if self.llm.backend == "local" else Resource.API
@@ -105,7 +109,7 @@ class LlmOperator(SampleOperator):
 
     def model_identity(self) -> str:
         if self.llm.backend == "local":
-            from dslrun.runtime.model_pool import identity
+            from dslrun.runtime.models.resident import identity
 
             return "local:" + identity(self.model_name, "causal-lm")
         from dslrun.runtime.api.backends import DEFAULT_BASE_URL
@@ -166,6 +170,3 @@ class LlmOperator(SampleOperator):
             money = (n_in * price["input"] + n_out * price["output"]) / 1e6
         cost = self.estimate(len(rows))
         return cost.model_copy(update={"input_tokens": n_in, "output_tokens": n_out, "money": money})
-
-    def compute(self, batch: Any, ctx: RunContext) -> list[Mapping[str, Any]]:
-        raise TypeError(f"{self.name} runs through the API pool (runtime.api_nodes), not compute()")

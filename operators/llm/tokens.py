@@ -32,7 +32,7 @@ def _tiktoken(model: str) -> Counter | None:
 def _local(op: Any) -> Counter:
     from transformers import AutoTokenizer
 
-    from dslrun.runtime.model_pool import resolve
+    from dslrun.runtime.models.resident import resolve
 
     tok = AutoTokenizer.from_pretrained(str(resolve(op.model_name, "causal-lm").path))
     raw = bool(op.request_options().get("raw")) or not getattr(tok, "chat_template", None)

@@ -19,8 +19,8 @@ from dslrun.runtime.api.backends import (
     parse_retry_after,
 )
 from dslrun.runtime.api.budget import estimate_input_tokens
+from dslrun.runtime.api.dispatch import ApiPool, ResultCallbackError
 from dslrun.runtime.api.limits import RateLimiter, TokenBucket, endpoint_key, limiter_for
-from dslrun.runtime.api.pool import ApiPool, ResultCallbackError
 from dslrun.runtime.api.types import (
     ApiRequest,
     ApiResult,

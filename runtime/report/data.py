@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.pools import atomic_write
+from dslrun.runtime.data.pool_files import atomic_write
 
 EXAMPLES = 3  # kept and dropped examples shown per filtering step
 TEXT_CHARS = 280

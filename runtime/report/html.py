@@ -162,7 +162,7 @@ def render(data: dict[str, Any], out_dir: Path) -> str:
 
 def render_dir(run_dir: Path) -> Path:
     """Re-render ``report.html`` from ``report.json`` (``dslrun report RUN_DIR``)."""
-    from dslrun.runtime.pools import atomic_write
+    from dslrun.runtime.data.pool_files import atomic_write
     from dslrun.runtime.report.data import load_profile
 
     src = run_dir / "report.json"

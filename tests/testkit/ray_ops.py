@@ -22,11 +22,10 @@ class SlowPerplexityParams(PerplexityParams):
 
 
 @register
-class SlowPerplexity(Perplexity):
+class SlowPerplexity(Perplexity[SlowPerplexityParams]):
     """perplexity, slowed down per batch, logging which process computed what."""
 
     name = "slow-perplexity"
-    Params = SlowPerplexityParams
 
     def compute(self, batch, ctx):
         out = super().compute(batch, ctx)

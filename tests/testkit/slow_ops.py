@@ -12,7 +12,10 @@ import time
 
 from pydantic import Field
 
-from dslrun.operators.base import FLOAT, Params, Resource, SampleOperator
+from dslrun.core.columns import FLOAT
+from dslrun.core.cost import Resource
+from dslrun.core.params import Params
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 
 
@@ -21,11 +24,10 @@ class SlowScoreParams(Params):
 
 
 @register
-class SlowScore(SampleOperator):
+class SlowScore(SampleOperator[SlowScoreParams]):
     """score = a deterministic hash of the sample id, after a delay."""
 
     name = "slow-score"
-    Params = SlowScoreParams
     produces = {"slow_score": FLOAT}
 
     def compute(self, batch, ctx):
@@ -45,13 +47,12 @@ class SlowModelParams(Params):
 
 
 @register
-class SlowModel(SampleOperator):
+class SlowModel(SampleOperator[SlowModelParams]):
     """A stand-in for a local model step: holds the model slot for a while and writes the
     ``time.monotonic()`` of its start and end to $SLOW_MODEL_LOG."""
 
     name = "slow-model"
     resource = Resource.MODEL
-    Params = SlowModelParams
     produces = {"slow_model": FLOAT}
 
     def compute(self, batch, ctx):

@@ -74,7 +74,7 @@ def sel_expr(r: random.Random, depth: int = 0) -> str:
 
 def _keys(r: random.Random, op: str) -> list[str]:
     cls = registry.get(op)
-    fields = list(cls.Params.model_fields) if cls else []
+    fields = list(cls.params_type.model_fields) if cls else []
     pool = fields + NAMES[:3] if fields else NAMES
     return list(dict.fromkeys(r.choice(pool) for _ in range(r.randrange(5))))
 

@@ -1,10 +1,10 @@
 """The engine interface: run a compiled plan, then let go of what was started.
 
 Every engine keeps the local engine's guarantees because it shares its bookkeeping:
-the DAG is scheduled by ``runtime/executor.py`` in the driver, cache lookups and
+the DAG is scheduled by ``runtime/execution/executor.py`` in the driver, cache lookups and
 commits happen in the driver (``run_sample_op``, ``run_llm_op``), and table operators
 run in the driver. An engine only decides where per-sample batches and API requests
-are computed (``executor.Runners``).
+are computed (``dispatch.Runners``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from dslrun.dsl.compile import Plan
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.executor import RunResult
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.executor import RunResult
 
 ENGINES = ("local", "ray")
 
@@ -34,11 +34,11 @@ class Engine(Protocol):
 
 def make_engine(name: str, *, address: str | None = None, settings: dict[str, Any] | None = None) -> Engine:
     if name == "local":
-        from dslrun.runtime.engines.local import LocalEngine
+        from dslrun.runtime.execution.engines.local import LocalEngine
 
         return LocalEngine()
     if name == "ray":
-        from dslrun.runtime.engines.ray import RayEngine
+        from dslrun.runtime.execution.engines.ray import RayEngine
 
         return RayEngine(address, settings or {})
     raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -6,7 +6,7 @@ rows; they never mutate a table in place. Columns whose names start with ``_``
 are bookkeeping (``_row``: position in the source pool, ``_record``: the
 original record, written back by ``save``) and are hidden from expressions.
 
-A large pool's text columns are ``DiskColumn``s (runtime/disk_columns.py): row selection
+A large pool's text columns are ``DiskColumn``s (runtime/data/disk_columns.py): row selection
 composes indices without reading them, and ``column`` reads a column's values only for a
 step that asks. Steps that only need to walk one (``save``) use ``blocks``; a glance at one
 value (the report) uses ``value``.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.disk_columns import BLOCK_ROWS, DiskColumn, concat_disk
+from dslrun.runtime.data.disk_columns import BLOCK_ROWS, DiskColumn, concat_disk
 
 
 def as_column(values: Sequence[Any] | np.ndarray, kind: str | None = None) -> np.ndarray:

@@ -26,15 +26,17 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dslrun.core.cost import Resource
 from dslrun.dsl.compile import Plan
-from dslrun.operators.base import Resource, SampleOperator
+from dslrun.operators.base import SampleOperator
 from dslrun.operators.llm.base import LlmOperator
-from dslrun.runtime.api_nodes import run_llm_op
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.engines.base import EngineError
-from dslrun.runtime.executor import Runners, RunResult, execute
-from dslrun.runtime.samples import Computed, run_sample_op
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.dispatch import Runners
+from dslrun.runtime.execution.engines.base import EngineError
+from dslrun.runtime.execution.executor import RunResult, execute
+from dslrun.runtime.execution.llm_runner import run_llm_op
+from dslrun.runtime.execution.sample_runner import Computed, run_sample_op
 
 log = logging.getLogger("dslrun.ray")
 NAMESPACE = "dslrun"
@@ -131,7 +133,7 @@ class RayRunners(Runners):
                         ctx: RunContext) -> Iterator[Computed]:
         if not batches:
             return
-        from dslrun.runtime.engines.ray_workers import SampleWorker, shipped
+        from dslrun.runtime.execution.engines.ray_workers import SampleWorker, shipped
 
         ray, engine = self.ray, self.engine
         res = engine.replica_resources()
@@ -174,7 +176,12 @@ class RayRunners(Runners):
             return
         import ray.data
 
-        from dslrun.runtime.engines.ray_workers import BlockCompute, decode_block, shipped, to_arrow
+        from dslrun.runtime.execution.engines.ray_workers import (
+            BlockCompute,
+            decode_block,
+            shipped,
+            to_arrow,
+        )
 
         fn = BlockCompute(op, self.engine.settings)
         window = int(self.engine.settings.get("ray_window_rows", WINDOW_ROWS))
@@ -197,7 +204,7 @@ class RayRunners(Runners):
 
     def endpoint(self, op: LlmOperator) -> Any:
         """The endpoint's actor: found by name if another node or run already started it."""
-        from dslrun.runtime.engines.ray_workers import ApiEndpoint
+        from dslrun.runtime.execution.engines.ray_workers import ApiEndpoint
 
         p, name = op.llm, self.endpoint_name(op)
         if name not in self._endpoints:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.cache import decode, encode
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import ModelPool
-from dslrun.runtime.table import Table
+from dslrun.runtime.cache.sqlite import decode, encode
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.models.resident import ModelPool
 
 PICKLED = b"dslrun-pickled:"  # column-name marker in Arrow blocks for values Arrow cannot hold
 
@@ -49,7 +49,7 @@ class SampleWorker:
         return socket.gethostname(), os.getpid()
 
     def compute(self, op: Any, batch: Table) -> tuple[list, list[str]]:
-        from dslrun.runtime.samples import compute_with_split
+        from dslrun.runtime.execution.sample_runner import compute_with_split
 
         self.ctx.stats.notes.clear()
         out = compute_with_split(op, batch, self.ctx)
@@ -73,7 +73,7 @@ class ApiEndpoint:
         return socket.gethostname(), os.getpid()
 
     async def run(self, op: Any, requests: list, secrets: dict[str, str]) -> AsyncIterator[Any]:
-        from dslrun.runtime.api_nodes import make_backend, make_pool
+        from dslrun.runtime.execution.llm_runner import make_backend, make_pool
 
         # The API key lives in the driver's environment; it travels as a call argument (not
         # in a runtime_env, which the cluster would keep and show) into this process only.
@@ -134,7 +134,7 @@ def to_arrow(table: Table) -> Any:
 def from_arrow(block: Any) -> Table:
     import pyarrow as pa
 
-    from dslrun.runtime.table import as_column
+    from dslrun.runtime.data.table import as_column
 
     cols: dict[str, np.ndarray] = {}
     marker = PICKLED.decode()
@@ -160,7 +160,7 @@ class BlockCompute:
     def __call__(self, block: Any) -> Any:
         import pyarrow as pa
 
-        from dslrun.runtime.samples import compute_with_split
+        from dslrun.runtime.execution.sample_runner import compute_with_split
 
         table = from_arrow(block)
         out = compute_with_split(self.op, table, worker_context(self.settings))

@@ -13,7 +13,6 @@ typed base64 so a float16 vector costs 2 bytes a dimension.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import sqlite3
 import threading
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dslrun.core.keys import canonical
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -43,25 +44,6 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 """
 CHUNK = 500  # SQLite's host-parameter limit is 999 on old builds
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "model_dump"):
-        return x.model_dump()
-    raise TypeError(f"cannot canonicalise {type(x).__name__}")
-
-
-def fingerprint(op: str, version: str, params: Mapping[str, Any], model: str = "") -> str:
-    payload = canonical({"op": op, "version": version, "params": params, "model": model})
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
 def encode(value: Any) -> str:

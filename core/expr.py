@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.dsl.errors import Collector, Span, SpecError, did_you_mean
-from dslrun.dsl.ir import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value, walk
+from dslrun.core.errors import Collector, Span, SpecError, did_you_mean
+from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value, walk
 
 NUM = ("int", "float", "bool")
 

@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from dslrun.core.keys import cache_params, node_fingerprint
 from dslrun.operators.llm.base import LlmOperator
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.samples import assemble, cache_params, node_fingerprint, unique_first
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.sample_runner import assemble, unique_first
 
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
@@ -59,7 +60,10 @@ def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
     """``send`` runs the requests (here, or on a Ray actor) and calls ``on_result`` per outcome
-    in this process, which is the only writer of the cache."""
+    in this process, which is the only writer of the cache. A dry run (``dslrun plan``)
+    sends nothing: with every sample cached it gives what a run gives (``finish`` included,
+    so derived columns such as ``n_tags`` are there); otherwise the table comes back as it
+    was and the missing samples are counted in ``ctx.stats.pending``."""
     from dslrun.runtime.api import ApiRequest
 
     ids = table.ids
@@ -70,7 +74,11 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
         results = ctx.cache.get_many(fp, uniq)
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
-    ctx.stats.cache_hits, ctx.stats.cache_misses = len(uniq) - len(missing), len(missing)
+    ctx.stats.cache_hits += len(uniq) - len(missing)
+    ctx.stats.cache_misses += len(missing)
+    if missing and ctx.dry_run:  # `dslrun plan` pays for nothing
+        ctx.stats.pending += len(missing)
+        return table
     if missing:
         columns = ("instruction", "input", "output")
         cols = {c: table.column(c) for c in columns}

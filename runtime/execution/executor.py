@@ -13,13 +13,12 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from dslrun.core.context import NodeStats
+from dslrun.core.cost import Resource
 from dslrun.dsl.compile import Plan
-from dslrun.operators.base import Resource, SampleOperator, TableOperator
-from dslrun.operators.llm.base import LlmOperator
-from dslrun.runtime.api_nodes import run_llm_op
-from dslrun.runtime.context import NodeStats, RunContext
-from dslrun.runtime.samples import run_sample_op
-from dslrun.runtime.table import Table
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.dispatch import LOCAL, Runners, run_step
 
 
 class NodeFailed(Exception):
@@ -35,36 +34,12 @@ class RunResult:
     seconds: float = 0.0
 
 
-class Runners:
-    """How an engine runs the two cached kinds of node; table operators always run in-process.
-
-    The local engine computes in this process; the Ray engine overrides both to ship the
-    work to actors while the cache bookkeeping stays here (see runtime/engines/ray.py).
-    """
-
-    def sample(self, op: SampleOperator, table: Table, ctx: RunContext) -> Table:
-        return run_sample_op(op, table, ctx)
-
-    def llm(self, op: LlmOperator, table: Table, ctx: RunContext) -> Table:
-        return run_llm_op(op, table, ctx)
-
-
-LOCAL = Runners()
-
-
 def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext, runners: Runners = LOCAL) -> Table:
     op = plan.nodes[name].op
     assert op is not None
     ctx.stats.rows_in = sum(len(t) for t in inputs)
     start = time.perf_counter()
-    if isinstance(op, LlmOperator):
-        out = runners.llm(op, inputs[0], ctx)
-    elif isinstance(op, SampleOperator):
-        out = runners.sample(op, inputs[0], ctx)
-    elif isinstance(op, TableOperator):
-        out = op.run(inputs, ctx)
-    else:  # pragma: no cover - registry only holds the two kinds
-        raise TypeError(f"{type(op).__name__} is neither a sample nor a table operator")
+    out = run_step(op, inputs, ctx, runners)
     ctx.stats.seconds = time.perf_counter() - start
     ctx.stats.rows_out = len(out)
     return out

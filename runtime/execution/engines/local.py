@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dslrun.dsl.compile import Plan
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.executor import RunResult, execute
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.executor import RunResult, execute
 
 
 class LocalEngine:

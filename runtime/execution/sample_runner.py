@@ -12,37 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.operators.base import FieldKind, Resource, SampleOperator, field_kind
-from dslrun.runtime.cache import fingerprint
-from dslrun.runtime.context import RunContext
-from dslrun.runtime.model_pool import is_oom
-from dslrun.runtime.table import Table, as_column
+from dslrun.core.cost import Resource
+from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.operators.base import SampleOperator
+from dslrun.runtime.data.table import Table, as_column
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.models.resident import is_oom
 
 CPU_BATCH = 2048
 
 # One computed batch: the sample ids and one result mapping per id.
 Computed = tuple[Sequence[str], list]
 ComputeFn = Callable[[SampleOperator, Table, list[list[int]], RunContext], Iterator[Computed]]
-
-
-class NoCache:
-    """Marks a Params field that changes how, not what, is computed (kept out of cache keys)."""
-
-
-def cache_params(op: SampleOperator) -> dict[str, Any]:
-    params = op.params
-    out = {}
-    for name, f in type(params).model_fields.items():
-        if any(isinstance(m, NoCache) or m is NoCache for m in f.metadata):
-            continue
-        if field_kind(type(params), name) == FieldKind.OUTPUT_PATH:
-            continue
-        out[name] = params.model_dump(mode="json", include={name})[name]
-    return out
-
-
-def node_fingerprint(op: SampleOperator) -> str:
-    return fingerprint(op.name, op.version, cache_params(op), op.model_identity())
 
 
 def unique_first(ids: np.ndarray) -> tuple[list[str], list[int]]:
@@ -194,11 +175,16 @@ class _Slots:
 
 
 def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
-                  compute: ComputeFn = local_batches) -> Table:
+                  compute: ComputeFn = local_batches, prepare: Callable[[], None] | None = None) -> Table:
     """Look up the cache, compute the missing samples batch by batch, commit each batch.
 
     ``compute`` yields (ids, results) per batch in any order, as batches finish; this
-    process is the only writer of the cache whichever engine computes them.
+    process is the only writer of the cache whichever engine computes them. ``prepare``
+    (shared work the batches need) runs once, before the first batch, only if there is
+    one. Statistics are added to ``ctx.stats``, so a step that runs several operators
+    through here reports them all. In a dry run (``dslrun plan``) only cheap operators
+    compute; otherwise missing samples are counted in ``ctx.stats.pending`` and the
+    table comes back without the operator's columns.
     """
     ids = table.ids
     uniq, first_rows = unique_first(ids)
@@ -209,8 +195,13 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         for i in range(0, len(uniq), LOOKUP_ROWS):
             got.add(ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
     missing = [r for k, r in enumerate(first_rows) if not got.have[k]]
-    ctx.stats.cache_hits = len(uniq) - len(missing)
-    ctx.stats.cache_misses = len(missing)
+    ctx.stats.cache_hits += len(uniq) - len(missing)
+    ctx.stats.cache_misses += len(missing)
+    if missing and ctx.dry_run and op.resource != Resource.CPU:
+        ctx.stats.pending += len(missing)
+        return table
+    if missing and prepare is not None:
+        prepare()
     task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
     batches = plan_batches(op, table, missing, ctx)
     for batch_ids, computed in compute(op, table, batches, ctx):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.table import Table, as_column
+from dslrun.runtime.data.table import Table, as_column
 
 BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
 
@@ -106,7 +106,7 @@ class PoolTableBuilder:
         self.n += len(self.rows)
         self.rows, self.records = [], []
         if self.store is None and self.spill_rows is not None and self.n > self.spill_rows:
-            from dslrun.runtime.disk_columns import ColumnStore
+            from dslrun.runtime.data.disk_columns import ColumnStore
 
             self.store = ColumnStore(self.spill_dir)
             for name, col in self.cols.items():

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dslrun.core.context import NodeStats
+from dslrun.core.cost import Cost
+from dslrun.core.keys import node_fingerprint
 from dslrun.dsl.compile import Plan
-from dslrun.operators.base import Cost, Resource, SampleOperator
-from dslrun.runtime.context import NodeStats, RunContext
-from dslrun.runtime.executor import run_node
-from dslrun.runtime.samples import node_fingerprint, run_sample_op, unique_first
-from dslrun.runtime.table import Table
+from dslrun.operators.base import CachedOperator, TableOperator
+from dslrun.runtime.data.table import Table
+from dslrun.runtime.execution.context import RunContext
+from dslrun.runtime.execution.dispatch import LOCAL, Runners
+from dslrun.runtime.execution.executor import run_node
+from dslrun.runtime.execution.sample_runner import unique_first
 
 
 @dataclass
@@ -30,7 +34,9 @@ class PlanRow:
     cost: Cost = field(default_factory=Cost)
 
 
-def dry_run(plan: Plan, ctx: RunContext) -> list[PlanRow]:
+def dry_run(plan: Plan, ctx: RunContext, runners: Runners = LOCAL) -> list[PlanRow]:
+    """Every step through the runners a run uses, with ``ctx.dry_run`` set: the same code
+    decides what a step gives, so the plan cannot disagree with the run about a cached step."""
     ctx.dry_run = True
     tables: dict[str, Table] = {}
     exact: dict[str, bool] = {}
@@ -40,41 +46,37 @@ def dry_run(plan: Plan, ctx: RunContext) -> list[PlanRow]:
         op = node.op
         assert op is not None
         inputs = [tables[i] for i in node.inputs]
-        known = all(exact[i] for i in node.inputs)
+        refs = [r for r in op.step_refs() if r in tables]
+        known = all(exact[i] for i in [*node.inputs, *refs])
         nctx = ctx.for_node(name, NodeStats())
+        nctx.refs = {r: tables[r] for r in refs}
         row = PlanRow(name, op.name, op.resource.value, 0, known)
-        if isinstance(op, SampleOperator):
-            table = inputs[0]
-            uniq, _ = unique_first(table.ids)
-            row.samples = len(uniq)
-            row.cached = ctx.cache.count(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else 0
-            estimate_rows = getattr(op, "estimate_rows", None)
-            if estimate_rows is not None and row.cached < len(uniq):
-                done = ctx.cache.get_many(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else {}
-                _, first = unique_first(table.ids)
-                row.cost = estimate_rows(table, [r for sid, r in zip(uniq, first) if sid not in done])
-            else:
-                row.cost = op.estimate(len(uniq) - row.cached)
-            if known and (row.cached == len(uniq) or op.resource == Resource.CPU):
-                tables[name] = run_sample_op(op, table, nctx)
-            else:
-                tables[name], known = table, False
-        elif known and hasattr(op, "dry_run_cost"):
-            # a whole-table step wrapping cached per-sample work (gradient-sim, nuggets)
-            row.samples, row.cached, row.cost = op.dry_run_cost(inputs, nctx)
-            if row.cached == row.samples:
-                tables[name] = run_node(plan, name, inputs, nctx)
-            else:
-                tables[name], known = inputs[0], False
-        elif known:
-            tables[name] = run_node(plan, name, inputs, nctx)
+        if isinstance(op, CachedOperator):  # over a superset of its rows when an earlier step is not exact
+            row.samples, row.cached, row.cost = cached_work(op, inputs[0], nctx)
+        elif known and isinstance(op, TableOperator):
+            work = op.dry_run_cost(inputs, nctx)
+            if work is not None:
+                row.samples, row.cached, row.cost = work
+                known = row.cached == row.samples  # the step runs only on what is cached
+        if known:
+            tables[name] = run_node(plan, name, inputs, nctx, runners)
+            known = nctx.stats.pending == 0
         else:
             tables[name] = inputs[0] if inputs else Table({})
-        exact[name] = known
-        row.exact = known
+        exact[name] = row.exact = known
         row.rows = len(tables[name])
         rows.append(row)
     return rows
+
+
+def cached_work(op: CachedOperator, table: Table, ctx: RunContext) -> tuple[int, int, Cost]:
+    """(distinct samples, cached, the work left) of a per-sample step."""
+    samples, cached = ctx.count_cached(op, table)
+    if cached == samples:
+        return samples, cached, op.estimate(0)
+    uniq, first = unique_first(table.ids)
+    done = ctx.cache.get_many(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else {}
+    return samples, cached, op.estimate_rows(table, [r for sid, r in zip(uniq, first) if sid not in done])
 
 
 def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:

@@ -14,10 +14,8 @@ every run — which is what makes per-sample caching work across pools.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.pool_table import PoolTableBuilder
-from dslrun.runtime.table import Table
+from dslrun.core.keys import sample_id
+from dslrun.runtime.data.pool_table import PoolTableBuilder
+from dslrun.runtime.data.table import Table
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                 "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
@@ -50,20 +49,6 @@ class Loaded:
     quarantined: list[Quarantined] = field(default_factory=list)
     schema: str = "alpaca"
     fmt: str = "json"
-
-
-def normalise(text: str) -> str:
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
-
-
-def sample_id(messages: list[dict[str, str]], alpaca: tuple[str, str, str] | None = None) -> str:
-    if alpaca is not None:
-        payload: Any = {"instruction": normalise(alpaca[0]), "input": normalise(alpaca[1]),
-                        "output": normalise(alpaca[2])}
-    else:
-        payload = [[m["role"], normalise(m["content"])] for m in messages]
-    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def file_format(path: Path) -> str:
@@ -91,7 +76,7 @@ def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]
     if fmt == "jsonl":
         yield from _read_jsonl(path)
         return
-    from dslrun.runtime.json_stream import JsonStreamError, NotAnArray, iter_json_array
+    from dslrun.runtime.data.json_stream import JsonStreamError, NotAnArray, iter_json_array
 
     try:
         for i, rec in enumerate(iter_json_array(path)):
@@ -221,7 +206,7 @@ def parse_record(rec: Any, schema: str, fields: dict[str, str]) -> tuple[dict[st
 def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = None,
               spill_rows: int | None = None, spill_dir: str | Path | None = None) -> Loaded:
     """Read and validate a pool. With ``spill_rows``, a pool of more rows than that keeps its
-    text and records on disk (``DiskColumn``s; runtime/disk_columns.py) instead of in memory."""
+    text and records on disk (``DiskColumn``s; runtime/data/disk_columns.py) instead of in memory."""
     path = Path(path)
     if not path.exists():
         raise PoolError(f"{path}: pool file not found")
