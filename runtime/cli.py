@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="override a spec parameter (repeatable)")
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE to register more operators")
+        sp.add_argument("--allow-path", action="append", default=[], type=Path, metavar="DIR",
+                        help="let the spec read files below DIR too (repeatable; see README: Security)")
+        sp.add_argument("--allow-code", action="store_true",
+                        help="let the spec name Python code to run (e.g. evaluate's benchmarks)")
         return sp
 
     r = spec_cmd("run", "compile and run a spec")
@@ -117,8 +121,18 @@ def _compile(args) -> tuple[Any, Any, str]:
         registry.load_plugin(mod)
     spec, text = load_spec_text(args.spec)
     overrides = parse_overrides(getattr(args, "set", []))
-    plan = compile_spec(spec, overrides)
+    plan = compile_spec(spec, overrides, trust=trust(args))
     return plan, overrides, text
+
+
+def trust(args):
+    from dslrun.dsl.trust import Trust
+    from dslrun.runtime.config import load_config
+
+    config, _ = load_config()
+    dirs = [*getattr(args, "allow_path", []), *map(Path, config.get("allow_paths") or [])]
+    return Trust(allow_paths=tuple(d.expanduser().resolve() for d in dirs),
+                 allow_code=bool(getattr(args, "allow_code", False)))
 
 
 def cmd_check(args) -> int:

@@ -11,6 +11,7 @@ by $DSLRUN_CONFIG)::
     cpus_per_replica: 4
     spill_rows: 100000       # pools larger than this keep their text on disk (see disk_columns.py)
     tmp_dir: /scratch/dslrun # where that text goes (default: $DSLRUN_TMPDIR, else the system's)
+    allow_paths: [/data/pools]  # folders specs may read besides their own and the current one
 
 The engine keys may also be written in the spec itself (``engine: ray``; dsl/settings.py).
 Each key is taken from the first place that gives it: command-line flags, then the spec's
@@ -28,7 +29,7 @@ from dslrun.core.errors import CLI, ErrorList, SpecError
 from dslrun.dsl.settings import SETTINGS
 
 # The engine keys are the ones a spec may set too; the rest belong to the machine alone.
-KEYS = (*SETTINGS, "spill_rows", "tmp_dir")
+KEYS = (*SETTINGS, "spill_rows", "tmp_dir", "allow_paths")
 
 
 def load_config() -> tuple[dict[str, Any], str]:
@@ -44,6 +45,9 @@ def load_config() -> tuple[dict[str, Any], str]:
     if unknown:
         raise ErrorList([SpecError(CLI, f"{path}: unknown setting(s) {', '.join(unknown)}",
                                    f"known: {', '.join(KEYS)}")])
+    allow = data.get("allow_paths", [])
+    if not isinstance(allow, list) or not all(isinstance(d, str) for d in allow):
+        raise ErrorList([SpecError(CLI, f"{path}: allow_paths must be a list of folders")])
     if data.get("engine", "local") not in ("local", "ray"):
         raise ErrorList([SpecError(CLI, f"{path}: engine must be local or ray, not {data['engine']!r}")])
     return data, str(path)
