@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dslrun.core.params import FieldKind, NoCache, field_kind
+from dslrun.core.params import ColumnName, FieldKind, NoCache, field_kind, marked
 
 if TYPE_CHECKING:
-    from dslrun.operators.base import SampleOperator
+    from dslrun.operators.base import CachedOperator
 
 
 def normalise(text: str) -> str:
@@ -56,17 +56,73 @@ def fingerprint(op: str, version: str, params: Mapping[str, Any], model: str = "
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
-def cache_params(op: SampleOperator) -> dict[str, Any]:
+def cache_params(op: CachedOperator) -> dict[str, Any]:
+    """The parameters that change what ``op`` computes, canonical.
+
+    Left out: ``NoCache`` fields (how, not what), output paths, and ``ColumnName`` fields
+    (where a result goes). An input file enters by the SHA-256 of its content, never by
+    its path, so the same recipe in a moved or re-cloned folder finds its scores.
+    """
     params = op.params
+    cls = type(params)
     out = {}
-    for name, f in type(params).model_fields.items():
-        if any(isinstance(m, NoCache) or m is NoCache for m in f.metadata):
+    for name in cls.model_fields:
+        if marked(cls, name, NoCache) or marked(cls, name, ColumnName):
             continue
-        if field_kind(type(params), name) == FieldKind.OUTPUT_PATH:
+        kind = field_kind(cls, name)
+        if kind == FieldKind.OUTPUT_PATH:
             continue
-        out[name] = params.model_dump(mode="json", include={name})[name]
+        value = params.model_dump(mode="json", include={name})[name]
+        out[name] = file_digest(value) if kind == FieldKind.INPUT_PATH else value
     return out
 
 
-def node_fingerprint(op: SampleOperator) -> str:
+def file_digest(value: Any) -> Any:
+    """``sha256:<hex>`` of a file's content (a list of paths: each; a folder: its files by
+    relative name); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [file_digest(v) for v in value]
+    path = Path(value)
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(x for x in path.rglob("*") if x.is_file()):
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+            _hash_file(h, f)
+    elif path.is_file():
+        _hash_file(h, path)
+    else:  # checked at compile time; a file gone since then keys by its name
+        return f"missing:{path.name}"
+    return "sha256:" + h.hexdigest()
+
+
+def _hash_file(h: Any, path: Path) -> None:
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def node_fingerprint(op: CachedOperator) -> str:
     return fingerprint(op.name, op.version, cache_params(op), op.model_identity())
+
+
+def stored_names(op: CachedOperator) -> dict[str, str]:
+    """Produced column -> the name its value is cached under: the name it has when every
+    ``ColumnName`` field keeps its default (so two steps that differ only in the column they
+    write share their cache entries). Identity for operators without such a field."""
+    cls = type(op.params)
+    names = [k for k in cls.model_fields if marked(cls, k, ColumnName)]
+    if not names:
+        return {}
+    defaults = {k: cls.model_fields[k].get_default(call_default_factory=True) for k in names}
+    if all(getattr(op.params, k) == v for k, v in defaults.items()):
+        return {}
+    plain = type(op)(op.params.model_copy(update=defaults))
+    actual, stored = list(op.output_columns([{}])), list(plain.output_columns([{}]))
+    return {a: s for a, s in zip(actual, stored) if a != s}
+
+
+def rename(values: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``values`` with its keys renamed by ``names`` (a stored_names map, or its inverse)."""
+    return {names.get(c, c): v for c, v in values.items()} if names else dict(values)

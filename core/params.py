@@ -6,7 +6,8 @@ Field markers tell the front-ends and the compiler how to read a spec value:
 file that must exist, relative to the spec), ``OutputPath`` (relative to the run's
 output directory), ``EnvVar`` (the *name* of an environment variable holding a
 secret; checked when run, not when checked). ``NoCache`` marks a field that changes
-how, not what, is computed, so it stays out of cache keys (``core/keys.py``).
+how, not what, is computed, and ``ColumnName`` one that names an output column; both
+stay out of cache keys (``core/keys.py``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,19 @@ EnvVar = Annotated[str, FieldKind.ENV]
 class Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
+
 class NoCache:
     """Marks a Params field that changes how, not what, is computed (kept out of cache keys)."""
+
+
+class ColumnName:
+    """Marks a Params field that names an output column: where a result is put, not what was
+    computed. Kept out of cache keys; the cache stores values under the default names."""
+
+
+def marked(params_cls: type[BaseModel], key: str, marker: type) -> bool:
+    """Whether field ``key`` carries ``marker`` (``Annotated[..., NoCache()]`` or the class itself)."""
+    return any(isinstance(m, marker) or m is marker for m in params_cls.model_fields[key].metadata)
 
 
 def field_kind(params_cls: type[BaseModel], key: str) -> FieldKind | None:

@@ -110,6 +110,10 @@ class CachedOperator(Operator[P]):
     # The columns the operator reads (None: any). An engine that ships batches to other
     # processes sends only these and ``id``; ``_record`` is never sent.
     columns_read: ClassVar[tuple[str, ...] | None] = None
+    # Modules outside dslrun.operators that this operator's values come from (they join the
+    # source hash that tests/fixtures/code_versions.json checks against ``version``; see
+    # core/code_version.py). Modules of dslrun.operators it imports are found by themselves.
+    kernels: ClassVar[tuple[str, ...]] = ()
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0])

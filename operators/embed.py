@@ -23,7 +23,7 @@ from pydantic import Field
 from dslrun.core.columns import VECTOR, Columns
 from dslrun.core.context import RunContext
 from dslrun.core.cost import Cost, Feasibility, Resource
-from dslrun.core.params import NoCache, Params
+from dslrun.core.params import ColumnName, NoCache, Params
 from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table
@@ -36,7 +36,7 @@ class EmbedParams(Params):
     pooling: Literal["mean", "last"] = Field("mean", description="causal-lm: mean over tokens, or the last token")
     normalize: bool = Field(True, description="L2-normalise the vectors")
     max_length: int = Field(512, ge=8, description="tokens kept per text")
-    column: str = Field("embedding", description="output column")
+    column: Annotated[str, ColumnName()] = Field("embedding", description="output column")
     dtype: str = Field("auto", description="causal-lm: auto = bf16 on GPU, fp32 on CPU")
     device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
 

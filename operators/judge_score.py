@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from dslrun.core.columns import FLOAT, STR, Columns
-from dslrun.core.params import InputPath
+from dslrun.core.params import ColumnName, InputPath
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.prompts import (
     DIGITS,
@@ -41,7 +41,7 @@ class JudgeParams(LlmParams):
         None, description="custom: how to read the score (default first-line)")
     pattern: str | None = Field(None, description="regex parser: the pattern; its first group is the score")
     key: str | None = Field(None, description="json parser: the field holding the score")
-    column: str = Field("score", description="name of the score column")
+    column: Annotated[str, ColumnName()] = Field("score", description="name of the score column")
     logprobs: bool | None = Field(None, description="ask for top logprobs (default: on for expected-digit)")
     top_logprobs: int = Field(20, ge=1, le=1000, description="how many first-token logprobs to ask for "
                                                              "(OpenAI allows 20; vLLM up to its --max-logprobs)")

@@ -16,7 +16,7 @@ from pydantic import Field
 from dslrun.core.columns import FLOAT, INT, Columns
 from dslrun.core.context import RunContext
 from dslrun.core.cost import Cost, Feasibility, Resource
-from dslrun.core.params import NoCache, Params
+from dslrun.core.params import ColumnName, NoCache, Params
 from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table
@@ -29,7 +29,7 @@ class PerplexityParams(Params):
     model: str = Field("smollm2-135m", description="alias, local folder, .gguf file or hub id of a causal LM")
     template: str = Field("alpaca", description="prompt template for response-given-instruction")
     max_length: int = Field(1024, ge=8, description="tokens kept (the text is cut from the right)")
-    column: str | None = Field(None, description="output column name (default: ppl_<of>, hyphens as _)")
+    column: Annotated[str | None, ColumnName()] = Field(None, description="output column name (default: ppl_<of>, hyphens as _)")
     dtype: str = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
 

@@ -17,7 +17,7 @@ from pydantic import Field
 from dslrun.core.columns import FLOAT, Columns
 from dslrun.core.context import RunContext
 from dslrun.core.cost import Cost, Resource
-from dslrun.core.params import NoCache, Params
+from dslrun.core.params import ColumnName, NoCache, Params
 from dslrun.operators.base import SampleOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table
@@ -28,7 +28,7 @@ DEFAULT_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
 class RewardParams(Params):
     model: str = Field(DEFAULT_MODEL, description="a sequence-classification reward model: hub id or local folder")
     max_length: int = Field(512, ge=8, description="tokens kept per pair (the pair is truncated longest-first)")
-    column: str = Field("reward", description="output column")
+    column: Annotated[str, ColumnName()] = Field("reward", description="output column")
     dtype: str = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     device: Annotated[str, NoCache()] = Field("auto", description="auto: CUDA when present, else CPU")
 

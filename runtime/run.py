@@ -10,9 +10,10 @@ from typing import Any
 
 from dslrun.core.errors import Collector
 from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.settings import RunSettings
 from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
-from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.pool_files import atomic_write
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.executor import NodeFailed, RunResult
@@ -72,29 +73,30 @@ def peak_rss_mib() -> float:
 
 
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, workers: int = 4, version: str = "0",
-             settings: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None) -> int:
+             quiet: bool = False, version: str = "0", settings: RunSettings | None = None) -> int:
     from dslrun.runtime.execution.engines import EngineError, make_engine
     from dslrun.runtime.execution.progress import Progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
+    settings = settings or run_settings(spec=plan.settings)
     try:
-        runner = make_engine(engine, address=address, settings=settings)
+        runner = make_engine(settings)
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    cache = ScoreCache(cache_dir / "scores.sqlite")
-    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
+    from dslrun.runtime.cache.open_store import open_store
+
+    cache = open_store(cache_dir)
+    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:
         engine_info = runner.describe()
         if quiet:
-            result = runner.execute(plan, ctx, workers)
+            result = runner.execute(plan, ctx, settings.workers)
         else:
             with Progress() as progress:
                 ctx.progress = progress
-                result = runner.execute(plan, ctx, workers)
+                result = runner.execute(plan, ctx, settings.workers)
     except NodeFailed as e:
         print(f"error: {e}", file=sys.stderr)
         print("everything computed before the failure is cached; fix the cause and run again to resume",

@@ -129,20 +129,24 @@ def test_final_errors_are_not_retried_and_the_key_never_leaks(serve, monkeypatch
 
 
 def test_retry_after_seconds_is_honoured(serve):
-    srv = serve(fault_fn=lambda req, n: "429" if n == 0 else None, retry_after="1")
-    t0 = time.monotonic()
+    attempts: list[int] = []  # attempt numbers in the order the server saw them
+
+    def fault(req, n):
+        attempts.append(n)
+        return "429" if n == 0 else None
+
+    srv = serve(fault_fn=fault, retry_after="1")
     summary, results = run(ApiPool(retry=FAST), requests(3), backend(srv))
-    took = time.monotonic() - t0
     assert summary.ok == 3 and summary.rate_limited == 3 and summary.retries == 3
-    assert all(1.0 <= r.elapsed_s < 2.5 for r in results), [r.elapsed_s for r in results]
-    assert took < 3.0  # the three waits overlap
+    assert all(r.elapsed_s >= 1.0 for r in results), [r.elapsed_s for r in results]  # no retry came early
+    assert attempts == [0, 0, 0, 1, 1, 1]  # the three waits overlap: no retry waited for another's
 
 
 def test_retry_after_http_date_is_honoured(serve):
     srv = serve(fault_fn=lambda req, n: "429" if n == 0 else None,
                 retry_after=lambda: email.utils.formatdate(time.time() + 2, usegmt=True))
     summary, results = run(ApiPool(retry=FAST), requests(1), backend(srv))
-    assert summary.ok == 1 and 0.95 <= results[0].elapsed_s < 3.5
+    assert summary.ok == 1 and results[0].elapsed_s >= 0.95  # an upper bound would be a timing test
 
 
 def test_parse_retry_after_forms():

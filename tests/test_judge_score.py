@@ -321,19 +321,31 @@ def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):
 
 
 def test_api_calls_overlap_with_model_work(tmp_path):
+    """Deterministic: the model step holds its slot until the server has answered 3 requests
+    (a file the test writes), or 120 s pass. Overlapping steps end it at once; an executor
+    that ran the API step after the model step would keep it 120 s and fail the check."""
     project(tmp_path, 6)
+    go = tmp_path / "three-requests-seen"
     (tmp_path / "spec.sel").write_text(
         'param base_url = "x"\npool = load(path: "pool.json")\n'
-        'm = slow-model(pool, seconds: 3)\n'
+        f'm = slow-model(pool, seconds: 120, until: "{go}")\n'
         f'j = judge-score(pool, template: alpagasus, model: test-model, base_url: $base_url, api_key_env: {KEY_ENV},'
         ' concurrency: 1)\nsave(m)\nsave(j, path: "judged.json")\n')
     log = tmp_path / "model.log"
-    with OpenAITestServer(latency=0.2) as srv:
+    seen: list[int] = []
+
+    def count(request, n):
+        seen.append(n)
+        if len(seen) == 3:
+            go.write_text("go")
+        return None
+
+    with OpenAITestServer(fault_fn=count) as srv:
         dslrun("run", "spec.sel", "-q", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True,
                env={KEY_ENV: SECRET, "SLOW_MODEL_LOG": str(log), "DSLRUN_PLUGINS": "testkit.slow_ops",
                     "PYTHONPATH": str(Path(__file__).parent)})
         arrivals = srv.stats().arrivals
     start, end = map(float, log.read_text().split())
     assert len(arrivals) == 6
-    # requests were answered one by one while the model step held its slot
+    # requests were answered while the model step held its slot
     assert sum(start < t < end for t in arrivals) >= 3

@@ -76,9 +76,21 @@ def run_recipe(name: str, work: Path, models: Path) -> dict[str, str]:
             go([f"base_url={srv.base_url}", "model=test-model", f"api_key_env={KEY}"])
     else:
         go([])
-    out = work / "o"
-    return {f: hashlib.sha256((out / f).read_bytes()).hexdigest()[:16]
-            for f in ("selected.json", "selected.scores.parquet") if (out / f).exists()}
+    return fingerprint_outputs(work / "o")
+
+
+def fingerprint_outputs(out: Path) -> dict[str, str]:
+    """SHA-256 of each output file, and of the scores' content (rows and schema as JSON: what
+    the Parquet file holds, whatever pyarrow version wrote it)."""
+    import pyarrow.parquet as pq
+
+    got = {f: hashlib.sha256((out / f).read_bytes()).hexdigest()[:16]
+           for f in ("selected.json", "selected.scores.parquet") if (out / f).exists()}
+    if (out / "selected.scores.parquet").exists():
+        table = pq.read_table(out / "selected.scores.parquet")
+        blob = json.dumps([str(table.schema.remove_metadata()), table.to_pylist()], sort_keys=True, default=repr)
+        got["scores.content"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return got
 
 
 def main() -> None:

@@ -34,9 +34,15 @@ class LlmParams(Params):
                               "local: a transformers chat model in this process")
     model: str | None = Field(None, description="model name on the server, or for local a model alias, folder, "
                                                 ".gguf file or hub id (default gpt-4o-mini / smollm2-135m)")
-    base_url: str | None = Field(None, description="server URL, e.g. http://localhost:8000/v1 (default OpenAI's)")
-    api_key_env: EnvVar | None = Field(None, description="name of the environment variable holding the API key "
-                                                          "(default OPENAI_API_KEY); never the key itself")
+    # Where the model is served is not what it computes: endpoints and keys stay out of cache
+    # keys, so the same model behind another host name or port is not paid for again.
+    base_url: Annotated[str | None, NoCache()] = Field(
+        None, description="server URL, e.g. http://localhost:8000/v1 (default OpenAI's)")
+    api_key_env: Annotated[EnvVar | None, NoCache()] = Field(
+        None, description="name of the environment variable holding the API key (default OPENAI_API_KEY); "
+                          "never the key itself")
+    cache_as: str | None = Field(None, description="the model's identity in cache keys when the server's model "
+                                                   "name does not tell it (one name serving different models)")
     temperature: float | None = Field(None, ge=0, description="default: the template's (0 for the published judges)")
     max_tokens: int | None = Field(None, ge=1, description="default: the template's")
     seed: int | None = None
@@ -73,10 +79,21 @@ class LlmParams(Params):
 LP = TypeVar("LP", bound=LlmParams)
 
 
+def llm_identity(p: LlmParams, model_name: str) -> str:
+    """The model part of an LLM step's cache key: a local model by content, a served one by its
+    name (or ``cache_as``), never by the address it is served at."""
+    if p.backend == "local":
+        from dslrun.runtime.models.resident import identity
+
+        return "local:" + identity(model_name, "causal-lm")
+    return f"openai:{p.cache_as or model_name}"
+
+
 class LlmOperator(CachedOperator[LP]):
     """Per-sample values from one chat call each. Subclasses build the call and read the reply."""
 
     params_type = LlmParams
+    kernels = ("dslrun.runtime.api.local",)  # the local backend's generation and logprobs
 
     def __init__(self, params: LP):
         super().__init__(params)
@@ -108,13 +125,7 @@ class LlmOperator(CachedOperator[LP]):
         return {"api_key_env": self.llm.api_key_env or "OPENAI_API_KEY"}
 
     def model_identity(self) -> str:
-        if self.llm.backend == "local":
-            from dslrun.runtime.models.resident import identity
-
-            return "local:" + identity(self.model_name, "causal-lm")
-        from dslrun.runtime.api.backends import DEFAULT_BASE_URL
-
-        return f"openai:{(self.llm.base_url or DEFAULT_BASE_URL).rstrip('/')}:{self.model_name}"
+        return llm_identity(self.llm, self.model_name)
 
     # ---------------------------------------------------------------- what subclasses define
     reason_column: str = "reason"

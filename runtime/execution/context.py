@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dslrun.core.context import NodeStats
-from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.core.settings import RunSettings
+from dslrun.runtime.cache.store import ScoreStore
+from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.models.resident import ModelPool
 
@@ -23,11 +25,11 @@ log = logging.getLogger("dslrun")
 class RunContext:
     out_dir: Path
     spec_dir: Path
-    cache: ScoreCache | None
+    cache: ScoreStore | None
     node: str = ""
     stats: NodeStats = field(default_factory=NodeStats)
     progress: Any = None  # runtime.progress.Progress, or None when quiet
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: RunSettings = field(default_factory=lambda: run_settings())
     dry_run: bool = False
     models: ModelPool = field(default_factory=ModelPool)
     refs: dict[str, Any] = field(default_factory=dict)  # tables of steps named in this node's parameters

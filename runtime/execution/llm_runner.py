@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.llm.base import LlmOperator
+from dslrun.runtime.cache.claims import share
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.sample_runner import assemble, unique_first
@@ -24,38 +25,12 @@ from dslrun.runtime.execution.sample_runner import assemble, unique_first
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
 
-def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
-    p = op.llm
-    if p.backend == "local":
-        from dslrun.runtime.api.local import LocalChatBackend
-
-        model, tokenizer = ctx.models.causal_lm(op.model_name, device=p.device, dtype=p.dtype)
-        return LocalChatBackend(model, tokenizer, name=op.model_name)
-    from dslrun.runtime.api import OpenAIBackend
-
-    return OpenAIBackend(op.model_name, base_url=p.base_url, api_key_env=op.env_vars()["api_key_env"],
-                         timeout=p.timeout)
-
-
-def make_pool(op: LlmOperator, backend: Any) -> Any:
-    from dslrun.runtime.api import ApiPool, Price, RetryPolicy
-
-    p = op.llm
-    if p.backend == "local":
-        # Generation is serialised in the backend: a per-attempt timeout would count the
-        # queue, and nothing is paid for.
-        return ApiPool(max_concurrency=p.concurrency, retry=RetryPolicy(max_attempts=p.max_attempts),
-                       max_calls=p.max_calls)
-    price = Price(p.price["input"], p.price["output"]) if p.price else None
-    return ApiPool.for_backend(backend, rpm=p.rpm, tpm=p.tpm, max_concurrency=p.concurrency,
-                               retry=RetryPolicy(max_attempts=p.max_attempts), max_calls=p.max_calls,
-                               max_cost=p.max_cost, price=price, attempt_timeout=p.timeout)
-
-
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
-    backend = make_backend(op, ctx)
-    return make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    from dslrun.runtime.api.connect import backend_for, pool_for
+
+    backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
+    return pool_for(op.llm, backend).run_sync(requests, backend, on_result, parse=op.parse)
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
@@ -70,9 +45,11 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
     uniq, first_rows = unique_first(ids)
     fp = node_fingerprint(op)
     results: dict[str, Any] = {}
+    stored = stored_names(op)
+    back = {s: c for c, s in stored.items()}
     if ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
-        results = ctx.cache.get_many(fp, uniq)
+        results = {sid: rename(v, back) for sid, v in ctx.cache.get_many(fp, uniq).items()}
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
     ctx.stats.cache_hits += len(uniq) - len(missing)
     ctx.stats.cache_misses += len(missing)
@@ -83,14 +60,15 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         columns = ("instruction", "input", "output")
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
-        requests = [ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts) for r in missing]
+        requests = {str(ids[r]): ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts)
+                    for r in missing}
         task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
         lock = threading.Lock()
 
         def on_result(result: Any) -> None:
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
-                ctx.cache.put_many(fp, [(result.key, values)])
+                ctx.cache.put_many(fp, [(result.key, rename(values, stored))])
             with lock:
                 results[result.key] = values
                 if keep:
@@ -100,8 +78,21 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(1)
 
-        summary = send(op, requests, ctx, on_result)
+        def work(mine: list[str]) -> None:
+            summary = send(op, [requests[k] for k in mine], ctx, on_result)
+            ctx.stats.notes.append(f"api: {summary}")
+
+        def collect(values: dict[str, Any]) -> None:
+            with lock:
+                results.update((sid, rename(v, back)) for sid, v in values.items())
+            if task is not None:
+                task.advance(len(values))
+
+        # Claimed before sending: a second run on this cache waits for these replies instead of
+        # paying for them; what gets no reply is released for whoever asks next.
+        waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
+        if waited:
+            ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:
             task.done()
-        ctx.stats.notes.append(f"api: {summary}")
     return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)

@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.cost import Resource
-from dslrun.core.keys import cache_params, node_fingerprint
+from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.base import SampleOperator
+from dslrun.runtime.cache.claims import share
 from dslrun.runtime.data.table import Table, as_column
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.models.resident import is_oom
-
-CPU_BATCH = 2048
 
 # One computed batch: the sample ids and one result mapping per id.
 Computed = tuple[Sequence[str], list]
@@ -36,12 +35,10 @@ def unique_first(ids: np.ndarray) -> tuple[list[str], list[int]]:
 
 
 def batch_size(op: SampleOperator, ctx: RunContext) -> int:
-    return int(ctx.settings.get("batch_rows", {}).get(op.name, ctx.settings.get("cpu_batch", CPU_BATCH)))
+    return ctx.settings.batch_rows
 
 
 LOOKUP_ROWS = 50_000  # ids looked up in the cache (or text lengths read) at a time
-MODEL_TOKEN_BUDGET = 16384  # padded tokens per forward pass on CPU; GPUs take more (settings)
-MODEL_MAX_ROWS = 64
 
 
 def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunContext) -> list[list[int]]:
@@ -55,8 +52,7 @@ def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunCont
     if op.resource != Resource.MODEL:
         size = max(1, batch_size(op, ctx))
         return [rows[i:i + size] for i in range(0, len(rows), size)]
-    budget = int(ctx.settings.get("token_budget", MODEL_TOKEN_BUDGET))
-    cap = int(ctx.settings.get("model_max_rows", MODEL_MAX_ROWS))
+    budget, cap = ctx.settings.token_budget, ctx.settings.model_batch_rows
     text = text_chars(table, rows)
     est = {r: max(8, n // 4 + 8) for r, n in zip(rows, text)}
     ordered = sorted(rows, key=lambda r: est[r])
@@ -190,10 +186,12 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
     uniq, first_rows = unique_first(ids)
     fp = node_fingerprint(op)
     got = Collected(op, uniq)
+    stored = stored_names(op)
+    back = {s: c for c, s in stored.items()}
     if op.cacheable and ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
         for i in range(0, len(uniq), LOOKUP_ROWS):
-            got.add(ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
+            got.add((sid, rename(v, back)) for sid, v in ctx.cache.get_many(fp, uniq[i:i + LOOKUP_ROWS]).items())
     missing = [r for k, r in enumerate(first_rows) if not got.have[k]]
     ctx.stats.cache_hits += len(uniq) - len(missing)
     ctx.stats.cache_misses += len(missing)
@@ -203,20 +201,57 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
     if missing and prepare is not None:
         prepare()
     task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
-    batches = plan_batches(op, table, missing, ctx)
-    for batch_ids, computed in compute(op, table, batches, ctx):
+    store = ctx.cache if op.cacheable else None
+
+    def commit(batch_ids: Sequence[str], computed: list) -> None:
         if len(computed) != len(batch_ids):
             raise RuntimeError(f"{op.name} returned {len(computed)} results for {len(batch_ids)} samples")
         pairs = list(zip((str(i) for i in batch_ids), (dict(c) for c in computed)))
-        if op.cacheable and ctx.cache is not None:
-            ctx.cache.put_many(fp, pairs)
+        if store is not None:
+            store.put_many(fp, [(sid, rename(v, stored)) for sid, v in pairs])
         got.add(pairs)
         ctx.stats.computed += len(pairs)
         if task is not None:
             task.advance(len(pairs))
+
+    if store is None or op.resource == Resource.CPU or not missing:
+        # cheap operators are not claimed: a claim costs about what computing them does
+        for batch_ids, computed in compute(op, table, plan_batches(op, table, missing, ctx), ctx):
+            commit(batch_ids, computed)
+    else:
+        _shared(op, table, ctx, compute, store, fp, missing, commit, got, task, back)
     if task is not None:
         task.done()
     return table.with_columns(got.columns(ids))
+
+
+def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeFn, store: Any, fp: str,
+            missing: list[int], commit: Callable[[Sequence[str], list], None], got: Collected, task: Any,
+            back: dict[str, str]) -> None:
+    """Compute ``missing`` once across runs sharing the store: claim, compute, wait for the rest.
+
+    Computed here, batches are claimed one at a time, so two runs split a node's work; an
+    engine computing elsewhere gets all its claimable rows at once (it keeps its replicas busy)."""
+    row_of = {str(table.ids[r]): r for r in missing}
+    one_by_one = compute is local_batches
+
+    def groups(pending: list[str]) -> list[list[str]]:
+        if not one_by_one:
+            return [pending]
+        return [[str(table.ids[r]) for r in b] for b in plan_batches(op, table, [row_of[i] for i in pending], ctx)]
+
+    def work(mine: list[str]) -> None:
+        for batch_ids, computed in compute(op, table, plan_batches(op, table, [row_of[i] for i in mine], ctx), ctx):
+            commit(batch_ids, computed)
+
+    def collect(values: dict[str, Any]) -> None:
+        got.add((sid, rename(v, back)) for sid, v in values.items())
+        if task is not None:
+            task.advance(len(values))
+
+    waited = share(store, fp, list(row_of), groups, work, collect, label=ctx.node)
+    if waited:
+        ctx.stats.notes.append(f"{waited} samples were computed by another run sharing the cache")
 
 
 def produced_columns(op: SampleOperator) -> dict[str, str]:

@@ -74,6 +74,7 @@ class OpenAITestServer:
         rpm_burst: float | None = None,
         models: Sequence[str] = ("test-model",),
         api_key: str | None = None,
+        gate: threading.Event | None = None,
     ):
         self.host, self.port = host, port
         self.reply, self.top_logprobs, self.latency = reply, top_logprobs, latency
@@ -81,6 +82,7 @@ class OpenAITestServer:
         self.fault_fn = fault_fn
         self.retry_after, self.hang_s = retry_after, hang_s
         self.models, self.api_key = list(models), api_key
+        self.gate = gate  # when given, every reply waits until it is set (requests are counted at once)
         self.rpm = rpm
         self._burst = rpm_burst if rpm_burst is not None else max(1.0, (rpm or 0) / 60)
         self._tokens, self._stamp = self._burst, time.monotonic()
@@ -282,6 +284,8 @@ class OpenAITestServer:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(reader.read(1), self.hang_s)  # until the client leaves
                 return False
+            while self.gate is not None and not self.gate.is_set():
+                await asyncio.sleep(0.01)
             if self.latency:
                 await asyncio.sleep(self.latency)
             if fault == "drop":
