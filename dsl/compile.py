@@ -276,7 +276,13 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
     return py
 
 
+# Pools that are not files: `memory://` (the Python API's in-memory pools), `hf://` (hub ids).
+URI_SCHEMES = ("memory://", "hf://")
+
+
 def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
+    if py.startswith(URI_SCHEMES):  # `load` checks these when it sniffs the pool's columns
+        return py
     base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
     path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
     if not path.exists():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -74,12 +74,19 @@ def write_scores(path: Path, table: Table, fmt: str) -> None:
             r["row"] = r.pop("_row")
         write_records(path, rows, "jsonl")
         return
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    scores = scores_arrow(table)
+    atomic_write(path, lambda tmp: pq.write_table(scores, tmp))
+
+
+def scores_arrow(table: Table) -> Any:
+    """The scores table as a ``pyarrow.Table``: id, row, then every score column."""
+    import pyarrow as pa
+
     arrays = {}
-    for c in cols:
+    for c in ["id", "_row", *[c for c in score_columns(table) if c != "id"]]:
         col = table.column(c)
         name = "row" if c == "_row" else c
         arrays[name] = pa.array(col.tolist() if col.dtype == object else np.asarray(col))
-    atomic_write(path, lambda tmp: pq.write_table(pa.table(arrays), tmp))
+    return pa.table(arrays)

@@ -29,6 +29,15 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _digest(source: str, table: Any) -> dict[str, str]:
+    """A pool file by its bytes; a pool that is not one file (in memory, a folder, shards, a
+    hub id) by the ids of the samples it gave, in order (ids are content hashes)."""
+    if Path(source).is_file():
+        return {"sha256": file_sha256(source)}
+    ids = "\n".join(table.column("id").tolist()) if table is not None else ""
+    return {"ids_sha256": hashlib.sha256(ids.encode("utf-8")).hexdigest()}
+
+
 def _rel(path: str, base: Path) -> str:
     try:
         return os.path.relpath(path, base)
@@ -46,8 +55,8 @@ def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[st
         params = op.params.model_dump(mode="json")
         for key, value in params.items():
             if key == "path" and node.step.op == "load":
-                params[key] = _rel(value, plan.spec_dir)
-                inputs.append({"step": name, "path": params[key], "sha256": file_sha256(value)})
+                params[key] = value if "://" in value else _rel(value, plan.spec_dir)
+                inputs.append({"step": name, "path": params[key], **_digest(value, result.tables.get(name))})
             if "seed" in key:
                 seeds[f"{name}.{key}"] = value
         stats = result.stats.get(name)

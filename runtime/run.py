@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,35 +72,41 @@ def peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, workers: int = 4, version: str = "0",
-             settings: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None) -> int:
-    from dslrun.runtime.execution.engines import EngineError, make_engine
+@dataclass
+class RunOutcome:
+    """What a finished run leaves: the tables and statistics of every step, and its files."""
+
+    plan: Plan
+    result: RunResult
+    out: Path
+    lock_path: Path
+    report_path: Path | None
+    feasibility: dict[str, Any]
+
+
+def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
+                progress: bool = True, workers: int = 4, version: str = "0",
+                settings: dict[str, Any] | None = None, engine: str = "local",
+                address: str | None = None) -> RunOutcome:
+    """One whole run, for the CLI and the Python API alike. Raises ``ErrorList`` (missing
+    credentials), ``EngineError`` (no engine) or ``NodeFailed`` (a step failed; everything
+    computed before it is cached)."""
+    from dslrun.runtime.execution.engines import make_engine
     from dslrun.runtime.execution.progress import Progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        runner = make_engine(engine, address=address, settings=settings)
-    except EngineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    runner = make_engine(engine, address=address, settings=settings)
     cache = ScoreCache(cache_dir / "scores.sqlite")
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
     try:
         engine_info = runner.describe()
-        if quiet:
+        if not progress:
             result = runner.execute(plan, ctx, workers)
         else:
-            with Progress() as progress:
-                ctx.progress = progress
+            with Progress() as bars:
+                ctx.progress = bars
                 result = runner.execute(plan, ctx, workers)
-    except NodeFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        print("everything computed before the failure is cached; fix the cause and run again to resume",
-              file=sys.stderr)
-        return 1
     finally:
         cache.close()
         ctx.models.release()
@@ -115,14 +122,38 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
 
     feasibility = profile(plan).as_dict()
     atomic_write(out / "profile.json", lambda tmp: tmp.write_text(json.dumps(feasibility, indent=2) + "\n"))
-    for line in summary_lines(plan, result):
-        print(line)
-    print(f"lock file: {lock_path}")
+    report_path = None
     try:  # the report is a view of the run: a failure here must not fail the run
         from dslrun.runtime.report import write_report
 
-        print(f"report: {write_report(plan, result, out, feasibility)}")
+        report_path = write_report(plan, result, out, feasibility)
     except Exception as e:  # pragma: no cover - defensive
         print(f"warning: the run report could not be written: {type(e).__name__}: {e}", file=sys.stderr)
-    print(f"done in {result.seconds:.2f}s")
+    return RunOutcome(plan, result, out, lock_path, report_path, feasibility)
+
+
+def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
+             quiet: bool = False, workers: int = 4, version: str = "0",
+             settings: dict[str, Any] | None = None, engine: str = "local",
+             address: str | None = None) -> int:
+    """``dslrun run``: ``execute_run`` with its summary printed; returns the exit code."""
+    from dslrun.runtime.execution.engines import EngineError
+
+    try:
+        done = execute_run(plan, overrides, spec_text, out, cache_dir, progress=not quiet, workers=workers,
+                           version=version, settings=settings, engine=engine, address=address)
+    except EngineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except NodeFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("everything computed before the failure is cached; fix the cause and run again to resume",
+              file=sys.stderr)
+        return 1
+    for line in summary_lines(plan, done.result):
+        print(line)
+    print(f"lock file: {done.lock_path}")
+    if done.report_path is not None:
+        print(f"report: {done.report_path}")
+    print(f"done in {done.result.seconds:.2f}s")
     return 0

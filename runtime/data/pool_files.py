@@ -207,16 +207,16 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
               spill_rows: int | None = None, spill_dir: str | Path | None = None) -> Loaded:
     """Read and validate a pool. With ``spill_rows``, a pool of more rows than that keeps its
     text and records on disk (``DiskColumn``s; runtime/data/disk_columns.py) instead of in memory."""
-    path = Path(path)
-    if not path.exists():
-        raise PoolError(f"{path}: pool file not found")
-    fmt = file_format(path)
+    from dslrun.runtime.data.pool_sources import open_pool
+
+    source = open_pool(path)
+    path, fmt = source.label, source.fmt
     fields = fields or {}
     quarantined: list[Quarantined] = []
     schema: str | None = None
     builder: PoolTableBuilder | None = None
     kept = 0
-    for i, rec, problem in _read_records(path, fmt):
+    for i, rec, problem in source.records():
         if limit and kept >= limit:
             break
         if problem is None and schema is None and isinstance(rec, dict):
@@ -235,7 +235,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
         builder.add(base, rec, i)
         kept += 1
     builder = builder or PoolTableBuilder(schema or "alpaca", fields, None, None)
-    table = builder.finish({"source": str(path), "schema": schema or "alpaca", "format": fmt})
+    table = builder.finish({"source": path, "schema": schema or "alpaca", "format": fmt})
     return Loaded(table, quarantined, schema or "alpaca", fmt)
 
 
