@@ -15,7 +15,8 @@ install-dev: venv
 	$(PY) -m pip install -q -e ".[dev,models,llm,eval,ray]" --config-settings editable_mode=strict
 
 check:
-	$(PY) -m ruff check dsl operators runtime tests bench
+	$(PY) -m ruff check core dsl operators runtime tests bench tools
+	$(PY) tools/lint_imports.py
 	$(PY) -m mypy dsl operators runtime
 
 test:

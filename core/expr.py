@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.errors import Collector, Span, SpecError, did_you_mean
+from dslrun.core.render import expr_text
 from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value, walk
 
 NUM = ("int", "float", "bool")
@@ -214,8 +215,6 @@ def _err(node: Value, msg: str, hint: str | None = None) -> ExprError:
 
 
 def _text(node: Value) -> str:
-    from dslrun.dsl.emit import expr_text  # emit imports the registry; keep it off the import path
-
     return expr_text(node)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dslrun.core.errors import ErrorList
+from dslrun.core.render import expr_text
 from dslrun.core.values import Binary, Lit, Param, Ref
-from dslrun.dsl.emit import expr_text, to_sel, to_yaml
+from dslrun.dsl.emit import to_sel, to_yaml
 from dslrun.dsl.load import load_spec, parse_text
 from dslrun.dsl.parse import parse_expression
 from testkit.cli import SPECS
