@@ -8,6 +8,7 @@ error collector and skips only the nodes an earlier pass rejected, so one
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -285,6 +286,13 @@ def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
         return py
     base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
     path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
+    if any(c in py for c in "*?["):  # a glob of shards: it must match something
+        path = base / py if not Path(py).is_absolute() else Path(py)
+        if not any(Path(f).is_file() for f in glob.iglob(str(path), recursive=True)):
+            plan.errors.add(_span(value, span), f"no file matches {py} (looked for {_shown(path, plan.cwd)})",
+                            "paths in a spec are relative to the spec's folder; on the command line, to the current one")
+            return _BAD
+        return str(path)
     if not path.exists():
         plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
                         "paths in a spec are relative to the spec's folder; on the command line, to the current one")

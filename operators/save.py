@@ -15,15 +15,20 @@ from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.pool_files import atomic_write, write_records
 from dslrun.runtime.data.pool_table import BASE
+from dslrun.runtime.data.pool_writers import write_hf, write_llamafactory
 from dslrun.runtime.data.table import Table
 
-SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
+SUFFIX = {"json": ".json", "jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 
 
 class SaveParams(Params):
-    path: OutputPath | None = Field(None, description="output file, relative to --out (default: <step>.<pool format>)")
-    format: Literal["auto", "json", "jsonl", "parquet"] = Field(
-        "auto", description="auto: from the path's suffix, else the pool's own format")
+    path: OutputPath | None = Field(None, description="output file (a folder for hf), relative to --out "
+                                                      "(default: <step>.<pool format>)")
+    format: Literal["auto", "json", "jsonl", "parquet", "hf", "llamafactory"] = Field(
+        "auto", description="auto: from the path's suffix, else the pool's own format; hf: a datasets folder "
+                            "(save_to_disk); llamafactory: the file plus its dataset_info.json entry")
+    name: str | None = Field(None, description="llamafactory: the entry's name in dataset_info.json "
+                                               "(default: the file's stem)")
     scores: Literal["parquet", "jsonl", "none"] = Field("parquet", description="format of the scores table")
 
 
@@ -39,16 +44,30 @@ class Save(TableOperator[SaveParams]):
         if ctx.dry_run:
             return table
         fmt = self.params.format
+        given = Path(self.params.path).suffix if self.params.path else ""
         if fmt == "auto":  # an explicit file suffix wins, else the pool's own format
-            by_suffix = {v: k for k, v in SUFFIX.items()}
-            given = Path(self.params.path).suffix if self.params.path else ""
+            by_suffix = {v: k for k, v in SUFFIX.items() if v}
             fmt = by_suffix.get(given, table.meta.get("format", "json"))
-        path = Path(self.params.path) if self.params.path else Path(f"{_stem(ctx.node)}{SUFFIX[fmt]}")
+        file_fmt = fmt
+        if fmt == "llamafactory":  # the data file: by its suffix, else the pool's file format, else JSON
+            pool_fmt = table.meta.get("format")
+            default = pool_fmt if pool_fmt in ("json", "jsonl", "parquet") else "json"
+            file_fmt = {v: k for k, v in SUFFIX.items() if v}.get(given, default)
+        path = Path(self.params.path) if self.params.path else Path(f"{_stem(ctx.node)}{SUFFIX[file_fmt]}")
         path = path if path.is_absolute() else ctx.out_dir / path
-        write_records(path, (r for block in table.blocks("_record") for r in block), fmt)
+        records = (r for block in table.blocks("_record") for r in block)
         written = [str(path)]
+        if fmt == "hf":
+            write_hf(path, records)
+        elif fmt == "llamafactory":
+            info = write_llamafactory(path, list(records), file_fmt, table.meta.get("schema", "alpaca"),
+                                      table.meta.get("fields") or {}, self.params.name or path.stem)
+            written.append(str(info))
+        else:
+            write_records(path, records, fmt)
         if self.params.scores != "none":
-            spath = path.with_name(path.stem + ".scores." + self.params.scores)
+            stem = path.name if fmt == "hf" else path.stem  # a datasets folder may have a dot in its name
+            spath = path.with_name(stem + ".scores." + self.params.scores)
             write_scores(spath, table, self.params.scores)
             written.append(str(spath))
         ctx.stats.notes.append("wrote " + ", ".join(written))

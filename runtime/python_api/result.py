@@ -25,25 +25,6 @@ def output_folder(out: str | Path | None) -> tuple[Path, Callable[[], None] | No
     return folder, lambda: shutil.rmtree(folder, ignore_errors=True)
 
 
-def records_to_arrow(records: list[Any]) -> Any:
-    """Records (dicts in the pool's own schema) as a ``pyarrow.Table``: every field any record
-    has, in order of first appearance (missing ones null). A field whose values Arrow cannot
-    hold in one column (a number here, a string there) is kept as JSON text."""
-    import pyarrow as pa
-
-    names: dict[str, None] = {}
-    for r in records:
-        names.update(dict.fromkeys(r))
-    arrays = {}
-    for name in names:
-        values = [r.get(name) for r in records]
-        try:
-            arrays[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays[name] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values])
-    return pa.table(arrays) if arrays else pa.table({})
-
-
 class Result:
     """A finished run. ``selected`` and ``scores`` are those of the spec's last ``save`` step
     (the last step, when there is none); ``table(step)`` and ``scores_of(step)`` give any step's."""
@@ -87,6 +68,8 @@ class Result:
             taken = memory_pools.lookup(source).take(t.column("_row"))
             if taken is not None:
                 return taken
+        from dslrun.runtime.data.arrow_records import records_to_arrow
+
         return records_to_arrow([r for block in t.blocks("_record") for r in block])
 
     def scores_of(self, step: str) -> Any:
