@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dslrun.core.settings import RunSettings
 from dslrun.operators.ifd import Ifd
 from dslrun.operators.lm.ifd import VARIANTS
 from dslrun.runtime.data.pool_files import read_pool
@@ -90,7 +91,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pool = read_pool(shared_data() / "alpagasus" / "random_9k.json", limit=args.n).table
     op = Ifd(Ifd.params_type(variant=args.variant))
-    settings = {"token_budget": args.token_budget} if args.token_budget else {}
+    settings = RunSettings(token_budget=args.token_budget) if args.token_budget else RunSettings()
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(Path(tmp), Path(tmp), cache=None, settings=settings, models=ModelPool())
         model, tok = ctx.models.causal_lm(op.params.model)  # loaded once, outside both timings

@@ -39,10 +39,9 @@ class Load(TableOperator[LoadParams]):
         return cols
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
-        from dslrun.runtime.data.disk_columns import spill_root, spill_rows
 
         loaded = read_pool(self.params.path, self.params.limit, self.params.fields,
-                           spill_rows=spill_rows(ctx.settings), spill_dir=spill_root(ctx.settings), split=self.params.split)
+                           spill_rows=ctx.settings.spill_rows, spill_dir=ctx.settings.tmp_dir, split=self.params.split)
         ctx.stats.quarantined = len(loaded.quarantined)
         if loaded.quarantined and not ctx.dry_run:
             path = ctx.out_dir / "quarantine" / f"{ctx.node}.jsonl"

@@ -48,16 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="output directory (default: out/<spec name>)")
     r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    r.add_argument("--workers", type=int, default=4, help="steps that may run at once")
-    r.add_argument("--batch-rows", type=int, help="rows per batch for CPU sample operators (default 2048)")
-    r.add_argument("--model-batch-rows", type=int, help="most rows per batch for model operators (default 64)")
-    e = r.add_argument_group("engine", "where the work runs; flags win over the spec's own settings "
-                                       "(`engine: ray`), which win over dslrun.yaml (default: local)")
-    e.add_argument("--engine", choices=("local", "ray"), help="local (this process) or ray (a Ray cluster)")
-    e.add_argument("--address", help="ray: the cluster to join (host:port or auto; default: a new local one)")
-    e.add_argument("--replicas", type=int, help="ray: model replicas (default: one per GPU, else one per node)")
-    e.add_argument("--gpus-per-replica", type=float, help="ray: GPUs per model replica (default 1 on GPU clusters)")
-    e.add_argument("--cpus-per-replica", type=float, help="ray: CPUs per model replica (default 1)")
+    add_setting_flags(r)
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
     pl.add_argument("--cache-dir", type=Path)
@@ -129,13 +120,14 @@ def cmd_check(args) -> int:
 
 def cmd_plan(args) -> int:
     from dslrun.runtime.cache.sqlite import ScoreCache
+    from dslrun.runtime.config import run_settings
     from dslrun.runtime.execution.context import RunContext
     from dslrun.runtime.execution.planner import dry_run, render
 
     plan, _, _ = _compile(args)
     cdir = cache_dir(args.cache_dir)
     cache = ScoreCache(cdir / "scores.sqlite")
-    ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache)
+    ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache, settings=run_settings(spec=plan.settings))
     print(render(plan, dry_run(plan, ctx), str(cdir)))
     return EXIT_OK
 
@@ -202,20 +194,35 @@ def cmd_cache(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from dslrun.runtime.config import run_settings
     from dslrun.runtime.run import run_plan
 
     plan, overrides, text = _compile(args)
-    from dslrun.runtime.config import engine_settings
-
     out = args.out or Path("out") / Path(args.spec).stem
-    settings: dict[str, Any] = {"cpu_batch": args.batch_rows} if args.batch_rows else {}
-    if args.model_batch_rows:
-        settings["model_max_rows"] = args.model_batch_rows
-    engine, address, ray_settings = engine_settings(args, plan.settings)
-    settings.update(ray_settings)
-    return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet,
-                    workers=args.workers, version=version(), settings=settings, engine=engine,
-                    address=address)
+    return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet, version=version(),
+                    settings=run_settings(args, plan.settings))
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per run setting, named as in dslrun.yaml and DSLRUN_* (core/settings.py)."""
+    from typing import Literal, get_args, get_origin
+
+    from dslrun.core.settings import RunSettings
+
+    group = parser.add_argument_group(
+        "settings", "how and where the run goes; each also DSLRUN_<NAME> or a dslrun.yaml key. Flags win over "
+                    "the spec's own settings (engine: ray), which win over the environment, then dslrun.yaml")
+    for name, field in RunSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (default {field.default})"
+        if get_origin(field.annotation) is Literal:
+            group.add_argument(flag, choices=get_args(field.annotation), help=help_text)
+            continue
+        kinds = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
+        if kinds[0] is bool:
+            group.add_argument(flag, action="store_true", default=None, help=field.description)
+        else:
+            group.add_argument(flag, type=kinds[0], help=help_text)
 
 
 def cmd_report(args) -> int:

@@ -1,20 +1,16 @@
-"""Run settings that belong to a place, not to a recipe: ``dslrun.yaml``.
+"""Run settings from where they are given: flags, the spec, the environment, ``dslrun.yaml``.
 
-The same spec runs unchanged on a laptop and on a cluster; where it runs is said by
-the command line or by a ``dslrun.yaml`` in the working directory (or the file named
-by $DSLRUN_CONFIG)::
+What the settings are, their defaults and their precedence: ``core/settings.py``. A
+``dslrun.yaml`` in the working directory (or the file named by ``$DSLRUN_CONFIG``) holds
+the ones that belong to a place rather than to a recipe::
 
     engine: ray
     address: auto            # or head-node:6379; omit for a throwaway local cluster
     replicas: 8              # model replicas (default: one per GPU, else one per node)
     gpus_per_replica: 1
-    cpus_per_replica: 4
-    spill_rows: 100000       # pools larger than this keep their text on disk (see disk_columns.py)
-    tmp_dir: /scratch/dslrun # where that text goes (default: $DSLRUN_TMPDIR, else the system's)
-
-The engine keys may also be written in the spec itself (``engine: ray``; dsl/settings.py).
-Each key is taken from the first place that gives it: command-line flags, then the spec's
-settings, then this file, then the defaults.
+    spill_rows: 100000       # pools larger than this keep their text on disk
+    tmp_dir: /scratch/dslrun # where that text goes
+    token_budget: 65536      # padded tokens per model forward pass
 """
 
 from __future__ import annotations
@@ -25,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from dslrun.core.errors import CLI, ErrorList, SpecError
-from dslrun.dsl.settings import SETTINGS
+from dslrun.core.settings import RunSettings, SettingsError, from_environment, resolve
 
-# The engine keys are the ones a spec may set too; the rest belong to the machine alone.
-KEYS = (*SETTINGS, "spill_rows", "tmp_dir")
+KEYS = tuple(RunSettings.model_fields)
 
 
 def load_config() -> tuple[dict[str, Any], str]:
@@ -40,29 +35,24 @@ def load_config() -> tuple[dict[str, Any], str]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ErrorList([SpecError(CLI, f"{path}: expected a mapping of settings")])
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise ErrorList([SpecError(CLI, f"{path}: unknown setting(s) {', '.join(unknown)}",
-                                   f"known: {', '.join(KEYS)}")])
-    if data.get("engine", "local") not in ("local", "ray"):
-        raise ErrorList([SpecError(CLI, f"{path}: engine must be local or ray, not {data['engine']!r}")])
     return data, str(path)
 
 
-def engine_settings(args: Any, spec: Mapping[str, Any] | None = None) -> tuple[str, str | None, dict[str, Any]]:
-    """(engine, address, settings for the engine) from flags, then the spec's settings
-    (``plan.settings``, already checked by compile), then dslrun.yaml, then defaults."""
-    config, _ = load_config()
-    spec = spec or {}
+def environment() -> dict[str, str]:
+    env = from_environment(os.environ)
+    if "tmp_dir" not in env and os.environ.get("DSLRUN_TMPDIR"):  # the name this setting had before
+        env["tmp_dir"] = os.environ["DSLRUN_TMPDIR"]
+    return env
 
-    def pick(key: str) -> Any:
-        for value in (getattr(args, key, None), spec.get(key), config.get(key)):
-            if value is not None:
-                return value
-        return None
 
-    engine = pick("engine") or "local"
-    settings = {f"ray_{k}": v for k in ("replicas", "gpus_per_replica", "cpus_per_replica")
-                if (v := pick(k)) is not None}
-    settings.update({k: config[k] for k in ("spill_rows", "tmp_dir") if config.get(k) is not None})
-    return engine, pick("address"), settings
+def run_settings(args: Any = None, spec: Mapping[str, Any] | None = None) -> RunSettings:
+    """Flags (``args``), then the spec's settings (``plan.settings``, checked by compile), then
+    ``DSLRUN_*`` variables, then dslrun.yaml, then the defaults; a bad name or value is a
+    usage error that says where it came from."""
+    config, path = load_config()
+    flags = {k: getattr(args, k, None) for k in KEYS} if args is not None else {}
+    try:
+        return resolve(("command line", flags), ("the spec", dict(spec or {})), ("environment", environment()),
+                       (path, config))
+    except SettingsError as e:
+        raise ErrorList([SpecError(CLI, str(e))]) from None

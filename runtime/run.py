@@ -11,9 +11,11 @@ from typing import Any
 
 from dslrun.core.errors import Collector
 from dslrun.core.params import FieldKind, field_kind
+from dslrun.core.settings import RunSettings
 from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
 from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.pool_files import atomic_write
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.executor import NodeFailed, RunResult
@@ -85,9 +87,7 @@ class RunOutcome:
 
 
 def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-                progress: bool = True, workers: int = 4, version: str = "0",
-                settings: dict[str, Any] | None = None, engine: str = "local",
-                address: str | None = None) -> RunOutcome:
+                progress: bool = True, version: str = "0", settings: RunSettings | None = None) -> RunOutcome:
     """One whole run, for the CLI and the Python API alike. Raises ``ErrorList`` (missing
     credentials), ``EngineError`` (no engine) or ``NodeFailed`` (a step failed; everything
     computed before it is cached)."""
@@ -96,17 +96,18 @@ def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
-    runner = make_engine(engine, address=address, settings=settings)
+    settings = settings or run_settings(spec=plan.settings)
+    runner = make_engine(settings)
     cache = ScoreCache(cache_dir / "scores.sqlite")
-    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=dict(settings or {}))
+    ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:
         engine_info = runner.describe()
         if not progress:
-            result = runner.execute(plan, ctx, workers)
+            result = runner.execute(plan, ctx, settings.workers)
         else:
             with Progress() as bars:
                 ctx.progress = bars
-                result = runner.execute(plan, ctx, workers)
+                result = runner.execute(plan, ctx, settings.workers)
     finally:
         cache.close()
         ctx.models.release()
@@ -133,15 +134,13 @@ def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path
 
 
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, workers: int = 4, version: str = "0",
-             settings: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None) -> int:
+             quiet: bool = False, version: str = "0", settings: RunSettings | None = None) -> int:
     """``dslrun run``: ``execute_run`` with its summary printed; returns the exit code."""
     from dslrun.runtime.execution.engines import EngineError
 
     try:
-        done = execute_run(plan, overrides, spec_text, out, cache_dir, progress=not quiet, workers=workers,
-                           version=version, settings=settings, engine=engine, address=address)
+        done = execute_run(plan, overrides, spec_text, out, cache_dir, progress=not quiet, version=version,
+                           settings=settings)
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

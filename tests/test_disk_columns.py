@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dslrun.core.settings import RunSettings
 from dslrun.runtime.data import disk_columns
 from dslrun.runtime.data.disk_columns import ColumnStore, DiskColumn
 from dslrun.runtime.data.pool_files import _write_json_array, read_pool
@@ -151,7 +152,7 @@ def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeyp
 
     monkeypatch.setattr(ColumnStore, "read", counting)
     plan = compile_spec(load_spec(spec), {})
-    settings = {"spill_rows": 0, "cpu_batch": 100}
+    settings = RunSettings(spill_rows=0, batch_rows=100)
     assert run_plan(plan, {}, spec.read_text(), tmp_path / "out", tmp_path / "cache", quiet=True,
                     settings=settings) == 0
     assert reads and max(reads) <= 100  # the length batches; no step read all 600 rows of a column

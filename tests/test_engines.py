@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -9,46 +10,48 @@ from types import SimpleNamespace
 import pytest
 
 from dslrun.core.errors import ErrorList
-from dslrun.runtime.config import engine_settings
+from dslrun.core.settings import RunSettings
+from dslrun.runtime.config import run_settings
 from dslrun.runtime.execution.engines import EngineError, make_engine
 from testkit.cli import SPECS, dslrun
 
 
 def flags(**kw):
-    base = dict(engine=None, address=None, replicas=None, gpus_per_replica=None, cpus_per_replica=None)
-    return SimpleNamespace(**{**base, **kw})
+    return SimpleNamespace(**kw)
+
+
+def picked(settings) -> tuple:
+    return settings.engine, settings.address, settings.replicas, settings.gpus_per_replica
 
 
 def test_default_is_local_and_flags_win_over_the_config_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
-    assert engine_settings(flags()) == ("local", None, {})
+    assert picked(run_settings(flags())) == ("local", None, None, None)
     (tmp_path / "dslrun.yaml").write_text("engine: ray\naddress: head:6379\nreplicas: 4\ngpus_per_replica: 1\n")
-    assert engine_settings(flags()) == (
-        "ray", "head:6379", {"ray_replicas": 4, "ray_gpus_per_replica": 1})
-    assert engine_settings(flags(engine="local", replicas=2)) == (
-        "local", "head:6379", {"ray_replicas": 2, "ray_gpus_per_replica": 1})
+    assert picked(run_settings(flags())) == ("ray", "head:6379", 4, 1)
+    assert picked(run_settings(flags(engine="local", replicas=2))) == ("local", "head:6379", 2, 1)
 
 
 @pytest.mark.parametrize("text,message", [
-    ("engine: spark\n", "engine must be local or ray"),
-    ("engine: ray\nreplica: 3\n", "unknown setting(s) replica"),
+    ("engine: spark\n", "dslrun.yaml: setting `engine`: Input should be 'local' or 'ray'"),
+    ("engine: ray\nreplica: 3\n", "dslrun.yaml: unknown setting `replica`; did you mean `replicas`?"),
     ("- ray\n", "expected a mapping"),
 ])
 def test_config_file_errors_name_the_problem(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
     (tmp_path / "dslrun.yaml").write_text(text)
-    with pytest.raises(ErrorList, match=message.replace("(", r"\(").replace(")", r"\)")):
-        engine_settings(flags())
+    with pytest.raises(ErrorList, match=re.escape(message)):
+        run_settings(flags())
 
 
 def test_unknown_engine_and_missing_ray_are_clear_errors(monkeypatch):
     with pytest.raises(EngineError, match="unknown engine 'spark'"):
-        make_engine("spark")
+        make_engine(RunSettings.model_construct(engine="spark"))
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(EngineError, match=r"pip install 'dslrun\[ray\]'"):
-        make_engine("ray")
+        make_engine(RunSettings(engine="ray"))
 
 
 def test_a_local_run_never_imports_ray(tmp_path):

@@ -142,3 +142,12 @@ def test_import_dslrun_is_light():
             "assert 'torch' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_settings_are_taken_as_the_cli_takes_its_flags(tmp_path):
+    res = api.run(LONGEST, set={"k": 3}, pool=alpaca(10), settings={"workers": 1, "batch_rows": 4},
+                  cache_dir=tmp_path / "cache")
+    assert res.stats["lengths"].computed == 10
+    with pytest.raises(api.ErrorList, match="unknown setting `wrokers`") as info:
+        api.run(LONGEST, pool=alpaca(3), settings={"wrokers": 2})
+    assert info.value.errors[0].hint == "did you mean `workers`?"

@@ -17,7 +17,7 @@ from dslrun.dsl.emit import to_sel, to_yaml
 from dslrun.dsl.load import load_spec, parse_text
 from dslrun.dsl.settings import SETTINGS
 from dslrun.runtime.cli import main, parse_overrides
-from dslrun.runtime.config import KEYS, engine_settings
+from dslrun.runtime.config import KEYS, run_settings
 from testkit.cli import POOL, alpaca, write_pool
 
 SEL = f"""\
@@ -245,20 +245,42 @@ def test_fmt_keeps_a_setting_written_after_the_steps_and_moves_it_up():
 
 # ---- precedence ----
 
-def test_precedence_flags_then_spec_then_dslrun_yaml_then_defaults(tmp_path, monkeypatch):
+def test_precedence_flags_then_spec_then_environment_then_dslrun_yaml_then_defaults(tmp_path, monkeypatch):
     config = tmp_path / "site.yaml"
     monkeypatch.setenv("DSLRUN_CONFIG", str(config))
-    assert engine_settings(flags(), {}) == ("local", None, {})
-    config.write_text("engine: ray\naddress: head:6379\nreplicas: 4\ngpus_per_replica: 1\nspill_rows: 10\n")
-    assert engine_settings(flags()) == (
-        "ray", "head:6379", {"ray_replicas": 4, "ray_gpus_per_replica": 1, "spill_rows": 10})
+    monkeypatch.delenv("DSLRUN_SPILL_ROWS", raising=False)
+    monkeypatch.delenv("DSLRUN_TOKEN_BUDGET", raising=False)
+
+    def picked(s) -> tuple:
+        return s.engine, s.address, s.replicas, s.gpus_per_replica, s.cpus_per_replica, s.spill_rows, s.token_budget
+
+    assert picked(run_settings(flags(), {})) == ("local", None, None, None, None, 100_000, 16384)
+    config.write_text("engine: ray\naddress: head:6379\nreplicas: 4\ngpus_per_replica: 1\nspill_rows: 10\n"
+                      "token_budget: 100\n")
+    assert picked(run_settings(flags())) == ("ray", "head:6379", 4, 1, None, 10, 100)
+    monkeypatch.setenv("DSLRUN_TOKEN_BUDGET", "200")  # the environment wins over the file
+    assert picked(run_settings(flags())) == ("ray", "head:6379", 4, 1, None, 10, 200)
     spec = {"engine": "local", "replicas": 2, "cpus_per_replica": 3}
-    assert engine_settings(flags(), spec) == (  # the spec wins over the file, key by key
-        "local", "head:6379", {"ray_replicas": 2, "ray_gpus_per_replica": 1, "ray_cpus_per_replica": 3,
-                               "spill_rows": 10})
-    assert engine_settings(flags(engine="ray", replicas=8), spec) == (  # flags win over both
-        "ray", "head:6379", {"ray_replicas": 8, "ray_gpus_per_replica": 1, "ray_cpus_per_replica": 3,
-                             "spill_rows": 10})
+    assert picked(run_settings(flags(), spec)) == ("local", "head:6379", 2, 1, 3, 10, 200)  # the spec, key by key
+    assert picked(run_settings(flags(engine="ray", replicas=8, token_budget=300), spec)) == (  # flags win over all
+        "ray", "head:6379", 8, 1, 3, 10, 300)
+
+
+def test_every_setting_has_one_name_in_flags_environment_and_file(tmp_path, monkeypatch):
+    from dslrun.core.settings import RunSettings
+    from dslrun.dsl.settings import SETTINGS
+    from dslrun.runtime.cli import _parser
+
+    assert set(SETTINGS) == set(RunSettings.spec_keys())  # what a spec may set, checked at compile
+    run = _parser().parse_args(["run", "x.sel"])
+    for name in RunSettings.model_fields:
+        assert hasattr(run, name), name  # --token-budget -> args.token_budget
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
+    monkeypatch.setenv("DSLRUN_MODEL_BATCH_ROWS", "7")
+    args = _parser().parse_args(["run", "x.sel", "--batch-rows", "9"])
+    got = run_settings(args)
+    assert (got.model_batch_rows, got.batch_rows) == (7, 9)
 
 
 def test_a_spec_saying_ray_chooses_ray_without_starting_it(tmp_path, monkeypatch, no_config):
@@ -266,14 +288,15 @@ def test_a_spec_saying_ray_chooses_ray_without_starting_it(tmp_path, monkeypatch
     write_pool(tmp_path / "p.json", alpaca(5))
     spec.write_text('engine: ray\nreplicas: 2\np = load(path: "p.json")\nsave(p)\n')
     plan = compile_spec(load_spec(spec))
-    assert engine_settings(flags(), plan.settings) == ("ray", None, {"ray_replicas": 2})
+    got = run_settings(flags(), plan.settings)
+    assert (got.engine, got.address, got.replicas) == ("ray", None, 2)
     calls = []
     monkeypatch.setattr("dslrun.runtime.run.run_plan", lambda *a, **kw: calls.append(kw) or 0)
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(spec), "-q"]) == 0
     assert main(["run", str(spec), "-q", "--engine", "local"]) == 0
-    assert [c["engine"] for c in calls] == ["ray", "local"]
-    assert calls[0]["settings"]["ray_replicas"] == 2
+    assert [c["settings"].engine for c in calls] == ["ray", "local"]
+    assert calls[0]["settings"].replicas == 2
 
 
 def test_a_spec_saying_local_runs_locally_even_when_dslrun_yaml_says_ray(tmp_path):

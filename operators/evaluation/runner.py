@@ -178,27 +178,13 @@ def load_answers(path: str) -> dict[str, str]:
 
 def judge_backend(op: Evaluate, ctx: RunContext) -> tuple[Any, Any, str]:
     """(backend, api pool, judge identity) from the judge settings, as the LLM operators build them."""
-    from dslrun.operators.llm.base import DEFAULT_MODEL
-    from dslrun.runtime.api import ApiPool, Price, RetryPolicy
+    from dslrun.operators.llm.base import DEFAULT_MODEL, llm_identity
+    from dslrun.runtime.api.connect import backend_for, pool_for
 
     j = op.p.judge
     model = j.model or DEFAULT_MODEL[j.backend]
-    retry = RetryPolicy(max_attempts=j.max_attempts)
-    if j.backend == "local":
-        from dslrun.runtime.api.local import LocalChatBackend
-        from dslrun.runtime.models.resident import identity
-
-        lm, tok = ctx.models.causal_lm(model, device=j.device, dtype=j.dtype)
-        pool = ApiPool(max_concurrency=j.concurrency, retry=retry, max_calls=j.max_calls)
-        return LocalChatBackend(lm, tok, name=model), pool, "local:" + identity(model, "causal-lm")
-    from dslrun.runtime.api import OpenAIBackend
-    from dslrun.runtime.api.backends import DEFAULT_BASE_URL
-
-    backend = OpenAIBackend(model, base_url=j.base_url, api_key_env=op.env_vars()["judge"], timeout=j.timeout)
-    price = Price(j.price["input"], j.price["output"]) if j.price else None
-    pool = ApiPool.for_backend(backend, rpm=j.rpm, tpm=j.tpm, max_concurrency=j.concurrency, retry=retry,
-                               max_calls=j.max_calls, max_cost=j.max_cost, price=price, attempt_timeout=j.timeout)
-    return backend, pool, f"openai:{(j.base_url or DEFAULT_BASE_URL).rstrip('/')}:{model}"
+    backend = backend_for(j, model, ctx.models, op.env_vars().get("judge"))
+    return backend, pool_for(j, backend), llm_identity(j, model)
 
 
 def run_evaluation(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, Any]:

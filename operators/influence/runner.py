@@ -30,8 +30,6 @@ from .warmup import (
 )
 
 log = logging.getLogger("dslrun.gradient_sim")
-GRAD_MEMORY = 2 << 30
-GRAD_TOKEN_BUDGET = 2048
 
 
 class Runner:
@@ -132,8 +130,8 @@ class Runner:
         valid = [i for i, e in enumerate(encoded) if e.n_labels > 0]
         k_ckpt = len(self.checkpoints)
         per_sample = n_trainable(self.model) * 2 * k_ckpt  # float16 gradients of every checkpoint
-        group_size = max(1, int(ctx.settings.get("grad_memory", GRAD_MEMORY)) // per_sample)
-        budget = int(ctx.settings.get("grad_token_budget", GRAD_TOKEN_BUDGET))
+        group_size = max(1, ctx.settings.grad_memory // per_sample)
+        budget = ctx.settings.grad_token_budget
         self.model.eval()  # LESS takes gradients without dropout
         for g0 in range(0, len(valid), group_size):
             group = valid[g0:g0 + group_size]

@@ -79,6 +79,16 @@ class LlmParams(Params):
 LP = TypeVar("LP", bound=LlmParams)
 
 
+def llm_identity(p: LlmParams, model_name: str) -> str:
+    """The model part of an LLM step's cache key: a local model by content, a served one by its
+    name (or ``cache_as``), never by the address it is served at."""
+    if p.backend == "local":
+        from dslrun.runtime.models.resident import identity
+
+        return "local:" + identity(model_name, "causal-lm")
+    return f"openai:{p.cache_as or model_name}"
+
+
 class LlmOperator(CachedOperator[LP]):
     """Per-sample values from one chat call each. Subclasses build the call and read the reply."""
 
@@ -115,11 +125,7 @@ class LlmOperator(CachedOperator[LP]):
         return {"api_key_env": self.llm.api_key_env or "OPENAI_API_KEY"}
 
     def model_identity(self) -> str:
-        if self.llm.backend == "local":
-            from dslrun.runtime.models.resident import identity
-
-            return "local:" + identity(self.model_name, "causal-lm")
-        return f"openai:{self.llm.cache_as or self.model_name}"
+        return llm_identity(self.llm, self.model_name)
 
     # ---------------------------------------------------------------- what subclasses define
     reason_column: str = "reason"

@@ -1,0 +1,1 @@
+"""dslrun.runtime.cache — see runtime/README.md."""

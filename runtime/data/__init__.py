@@ -1,0 +1,1 @@
+"""dslrun.runtime.data — see runtime/README.md."""

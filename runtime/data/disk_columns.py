@@ -205,15 +205,3 @@ def concat_disk(parts: list[DiskColumn]) -> DiskColumn | None:
     return DiskColumn(first.store, first.name, np.concatenate([p.positions() for p in parts]))
 
 
-SPILL_ROWS = 100_000  # a pool with more rows than this keeps its text on disk
-
-
-def spill_rows(settings: dict[str, Any]) -> int:
-    """The threshold: setting ``spill_rows`` (dslrun.yaml), else $DSLRUN_SPILL_ROWS, else 100k."""
-    value = settings.get("spill_rows", os.environ.get("DSLRUN_SPILL_ROWS"))
-    return SPILL_ROWS if value in (None, "") else int(value)
-
-
-def spill_root(settings: dict[str, Any]) -> str | None:
-    """Where stores go: setting ``tmp_dir``, else $DSLRUN_TMPDIR, else the system's temporary directory."""
-    return settings.get("tmp_dir") or os.environ.get("DSLRUN_TMPDIR") or None

@@ -1,0 +1,1 @@
+"""dslrun.runtime.execution — see runtime/README.md."""

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dslrun.core.context import NodeStats
+from dslrun.core.settings import RunSettings
 from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.models.resident import ModelPool
 
@@ -27,7 +29,7 @@ class RunContext:
     node: str = ""
     stats: NodeStats = field(default_factory=NodeStats)
     progress: Any = None  # runtime.progress.Progress, or None when quiet
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: RunSettings = field(default_factory=lambda: run_settings())
     dry_run: bool = False
     models: ModelPool = field(default_factory=ModelPool)
     refs: dict[str, Any] = field(default_factory=dict)  # tables of steps named in this node's parameters

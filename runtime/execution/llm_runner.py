@@ -24,38 +24,12 @@ from dslrun.runtime.execution.sample_runner import assemble, unique_first
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
 
-def make_backend(op: LlmOperator, ctx: RunContext) -> Any:
-    p = op.llm
-    if p.backend == "local":
-        from dslrun.runtime.api.local import LocalChatBackend
-
-        model, tokenizer = ctx.models.causal_lm(op.model_name, device=p.device, dtype=p.dtype)
-        return LocalChatBackend(model, tokenizer, name=op.model_name)
-    from dslrun.runtime.api import OpenAIBackend
-
-    return OpenAIBackend(op.model_name, base_url=p.base_url, api_key_env=op.env_vars()["api_key_env"],
-                         timeout=p.timeout)
-
-
-def make_pool(op: LlmOperator, backend: Any) -> Any:
-    from dslrun.runtime.api import ApiPool, Price, RetryPolicy
-
-    p = op.llm
-    if p.backend == "local":
-        # Generation is serialised in the backend: a per-attempt timeout would count the
-        # queue, and nothing is paid for.
-        return ApiPool(max_concurrency=p.concurrency, retry=RetryPolicy(max_attempts=p.max_attempts),
-                       max_calls=p.max_calls)
-    price = Price(p.price["input"], p.price["output"]) if p.price else None
-    return ApiPool.for_backend(backend, rpm=p.rpm, tpm=p.tpm, max_concurrency=p.concurrency,
-                               retry=RetryPolicy(max_attempts=p.max_attempts), max_calls=p.max_calls,
-                               max_cost=p.max_cost, price=price, attempt_timeout=p.timeout)
-
-
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
-    backend = make_backend(op, ctx)
-    return make_pool(op, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    from dslrun.runtime.api.connect import backend_for, pool_for
+
+    backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
+    return pool_for(op.llm, backend).run_sync(requests, backend, on_result, parse=op.parse)
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:

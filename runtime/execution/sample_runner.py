@@ -19,8 +19,6 @@ from dslrun.runtime.data.table import Table, as_column
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.models.resident import is_oom
 
-CPU_BATCH = 2048
-
 # One computed batch: the sample ids and one result mapping per id.
 Computed = tuple[Sequence[str], list]
 ComputeFn = Callable[[SampleOperator, Table, list[list[int]], RunContext], Iterator[Computed]]
@@ -36,12 +34,10 @@ def unique_first(ids: np.ndarray) -> tuple[list[str], list[int]]:
 
 
 def batch_size(op: SampleOperator, ctx: RunContext) -> int:
-    return int(ctx.settings.get("batch_rows", {}).get(op.name, ctx.settings.get("cpu_batch", CPU_BATCH)))
+    return ctx.settings.batch_rows
 
 
 LOOKUP_ROWS = 50_000  # ids looked up in the cache (or text lengths read) at a time
-MODEL_TOKEN_BUDGET = 16384  # padded tokens per forward pass on CPU; GPUs take more (settings)
-MODEL_MAX_ROWS = 64
 
 
 def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunContext) -> list[list[int]]:
@@ -55,8 +51,7 @@ def plan_batches(op: SampleOperator, table: Table, rows: list[int], ctx: RunCont
     if op.resource != Resource.MODEL:
         size = max(1, batch_size(op, ctx))
         return [rows[i:i + size] for i in range(0, len(rows), size)]
-    budget = int(ctx.settings.get("token_budget", MODEL_TOKEN_BUDGET))
-    cap = int(ctx.settings.get("model_max_rows", MODEL_MAX_ROWS))
+    budget, cap = ctx.settings.token_budget, ctx.settings.model_batch_rows
     text = text_chars(table, rows)
     est = {r: max(8, n // 4 + 8) for r, n in zip(rows, text)}
     ordered = sorted(rows, key=lambda r: est[r])

@@ -57,6 +57,21 @@ def _overrides(spec_ir: Any, values: Mapping[str, Any] | None, pool: Any) -> tup
     return {k: from_python(v, _API) for k, v in values.items()}, memory
 
 
+class _Flags(SimpleNamespace):
+    """``settings=`` as the flags ``run_settings`` reads: unknown names are refused there."""
+
+    def __init__(self, given: Mapping[str, Any]):
+        from dslrun.core.settings import RunSettings
+
+        unknown = sorted(set(given) - set(RunSettings.model_fields))
+        if unknown:
+            from dslrun.core.errors import did_you_mean
+
+            hint = did_you_mean(unknown[0], RunSettings.model_fields)
+            raise ErrorList([SpecError(_API, f"settings=: unknown setting `{unknown[0]}`", hint)])
+        super().__init__(**given)
+
+
 class CompiledPlan:
     """A compiled spec: what ``dslrun check|explain|graph`` see; ``run()`` executes it."""
 
@@ -91,22 +106,20 @@ class CompiledPlan:
         return to_mermaid(self.plan) if format == "mermaid" else to_dot(self.plan)
 
     def run(self, out: str | Path | None = None, *, cache_dir: str | Path | None = None,
-            engine: str | None = None, address: str | None = None, workers: int = 4,
-            progress: bool = False) -> Result:
+            settings: Mapping[str, Any] | None = None, progress: bool = False) -> Result:
         """Execute the plan (see ``dslrun.run``)."""
         from dslrun.runtime.cli import cache_dir as default_cache_dir
         from dslrun.runtime.cli import version
-        from dslrun.runtime.config import engine_settings
+        from dslrun.runtime.config import run_settings
         from dslrun.runtime.python_api.result import Result, output_folder
         from dslrun.runtime.run import execute_run
 
+        # settings= are the command line's flags: they win over the spec, DSLRUN_* and dslrun.yaml
+        resolved = run_settings(_Flags(settings or {}), self.plan.settings)
         folder, cleanup = output_folder(out)
-        flags = SimpleNamespace(engine=engine, address=address)
-        engine_name, addr, settings = engine_settings(flags, self.plan.settings)
         done = execute_run(self.plan, self.overrides, self.text, folder,
                            default_cache_dir(Path(cache_dir) if cache_dir else None), progress=progress,
-                           workers=workers, version=version(), settings=settings, engine=engine_name,
-                           address=addr)
+                           version=version(), settings=resolved)
         return Result(self, done, cleanup)
 
     def __repr__(self) -> str:
@@ -152,13 +165,14 @@ def check(spec: str | Path, *, set: Mapping[str, Any] | None = None, pool: Any =
 
 
 def run(spec: str | Path, *, set: Mapping[str, Any] | None = None, pool: Any = None,
-        out: str | Path | None = None, cache_dir: str | Path | None = None, engine: str | None = None,
-        address: str | None = None, workers: int = 4, progress: bool = False,
-        syntax: str | None = None) -> Result:
+        out: str | Path | None = None, cache_dir: str | Path | None = None,
+        settings: Mapping[str, Any] | None = None, progress: bool = False, syntax: str | None = None) -> Result:
     """Compile and run a spec, as ``dslrun run`` does, and return a ``Result``.
 
     ``out=None`` writes the run's files (subset, scores, lock file, report) to a temporary
     folder removed with the result; the score cache is the CLI's (``cache_dir``, else
-    ``$DSLRUN_CACHE_DIR``, else ``.dslrun``), so the CLI and notebooks share cached scores."""
+    ``$DSLRUN_CACHE_DIR``, else ``.dslrun``), so the CLI and notebooks share cached scores.
+    ``settings`` are run settings by their dslrun.yaml names (``{"engine": "ray",
+    "workers": 2}``), taken as the CLI takes its flags."""
     plan = compile(spec, set=set, pool=pool, syntax=syntax)
-    return plan.run(out, cache_dir=cache_dir, engine=engine, address=address, workers=workers, progress=progress)
+    return plan.run(out, cache_dir=cache_dir, settings=settings, progress=progress)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from dslrun.core.settings import RunSettings
 from dslrun.dsl.compile import Plan
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.executor import RunResult
@@ -32,7 +33,8 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def make_engine(name: str, *, address: str | None = None, settings: dict[str, Any] | None = None) -> Engine:
+def make_engine(settings: RunSettings) -> Engine:
+    name = settings.engine
     if name == "local":
         from dslrun.runtime.execution.engines.local import LocalEngine
 
@@ -40,5 +42,5 @@ def make_engine(name: str, *, address: str | None = None, settings: dict[str, An
     if name == "ray":
         from dslrun.runtime.execution.engines.ray import RayEngine
 
-        return RayEngine(address, settings or {})
+        return RayEngine(settings)
     raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

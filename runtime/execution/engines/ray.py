@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dslrun.core.cost import Resource
+from dslrun.core.settings import RunSettings
 from dslrun.dsl.compile import Plan
 from dslrun.operators.base import SampleOperator
 from dslrun.operators.llm.base import LlmOperator
@@ -42,7 +43,6 @@ log = logging.getLogger("dslrun.ray")
 NAMESPACE = "dslrun"
 IN_FLIGHT = 2  # batches queued per replica, so a replica never waits for the driver
 RESTARTS = 3  # a replica (or endpoint actor) killed this often in one step fails the step
-WINDOW_ROWS = 200_000  # rows of a cheap operator in flight on the cluster at once
 
 
 def import_ray() -> Any:
@@ -56,14 +56,16 @@ def import_ray() -> Any:
 class RayEngine:
     name = "ray"
 
-    def __init__(self, address: str | None, settings: dict[str, Any]):
+    def __init__(self, settings: RunSettings):
         ray = import_ray()
-        self.ray, self.settings, self.address = ray, dict(settings), address
-        self.settings["driver_cwd"] = os.getcwd()
+        address = settings.address
+        self.ray, self.run_settings, self.address = ray, settings, address
+        # what the workers get: the settings, and where the driver runs (see follow_driver)
+        self.settings: dict[str, Any] = {**settings.model_dump(), "driver_cwd": os.getcwd()}
         self._owned = not ray.is_initialized()
         if self._owned:
             opts: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING,
-                                    "log_to_driver": bool(settings.get("ray_worker_logs", False))}
+                                    "log_to_driver": settings.ray_worker_logs}
             ip = os.environ.get("DSLRUN_RAY_NODE_IP")
             if ip:  # the driver's address on the cluster (e.g. 127.0.0.1 for a one-machine cluster)
                 opts["_node_ip_address"] = ip
@@ -71,7 +73,7 @@ class RayEngine:
                 if address:
                     ray.init(address=address, **opts)
                 else:  # a throwaway local cluster
-                    ray.init(num_cpus=settings.get("ray_num_cpus"), include_dashboard=False, **opts)
+                    ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False, **opts)
             except ConnectionError as e:
                 raise EngineError(f"cannot reach the Ray cluster at {address}: {e}") from e
         self._quiet_data()
@@ -100,13 +102,13 @@ class RayEngine:
 
     # ---- replica sizing ----
     def replica_resources(self) -> dict[str, float]:
-        gpus = self.settings.get("ray_gpus_per_replica")
+        gpus = self.run_settings.gpus_per_replica
         if gpus is None:
             gpus = 1.0 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        return {"num_cpus": float(self.settings.get("ray_cpus_per_replica", 1.0)), "num_gpus": float(gpus)}
+        return {"num_cpus": float(self.run_settings.cpus_per_replica or 1.0), "num_gpus": float(gpus)}
 
     def replicas(self, res: dict[str, float]) -> int:
-        n = self.settings.get("ray_replicas")
+        n = self.run_settings.replicas
         if n:
             return int(n)
         total = self.ray.cluster_resources()
@@ -184,7 +186,7 @@ class RayRunners(Runners):
         )
 
         fn = BlockCompute(op, self.engine.settings)
-        window = int(self.engine.settings.get("ray_window_rows", WINDOW_ROWS))
+        window = self.engine.run_settings.ray_window_rows
         per = max(1, window // max(1, len(batches[0])))
         for start in range(0, len(batches), per):
             blocks = [to_arrow(shipped(op, table.take(rows))) for rows in batches[start:start + per]]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dslrun.core.settings import RunSettings
 from dslrun.runtime.cache.sqlite import decode, encode
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
@@ -26,7 +27,8 @@ PICKLED = b"dslrun-pickled:"  # column-name marker in Arrow blocks for values Ar
 
 
 def worker_context(settings: dict[str, Any], models: ModelPool | None = None) -> RunContext:
-    return RunContext(out_dir=Path("."), spec_dir=Path("."), cache=None, settings=dict(settings),
+    known = {k: v for k, v in settings.items() if k in RunSettings.model_fields}
+    return RunContext(out_dir=Path("."), spec_dir=Path("."), cache=None, settings=RunSettings(**known),
                       models=models or ModelPool())
 
 
@@ -73,13 +75,13 @@ class ApiEndpoint:
         return socket.gethostname(), os.getpid()
 
     async def run(self, op: Any, requests: list, secrets: dict[str, str]) -> AsyncIterator[Any]:
-        from dslrun.runtime.execution.llm_runner import make_backend, make_pool
+        from dslrun.runtime.api.connect import backend_for, pool_for
 
         # The API key lives in the driver's environment; it travels as a call argument (not
         # in a runtime_env, which the cluster would keep and show) into this process only.
         os.environ.update(secrets)
-        backend = make_backend(op, self.ctx)
-        pool = make_pool(op, backend)
+        backend = backend_for(op.llm, op.model_name, self.ctx.models, op.env_vars().get("api_key_env"))
+        pool = pool_for(op.llm, backend)
         queue: asyncio.Queue = asyncio.Queue()
 
         async def main() -> Any:
