@@ -37,6 +37,8 @@ class Result:
         self.seconds = done.result.seconds
         self._tables = done.result.tables
         self.stats = dict(done.result.stats)  # step → NodeStats (rows in/out, cache hits/misses, seconds)
+        self.failures = dict(done.failures)  # step → why, for steps whose samples failed (the CLI exits 1)
+        self.warnings = list(done.warnings)
         if cleanup is not None:  # out=None: the folder goes with the result
             weakref.finalize(self, cleanup)
 

@@ -119,7 +119,7 @@ class CompiledPlan:
         folder, cleanup = output_folder(out)
         done = execute_run(self.plan, self.overrides, self.text, folder,
                            default_cache_dir(Path(cache_dir) if cache_dir else None), progress=progress,
-                           version=version(), settings=resolved)
+                           version=version(), settings=resolved, handle_sigint=False)
         return Result(self, done, cleanup)
 
     def __repr__(self) -> str:
