@@ -37,7 +37,11 @@ class Sample(TableOperator[SampleParams]):
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs
         p = self.params
-        k = p.n if p.n is not None else math.floor(p.fraction * len(table) + 1e-9)
+        if p.n is not None:
+            k = p.n
+        else:
+            assert p.fraction is not None  # SampleParams requires exactly one of n and fraction
+            k = math.floor(p.fraction * len(table) + 1e-9)
         k = min(k, len(table))
         picked = np.random.default_rng(p.seed).choice(len(table), size=k, replace=False)
         return table.take(np.sort(picked) if p.order == "original" else picked)

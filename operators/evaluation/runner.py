@@ -76,7 +76,7 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
     template = get_template(p.template, tok)
     model_id = identity(p.pfm, "causal-lm")
     heldout = load_eval_heldout(p.heldout, p.heldout_limit) if p.heldout else None
-    gen_opts = {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "seed": p.seed}
+    gen_opts: dict[str, Any] = {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "seed": p.seed}
     info: dict[str, Any] = {}
     answers: dict[str, dict[str, list[str]]] = {}
     hkey = hashlib.sha256(json.dumps([[h["id"] for h in heldout or []], p.max_length, p.template]).encode())

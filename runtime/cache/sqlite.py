@@ -146,7 +146,8 @@ class ScoreCache:
            keep: Iterable[str] = ()) -> int:
         """Delete whole nodes (not used for ``older_than_days``, or of ``ops``), except ``keep``."""
         keep = set(keep)
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if older_than_days is not None:
             clauses.append("last_used < ?")
             args.append(time.time() - older_than_days * 86400)

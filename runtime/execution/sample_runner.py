@@ -14,13 +14,13 @@ import numpy as np
 
 from dslrun.core.cost import Resource
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
-from dslrun.operators.base import SampleOperator
+from dslrun.operators.base import CachedOperator, SampleOperator
 from dslrun.runtime.data.table import Table, as_column
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.models.resident import is_oom
 
 # One computed batch: the sample ids and one result mapping per id.
-Computed = tuple[Sequence[str], list]
+Computed = tuple[Sequence[str] | np.ndarray, list[Mapping[str, Any]]]
 ComputeFn = Callable[[SampleOperator, Table, list[list[int]], RunContext], Iterator[Computed]]
 
 
@@ -216,10 +216,10 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
     return table.with_columns(got.columns(ids))
 
 
-def produced_columns(op: SampleOperator) -> dict[str, str]:
+def produced_columns(op: CachedOperator) -> dict[str, str]:
     """The columns this operator adds, with their types."""
     return op.output_columns([{}])
 
 
-def assemble(op: SampleOperator, ids: np.ndarray, results: dict[str, Any], table: Table) -> dict[str, np.ndarray]:
+def assemble(op: CachedOperator, ids: np.ndarray, results: dict[str, Any], table: Table) -> dict[str, np.ndarray]:
     return {c: as_column([results[sid].get(c) for sid in ids], kind) for c, kind in produced_columns(op).items()}

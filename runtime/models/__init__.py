@@ -72,7 +72,7 @@ def load_reward_model(resolved: ResolvedModel, device: str = "auto", dtype: Any 
 
     dev = pick_device(device)
     model = AutoModelForSequenceClassification.from_pretrained(str(resolved.path), dtype=_pick_dtype(dtype, dev))
-    model.to(dev)  # type: ignore[arg-type]
+    model.to(dev)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
