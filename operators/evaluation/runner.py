@@ -33,16 +33,17 @@ def variants(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, Table]
     """name → training table: ``sem`` first, then each counterpart."""
     p = op.p
     out = {"sem": selected}
-    pool: Table = ctx.refs.get(p.pool) if p.pool else None  # type: ignore[assignment]
+    pool: Table | None = ctx.refs.get(p.pool) if p.pool else None
     for c in p.counterparts:
-        if c in ("full", "random") and pool is None:
-            raise ValueError(f"counterpart {c!r} needs `pool: <the pool step>`")
-        if c == "full":
-            out["full"] = pool
-        elif c == "random":
-            k = min(len(selected), len(pool))
-            pick = np.random.default_rng(p.seed).choice(len(pool), size=k, replace=False)
-            out["random"] = pool.take(np.sort(pick))
+        if c in ("full", "random"):
+            if pool is None:
+                raise ValueError(f"counterpart {c!r} needs `pool: <the pool step>`")
+            if c == "full":
+                out["full"] = pool
+            else:
+                k = min(len(selected), len(pool))
+                pick = np.random.default_rng(p.seed).choice(len(pool), size=k, replace=False)
+                out["random"] = pool.take(np.sort(pick))
         elif c in ctx.refs:
             out[c] = ctx.refs[c]
         else:

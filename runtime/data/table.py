@@ -165,8 +165,9 @@ def concat(tables: Sequence[Table]) -> Table:
     cols: dict[str, Stored] = {}
     for n in names:
         stored = [t._cols[n] for t in tables]
-        if all(isinstance(p, DiskColumn) for p in stored):
-            joined = concat_disk(stored)  # type: ignore[arg-type]
+        on_disk = [p for p in stored if isinstance(p, DiskColumn)]
+        if len(on_disk) == len(stored):
+            joined = concat_disk(on_disk)
             if joined is not None:
                 cols[n] = joined
                 continue
