@@ -21,6 +21,7 @@ from dslrun.core.errors import CLI, Collector, Span, did_you_mean
 from dslrun.core.expr import infer
 from dslrun.core.params import FieldKind, field_kind
 from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value, is_constant, to_python, walk
+from dslrun.dsl import overrides as step_overrides
 from dslrun.dsl.ir import Setting, Spec, Step
 from dslrun.dsl.settings import SETTINGS, setting_problem
 from dslrun.operators import registry
@@ -78,6 +79,8 @@ def resolve_params(plan: Plan) -> Plan:
                             "use a number, a string, true/false, null or a list of them")
         params[p.name] = p.default
     for name, value in plan.overrides.items():
+        if step_overrides.is_step_override(name):  # STEP.PARAM, applied by `apply_step_overrides`
+            continue
         if name not in params:
             plan.errors.add(CLI, f"--set {name}: the spec has no parameter `{name}`",
                             did_you_mean(name, params) or "declare it with `param NAME = default`")
@@ -186,6 +189,12 @@ def resolve_ops(plan: Plan) -> Plan:
     return plan
 
 
+def apply_step_overrides(plan: Plan) -> Plan:
+    """``--set STEP.PARAM=VALUE`` replaces that step's argument; `validate_params` then checks it."""
+    step_overrides.apply(plan.nodes, plan.overrides, plan.errors)
+    return plan
+
+
 def link_inputs(plan: Plan) -> Plan:
     for node in plan.nodes.values():
         cls = node.op_cls
@@ -247,6 +256,8 @@ def validate_params(plan: Plan) -> Plan:
                     plan.errors.add(span, f"`{cls.name}` needs parameter `{key}`", _param_hint(cls, key))
                 else:
                     where = f"`{key}`: " if key else ""
+                    if span is CLI:  # the value came from `--set STEP.PARAM=...`
+                        where = f"--set {node.name}.{key}: "
                     plan.errors.add(span, f"{where}{msg}", _param_hint(cls, key))
     return plan
 
@@ -329,10 +340,13 @@ def _position(plan: Plan):
 
 def check_columns(plan: Plan) -> Plan:
     """Every column an expression reads is produced by some step before it."""
+    skipped: set[str] = set()
     for name in plan.order:
         node = plan.nodes[name]
-        # A node whose input failed to validate would only echo that error; skip it.
-        if node.op is None or any(not plan.nodes[i].ok for i in node.inputs if i in plan.nodes):
+        # A node whose input failed to validate, or was skipped for that reason, would only echo
+        # that error (a missing pool file is not also an `unknown column` two steps later); skip it.
+        if node.op is None or any(not plan.nodes[i].ok or i in skipped for i in node.inputs if i in plan.nodes):
+            skipped.add(name)
             continue
         inputs = [plan.nodes[i].columns for i in node.inputs if i in plan.nodes]
         for expr in node.op.reads().values():
@@ -345,8 +359,8 @@ def check_columns(plan: Plan) -> Plan:
     return plan
 
 
-PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, link_inputs, validate_params, build_graph,
-          check_columns)
+PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, apply_step_overrides, link_inputs,
+          validate_params, build_graph, check_columns)
 
 
 def compile_spec(spec: Spec, overrides: dict[str, Value] | None = None, cwd: Path | None = None) -> Plan:

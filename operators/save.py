@@ -45,11 +45,12 @@ class Save(TableOperator[SaveParams]):
             fmt = by_suffix.get(given, table.meta.get("format", "json"))
         path = Path(self.params.path) if self.params.path else Path(f"{_stem(ctx.node)}{SUFFIX[fmt]}")
         path = path if path.is_absolute() else ctx.out_dir / path
-        write_records(path, (r for block in table.blocks("_record") for r in block), fmt)
+        empty = pool_schema(table) if fmt == "parquet" and len(table) == 0 else None
+        write_records(path, (r for block in table.blocks("_record") for r in block), fmt, empty)
         written = [str(path)]
         if self.params.scores != "none":
             spath = path.with_name(path.stem + ".scores." + self.params.scores)
-            write_scores(spath, table, self.params.scores)
+            write_scores(spath, table, self.params.scores, ctx.input_columns)
             written.append(str(spath))
         ctx.stats.notes.append("wrote " + ", ".join(written))
         table.meta.setdefault("written", []).extend(written)
@@ -66,7 +67,34 @@ def score_columns(table: Table) -> list[str]:
     return [c for c in table.column_names if c not in skip and table.ndim(c) == 1]
 
 
-def write_scores(path: Path, table: Table, fmt: str) -> None:
+ARROW = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}
+
+
+def arrow_type(kind: str | None, col: np.ndarray):
+    """The Parquet type of a column, from its compiled kind when no value can show it."""
+    import pyarrow as pa
+
+    if col.dtype != object:
+        return pa.from_numpy_dtype(col.dtype)
+    if kind == "list":
+        return pa.list_(pa.string())
+    return pa.type_for_alias(ARROW.get(kind or "str", "string"))
+
+
+def pool_schema(table: Table):
+    """Typed columns for an empty selection: the source Parquet's own, else Alpaca's three texts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = table.meta.get("source")
+    if table.meta.get("format") == "parquet" and source and Path(source).is_file():
+        return pq.read_schema(source).remove_metadata()
+    if table.meta.get("schema", "alpaca") == "alpaca":
+        return pa.schema([(c, pa.string()) for c in ("instruction", "input", "output")])
+    return None
+
+
+def write_scores(path: Path, table: Table, fmt: str, kinds: dict[str, str] | None = None) -> None:
     cols = ["id", "_row", *[c for c in score_columns(table) if c != "id"]]
     if fmt == "jsonl":
         rows = table.rows(cols)
@@ -81,5 +109,13 @@ def write_scores(path: Path, table: Table, fmt: str) -> None:
     for c in cols:
         col = table.column(c)
         name = "row" if c == "_row" else c
+        if not len(col):  # nothing to infer a type from: `id` would come out as null
+            kind = "str" if c == "id" else "int" if c == "_row" else (kinds or {}).get(c)
+            arrays[name] = pa.array([], type=arrow_type(kind, col))
+            continue
         arrays[name] = pa.array(col.tolist() if col.dtype == object else np.asarray(col))
+    if not len(table):
+        schema = pa.table(arrays).schema
+        atomic_write(path, lambda tmp: pq.ParquetWriter(tmp, schema).close())
+        return
     atomic_write(path, lambda tmp: pq.write_table(pa.table(arrays), tmp))

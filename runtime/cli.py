@@ -1,4 +1,4 @@
-"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure.
+"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure, 130 interrupted.
 
 ``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``explain``, ``graph``, ``fmt``
 and ``schema`` never import torch or transformers.
@@ -16,7 +16,7 @@ from typing import Any
 
 from dslrun.core.errors import CLI, ErrorList, SpecError
 
-COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report")
+COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report", "why")
 EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
 
 
@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     def spec_cmd(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.add_argument("spec", help="a .sel or .yaml spec")
-        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a spec parameter (repeatable)")
+        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE|STEP.PARAM=VALUE",
+                        help="override a spec parameter, or any step's argument with STEP.PARAM=VALUE "
+                             "(repeatable)")
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE to register more operators")
         return sp
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     r = spec_cmd("run", "compile and run a spec")
     r.add_argument("--out", type=Path, help="output directory (default: out/<spec name>)")
     r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines")
     add_setting_flags(r)
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
@@ -65,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="JSON Schema of the YAML spelling")
     rp = sub.add_parser("report", help="(re)write RUN_DIR/report.html from a finished run")
     rp.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
+    w = sub.add_parser("why", help="one sample's path through the steps of a finished run: its scores, "
+                                   "and which step dropped it and why")
+    w.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
+    w.add_argument("sample", help="a sample id, or its row number in the pool file")
     c = sub.add_parser("cache", help="inspect or prune the score cache")
     c.add_argument("action", choices=("ls", "gc"))
     c.add_argument("--cache-dir", type=Path)
@@ -83,6 +88,9 @@ def parse_overrides(items: list[str]):
         if "=" not in item:
             raise ErrorList([SpecError(CLI, f"--set {item}: expected NAME=VALUE", "e.g. --set threshold=4.5")])
         name, _, text = item.partition("=")
+        if "." in name:  # STEP.PARAM: read by the compiler, which knows the field's kind
+            out[name.strip()] = Lit(value=text, span=CLI)
+            continue
         try:
             value = parse_expression(text, CLI.file)
             if isinstance(value, Ref):
@@ -119,14 +127,14 @@ def cmd_check(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from dslrun.runtime.cache.sqlite import ScoreCache
+    from dslrun.runtime.cache.open_store import open_store
     from dslrun.runtime.config import run_settings
     from dslrun.runtime.execution.context import RunContext
     from dslrun.runtime.execution.planner import dry_run, render
 
     plan, _, _ = _compile(args)
     cdir = cache_dir(args.cache_dir)
-    cache = ScoreCache(cdir / "scores.sqlite")
+    cache = open_store(cdir)
     ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache, settings=run_settings(spec=plan.settings))
     print(render(plan, dry_run(plan, ctx), str(cdir)))
     return EXIT_OK
@@ -174,23 +182,48 @@ def cmd_schema(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from dslrun.runtime.cache.sqlite import ScoreCache
+    from dslrun.runtime.cache.open_store import open_store
+    from dslrun.runtime.cache.store import ReadOnlyStore
 
     cdir = cache_dir(args.cache_dir)
-    cache = ScoreCache(cdir / "scores.sqlite")
+    cache = open_store(cdir)
     if args.action == "ls":
         rows = cache.ls()
         print(f"cache {cdir}: {len(rows)} nodes, {sum(r['samples'] for r in rows)} samples")
-        for r in rows:
-            print(f"  {r['node']}  {r['op']:<14} v{r['version']:<3} {r['samples']:>8} samples "
-                  f"{r['bytes'] / 1e6:>8.2f} MB  {r['model'] or ''}")
+        for line in cache_table(rows):
+            print("  " + line)
         return EXIT_OK
     if not (args.all or args.older_than is not None or args.op):
         print("cache gc: say what to delete: --older-than DAYS, --op NAME, or --all", file=sys.stderr)
         return EXIT_SPEC
-    n = cache.gc(older_than_days=None if args.all else args.older_than, ops=args.op or None)
+    try:
+        n = cache.gc(older_than_days=None if args.all else args.older_than, ops=args.op or None)
+    except ReadOnlyStore as e:
+        print(f"cache gc: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
     print(f"deleted {n} cached scores")
     return EXIT_OK
+
+
+def cache_table(rows: list[dict[str, Any]]) -> list[str]:
+    """``dslrun cache ls``: one line per cached node, enough to tell two entries of one operator apart."""
+    import hashlib
+
+    header = ("node", "operator", "template", "model", "params", "rows", "size")
+    body = []
+    for r in rows:
+        try:
+            params = json.loads(r.get("params") or "{}")
+        except ValueError:
+            params = {}
+        template = params.get("template") if isinstance(params, dict) else None
+        digest = hashlib.sha256((r.get("params") or "").encode()).hexdigest()[:8]
+        model = (r["model"] or "-").split("@")[0]
+        body.append((r["node"][:12], f"{r['op']} v{r['version']}", str(template or "-"), model[:48], digest,
+                     str(r["samples"]), f"{r['bytes'] / 1e6:.2f} MB"))
+    widths = [max(len(x[c]) for x in [header, *body]) for c in range(len(header))]
+    return ["  ".join(cell.rjust(w) if c >= 5 else cell.ljust(w) for c, (cell, w) in enumerate(zip(x, widths))).rstrip()
+            for x in [header, *body]]
 
 
 def cmd_run(args) -> int:
@@ -236,7 +269,18 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
+def cmd_why(args) -> int:
+    from dslrun.runtime.lineage.why import WhyError, why
+
+    try:
+        print(why(args.run_dir, args.sample))
+    except WhyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+HANDLERS = {"why": cmd_why, "report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
             "schema": cmd_schema, "cache": cmd_cache}
 
 
@@ -260,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SPEC
     except PoolError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except OSError as e:  # a write outside any step (lock file, run.json, report): name the path
+        from dslrun.runtime.cache.unsaved import describe_write_error
+
+        print(f"error: {describe_write_error(e, e.filename or '.')}", file=sys.stderr)
         return EXIT_RUNTIME
 
 

@@ -66,7 +66,7 @@ def test_a_local_run_never_imports_ray(tmp_path):
 def test_run_reports_an_engine_that_cannot_start(tmp_path):
     (tmp_path / "dslrun.yaml").write_text("engine: spark\n")
     proc = dslrun("run", str(SPECS / "longest.sel"), "-q", cwd=tmp_path)
-    assert proc.returncode == 2 and "engine must be local or ray" in proc.stderr
+    assert proc.returncode == 2 and "dslrun.yaml: setting `engine`: Input should be 'local' or 'ray'" in proc.stderr
 
 
 def test_blocks_for_ray_data_round_trip_every_kind_of_column():

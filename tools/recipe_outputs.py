@@ -76,9 +76,34 @@ def run_recipe(name: str, work: Path, models: Path) -> dict[str, str]:
             go([f"base_url={srv.base_url}", "model=test-model", f"api_key_env={KEY}"])
     else:
         go([])
-    out = work / "o"
-    return {f: hashlib.sha256((out / f).read_bytes()).hexdigest()[:16]
-            for f in ("selected.json", "selected.scores.parquet") if (out / f).exists()}
+    return fingerprint_outputs(work / "o")
+
+
+def fingerprint_outputs(out: Path) -> dict[str, str]:
+    """SHA-256 of each output file, and of the scores' content (rows and schema as JSON: what
+    the Parquet file holds, whatever pyarrow version wrote it)."""
+    import pyarrow.parquet as pq
+
+    got = {f: hashlib.sha256((out / f).read_bytes()).hexdigest()[:16]
+           for f in ("selected.json", "selected.scores.parquet") if (out / f).exists()}
+    if (out / "selected.scores.parquet").exists():
+        table = pq.read_table(out / "selected.scores.parquet")
+        blob = json.dumps([str(table.schema.remove_metadata()), _rounded(table.to_pylist())], sort_keys=True,
+                          default=repr)
+        got["scores.content"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return got
+
+
+def _rounded(x: object) -> object:
+    """Floats to 6 significant digits: a local judge batches whatever requests are waiting, so its
+    logits move in the last bits with the batch's padding (the selection does not)."""
+    if isinstance(x, float):
+        return float(f"{x:.6g}")
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    return x
 
 
 def main() -> None:

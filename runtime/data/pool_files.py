@@ -276,14 +276,21 @@ def atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def write_records(path: Path, records: Iterable[Any], fmt: str) -> None:
-    """Write records as they come (JSON and JSONL never hold them all; Parquet does)."""
+def write_records(path: Path, records: Iterable[Any], fmt: str, empty_schema: Any = None) -> None:
+    """Write records as they come (JSON and JSONL never hold them all; Parquet does).
+
+    No records in Parquet: a file with ``empty_schema``'s typed columns and no row group
+    (a zero-row row group is what readers such as ``datasets`` choke on)."""
     def write(tmp: Path) -> None:
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(list(records)), tmp)
+            rows = list(records)
+            if not rows:
+                pq.ParquetWriter(tmp, empty_schema if empty_schema is not None else pa.schema([])).close()
+                return
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
         elif fmt == "jsonl":
             with tmp.open("w", encoding="utf-8") as f:
                 for r in records:

@@ -14,7 +14,7 @@ from typing import Any
 from dslrun.core.context import NodeStats
 from dslrun.core.settings import RunSettings
 from dslrun.core.table import TableLike
-from dslrun.runtime.cache.sqlite import ScoreCache
+from dslrun.runtime.cache.store import ScoreStore
 from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.models.resident import ModelPool
@@ -26,7 +26,7 @@ log = logging.getLogger("dslrun")
 class RunContext:
     out_dir: Path
     spec_dir: Path
-    cache: ScoreCache | None
+    cache: ScoreStore | None
     node: str = ""
     stats: NodeStats = field(default_factory=NodeStats)
     progress: Any = None  # runtime.progress.Progress, or None when quiet
@@ -34,6 +34,7 @@ class RunContext:
     dry_run: bool = False
     models: ModelPool = field(default_factory=ModelPool)
     refs: dict[str, Any] = field(default_factory=dict)  # tables of steps named in this node's parameters
+    input_columns: dict[str, str] = field(default_factory=dict)  # types an empty table cannot show
 
     def for_node(self, node: str, stats: NodeStats) -> RunContext:
         return RunContext(self.out_dir, self.spec_dir, self.cache, node, stats, self.progress,

@@ -15,6 +15,7 @@ import numpy as np
 from dslrun.core.cost import Resource
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
 from dslrun.operators.base import CachedOperator, SampleOperator
+from dslrun.runtime.cache.claims import share
 from dslrun.runtime.data.table import Table, as_column
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.models.resident import is_oom
@@ -199,21 +200,61 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         return table
     if missing and prepare is not None:
         prepare()
-    task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
-    batches = plan_batches(op, table, missing, ctx)
-    for batch_ids, computed in compute(op, table, batches, ctx):
+    task = (ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing))
+            if ctx.progress and missing else None)
+    store = ctx.cache if op.cacheable else None
+    from dslrun.runtime.execution.interrupt import CONTROLLER
+
+    def commit(batch_ids: Sequence[str], computed: list) -> None:
         if len(computed) != len(batch_ids):
             raise RuntimeError(f"{op.name} returned {len(computed)} results for {len(batch_ids)} samples")
         pairs = list(zip((str(i) for i in batch_ids), (dict(c) for c in computed)))
-        if op.cacheable and ctx.cache is not None:
-            ctx.cache.put_many(fp, [(sid, rename(v, stored)) for sid, v in pairs])
+        if store is not None:
+            store.put_many(fp, [(sid, rename(v, stored)) for sid, v in pairs])
         got.add(pairs)
         ctx.stats.computed += len(pairs)
         if task is not None:
             task.advance(len(pairs))
+        CONTROLLER.check()  # Ctrl-C: this batch is committed; compute no more
+
+    if store is None or op.resource == Resource.CPU or not missing:
+        # cheap operators are not claimed: a claim costs about what computing them does
+        for batch_ids, computed in compute(op, table, plan_batches(op, table, missing, ctx), ctx):
+            commit(batch_ids, computed)
+    else:
+        _shared(op, table, ctx, compute, store, fp, missing, commit, got, task, back)
     if task is not None:
         task.done()
     return table.with_columns(got.columns(ids))
+
+
+def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeFn, store: Any, fp: str,
+            missing: list[int], commit: Callable[[Sequence[str], list], None], got: Collected, task: Any,
+            back: dict[str, str]) -> None:
+    """Compute ``missing`` once across runs sharing the store: claim, compute, wait for the rest.
+
+    Computed here, batches are claimed one at a time, so two runs split a node's work; an
+    engine computing elsewhere gets all its claimable rows at once (it keeps its replicas busy)."""
+    row_of = {str(table.ids[r]): r for r in missing}
+    one_by_one = compute is local_batches
+
+    def groups(pending: list[str]) -> list[list[str]]:
+        if not one_by_one:
+            return [pending]
+        return [[str(table.ids[r]) for r in b] for b in plan_batches(op, table, [row_of[i] for i in pending], ctx)]
+
+    def work(mine: list[str]) -> None:
+        for batch_ids, computed in compute(op, table, plan_batches(op, table, [row_of[i] for i in mine], ctx), ctx):
+            commit(batch_ids, computed)
+
+    def collect(values: dict[str, Any]) -> None:
+        got.add((sid, rename(v, back)) for sid, v in values.items())
+        if task is not None:
+            task.advance(len(values))
+
+    waited = share(store, fp, list(row_of), groups, work, collect, label=ctx.node)
+    if waited:
+        ctx.stats.notes.append(f"{waited} samples were computed by another run sharing the cache")
 
 
 def produced_columns(op: CachedOperator) -> dict[str, str]:
