@@ -42,7 +42,10 @@ class RunContext:
 
     @property
     def cache_root(self) -> Path:
-        return self.cache.path.parent if self.cache is not None else self.out_dir / ".dslrun"
+        # A store in memory (no file) keeps its artifacts where a run without a cache would.
+        if self.cache is not None and self.cache.path is not None:
+            return self.cache.path.parent
+        return self.out_dir / ".dslrun"
 
     # ``TableLike`` as core's RunContext says; what operators hand back is always the Table
     # they were given (or one derived from it), checked by ``_table``.
