@@ -65,6 +65,9 @@ class RunSettings(BaseModel):
                                    "batches in flight to be cached (a second Ctrl-C quits at once)")
     warn_kept_below: float = Field(0.01, ge=0, le=1, description="warn when a step keeps fewer than this share "
                                    "of its input rows (keeping 0 rows always warns)")
+    # Never a spec setting: a spec cannot widen its own trust boundary (dsl/trust.py).
+    allow_paths: list[str] = Field(default_factory=list, description="folders a spec may read besides its "
+                                   "own and the current one (see README: Security)")
 
     @classmethod
     def spec_keys(cls) -> tuple[str, ...]:

@@ -62,7 +62,8 @@ class EvaluateParams(Params):
     heldout: InputPath | None = Field(None, description="a pool with reference outputs: held-out loss/perplexity")
     heldout_limit: int | None = Field(None, ge=1)
     benchmarks: list[str] = Field(default_factory=list, description="benchmark scorer plug-ins, 'module:function'"
-                                  " called as f(model, tokenizer, template) -> {metric: score}, higher is better")
+                                  " called as f(model, tokenizer, template) -> {metric: score}, higher is better",
+                                  json_schema_extra={"names_code": True})  # needs --allow-code (dsl/trust.py)
     sem_answers: InputPath | None = Field(None, description="judge these SEM answers ({instruction|prompt, "
                                                             "answer|response|output}) instead of training")
     counterpart_answers: InputPath | None = Field(None, description="... against these counterpart answers")

@@ -1,4 +1,5 @@
-"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure, 130 interrupted.
+"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure, 3 a bug in dslrun,
+130 interrupted.
 
 ``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``explain``, ``graph``, ``fmt``
 and ``schema`` never import torch or transformers.
@@ -17,7 +18,7 @@ from typing import Any
 from dslrun.core.errors import CLI, ErrorList, SpecError
 
 COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report", "why")
-EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
+EXIT_OK, EXIT_RUNTIME, EXIT_SPEC, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def version() -> str:
@@ -43,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
                              "(repeatable)")
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE to register more operators")
+        sp.add_argument("--allow-path", action="append", default=[], type=Path, metavar="DIR",
+                        help="let the spec read files below DIR too (repeatable; see README: Security)")
+        sp.add_argument("--allow-code", action="store_true",
+                        help="let the spec name Python code to run (e.g. evaluate's benchmarks)")
         return sp
 
     r = spec_cmd("run", "compile and run a spec")
@@ -116,8 +121,21 @@ def _compile(args) -> tuple[Any, Any, str]:
         registry.load_plugin(mod)
     spec, text = load_spec_text(args.spec)
     overrides = parse_overrides(getattr(args, "set", []))
-    plan = compile_spec(spec, overrides)
+    plan = compile_spec(spec, overrides, trust=trust(args))
     return plan, overrides, text
+
+
+def trust(args):
+    from dslrun.dsl.trust import Trust
+    from dslrun.runtime.config import load_config
+
+    config, where = load_config()
+    listed = config.get("allow_paths") or []
+    if not isinstance(listed, list) or not all(isinstance(d, str) for d in listed):
+        raise ErrorList([SpecError(CLI, f"{where}: allow_paths must be a list of folders")])
+    dirs = [*getattr(args, "allow_path", []), *map(Path, listed)]
+    return Trust(allow_paths=tuple(d.expanduser().resolve() for d in dirs),
+                 allow_code=bool(getattr(args, "allow_code", False)))
 
 
 def cmd_check(args) -> int:
@@ -252,6 +270,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, choices=get_args(field.annotation), help=help_text)
             continue
         kinds = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
+        if get_origin(field.annotation) is list:  # allow_paths: its own repeatable --allow-path
+            continue
         if kinds[0] is bool:
             group.add_argument(flag, action="store_true", default=None, help=field.description)
         else:
@@ -310,6 +330,22 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"error: {describe_write_error(e, e.filename or '.')}", file=sys.stderr)
         return EXIT_RUNTIME
+    except Exception as e:  # a user never sees a traceback; DSLRUN_DEBUG=1 shows it to whoever fixes it
+        if os.environ.get("DSLRUN_DEBUG"):
+            raise
+        print(internal_error(e), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def internal_error(e: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    cause = " ".join(str(e).split())[:300]
+    return (f"internal error: {type(e).__name__}: {cause}{where}\n"
+            f"  this is a bug in dslrun {version()}, not in your spec: please report it with the command and "
+            "the spec that caused it (DSLRUN_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":  # pragma: no cover
