@@ -36,7 +36,7 @@ def columns_used(v: Value) -> list[Ref]:
 class Func:
     arity: tuple[int, int]
     result: Callable[[list[str]], str]
-    impl: Callable[..., Any]
+    impl: Callable[..., Any] | None  # None: computed by a case of its own in _call
     arg_kinds: tuple[tuple[str, ...], ...] = ()  # per argument: allowed types (last repeats)
     doc: str = ""
 
@@ -176,8 +176,8 @@ def infer(v: Value, columns: dict[str, str], errors: Collector) -> str:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
             errors.add(v.span or Span("<expr>"), f"`{v.func}` takes {want} argument(s), got {len(v.args)}", f.doc)
         types = [infer(a, columns, errors) for a in v.args]
-        for i, (a, t) in enumerate(zip(v.args, types)):
-            allowed = f.arg_kinds[min(i, len(f.arg_kinds) - 1)] if f.arg_kinds else ("any",)
+        for pos, (a, t) in enumerate(zip(v.args, types)):
+            allowed = f.arg_kinds[min(pos, len(f.arg_kinds) - 1)] if f.arg_kinds else ("any",)
             if "any" not in allowed and t not in allowed and t not in ("any", "null"):
                 errors.add(a.span or v.span or Span("<expr>"),
                            f"`{v.func}` expects {' or '.join(allowed)} here, got {t}", f.doc)
@@ -334,9 +334,10 @@ def _call(v: Call, table, n: int, ids) -> Any:
         return _dot(args[0], args[1], n)
     if name == "words":
         return np.fromiter((0 if x is None else len(str(x).split()) for x in _rows(args[0], n)), dtype=np.int64, count=n)
-    f = FUNCTIONS[name]
+    impl = FUNCTIONS[name].impl
+    assert impl is not None, f"`{name}` has neither an impl nor a case of its own"
     with np.errstate(all="ignore"):
-        return f.impl(*args)
+        return impl(*args)
 
 
 def _rows(x, n: int):

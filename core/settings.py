@@ -25,22 +25,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ENV_PREFIX = "DSLRUN_"
 
 
-def _spec(description: str) -> dict[str, Any]:
-    return {"description": description, "json_schema_extra": {"spec": True}}
+# Marks the settings a spec may give too (``engine: ray``); see ``spec_keys``.
+SPEC: dict[str, Any] = {"spec": True}
 
 
 class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # -- where it runs: a spec may say these too
-    engine: Literal["local", "ray"] = Field("local", **_spec("local (this process) or ray (a Ray cluster)"))
-    address: str | None = Field(None, **_spec("ray: the cluster to join (host:port or auto; default: a new "
-                                              "local one)"))
-    replicas: int | None = Field(None, ge=1, **_spec("ray: model replicas (default: one per GPU, else one per "
-                                                     "node)"))
-    gpus_per_replica: float | None = Field(None, ge=0, **_spec("ray: GPUs per model replica (default 1 on GPU "
-                                                               "clusters)"))
-    cpus_per_replica: float | None = Field(None, gt=0, **_spec("ray: CPUs per model replica (default 1)"))
+    engine: Literal["local", "ray"] = Field("local", json_schema_extra=SPEC,
+                                            description="local (this process) or ray (a Ray cluster)")
+    address: str | None = Field(None, json_schema_extra=SPEC,
+                                description="ray: the cluster to join (host:port or auto; default: a new local one)")
+    replicas: int | None = Field(None, ge=1, json_schema_extra=SPEC,
+                                 description="ray: model replicas (default: one per GPU, else one per node)")
+    gpus_per_replica: float | None = Field(None, ge=0, json_schema_extra=SPEC,
+                                           description="ray: GPUs per model replica (default 1 on GPU clusters)")
+    cpus_per_replica: float | None = Field(None, gt=0, json_schema_extra=SPEC,
+                                           description="ray: CPUs per model replica (default 1)")
     # -- how work is cut up on this machine
     workers: int = Field(4, ge=1, description="steps that may run at once")
     batch_rows: int = Field(2048, ge=1, description="rows per batch for cheap per-sample operators")

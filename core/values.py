@@ -24,7 +24,7 @@ class Node(BaseModel):
 
     # Two nodes are equal when they say the same thing, wherever they were written.
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.model_dump() == other.model_dump()  # type: ignore[union-attr]
+        return type(self) is type(other) and self.model_dump() == other.model_dump()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, repr(self.model_dump())))

@@ -146,7 +146,8 @@ def resolve_settings(plan: Plan) -> Plan:
             plan.errors.add(where, f"unknown setting `{s.name}`", did_you_mean(s.name, SETTINGS))
             continue
         if s.name in first:
-            line = first[s.name].span.line if first[s.name].span else "?"
+            earlier = first[s.name].span
+            line = earlier.line if earlier else "?"
             plan.errors.add(where, f"setting `{s.name}` is given twice (first at line {line})", "keep one of them")
             continue
         first[s.name] = s
@@ -364,7 +365,7 @@ def _param_hint(cls: type[Operator], key: str) -> str | None:
 
 
 def build_graph(plan: Plan) -> Plan:
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     for node in plan.nodes.values():
         g.add_node(node.name)
     for node in plan.nodes.values():

@@ -51,7 +51,7 @@ def pfm_models(plan: Plan) -> set[str]:
 
 
 def step_profiles(plan: Plan) -> dict[str, Feasibility]:
-    return {name: plan.nodes[name].op.feasibility() for name in plan.order if plan.nodes[name].op is not None}
+    return {name: op.feasibility() for name in plan.order if (op := plan.nodes[name].op) is not None}
 
 
 def algorithm_steps(plan: Plan, steps: dict[str, Feasibility]) -> int:

@@ -13,6 +13,7 @@ import json
 import threading
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -243,8 +244,9 @@ class _Build(Transformer):
     @v_args(meta=True)
     def neg(self, meta, items):
         _minus, operand = items
-        if isinstance(operand, Lit) and type(operand.value) in (int, float):
-            return Lit(value=-operand.value, span=self._s(meta))  # fold: -5 is a literal
+        value = operand.value if isinstance(operand, Lit) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Lit(value=-value, span=self._s(meta))  # fold: -5 is a literal
         return Unary(op="-", operand=operand, span=self._s(meta))
 
 
@@ -266,7 +268,8 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
     line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
     span = Span(file, line, col, line, col + 1)
     if isinstance(err, UnexpectedCharacters):
-        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        pos = err.pos_in_stream
+        ch = text[pos] if pos is not None and pos < len(text) else ""
         msg = f"unexpected character {ch!r}"
         hint = "strings need double quotes" if ch.isprintable() and ch not in "()" else None
         if ch in "\"'":
@@ -327,7 +330,7 @@ def _shift(v: Value, file: str, line: int, col: int, prefix: int) -> Value:
 
     # Rebuild with shifted spans: values are frozen.
     def rebuild(node):
-        updates = {"span": moved(node.span)}
+        updates: dict[str, Any] = {"span": moved(node.span)}
         if isinstance(node, ListV):
             updates["items"] = tuple(rebuild(i) for i in node.items)
         elif isinstance(node, DictV):
@@ -367,33 +370,46 @@ def _comment_text(tok: Token) -> str:
     return body[1:] if body.startswith(" ") else body
 
 
+def _line(tok: Token) -> int:
+    # Tokens from the lexer always carry their line; only hand-made ones lack it.
+    assert tok.line is not None
+    return tok.line
+
+
 def _attach_docs(file: str, text: str, statements: list, comments: list[Token]) -> Spec:
     lines = text.splitlines()
     first_line = statements[0].span.line if statements else len(lines) + 1
     header: list[str] = []
     rest = list(comments)
     # A leading comment block that a blank line separates from what follows is the spec's doc.
-    block = [c for c in rest if c.line < first_line]
-    if block and block[0].line == 1:
+    block = [c for c in rest if _line(c) < first_line]
+    if block and _line(block[0]) == 1:
         n = 0
-        while n < len(block) and block[n].line == n + 1 and lines[n].lstrip().startswith("#"):
+        while n < len(block) and _line(block[n]) == n + 1 and lines[n].lstrip().startswith("#"):
             n += 1
-        after = block[n - 1].line  # 1-based line of the block's last comment
+        after = _line(block[n - 1])  # 1-based line of the block's last comment
         if after >= len(lines) or not lines[after].strip():
             header = [_comment_text(c) for c in block[:n]]
             rest = rest[n:]
     docs: dict[int, list[str]] = {}
     trailer: list[str] = []
     for c in rest:
-        owner = next((i for i, s in enumerate(statements) if c.line <= s.span.end_line), None)
+        owner = next((i for i, s in enumerate(statements) if _line(c) <= s.span.end_line), None)
         if owner is None:
             trailer.append(_comment_text(c))
         else:
             docs.setdefault(owner, []).append(_comment_text(c))
-    params, settings, steps = [], [], []
+    params: list[ParamDef] = []
+    settings: list[Setting] = []
+    steps: list[Step] = []
     for i, s in enumerate(statements):
         doc = "\n".join(docs[i]) if i in docs else None
         s = s.model_copy(update={"doc": doc})
-        (params if isinstance(s, ParamDef) else settings if isinstance(s, Setting) else steps).append(s)
+        if isinstance(s, ParamDef):
+            params.append(s)
+        elif isinstance(s, Setting):
+            settings.append(s)
+        else:
+            steps.append(s)
     return Spec(doc="\n".join(header) if header else None, params=tuple(params), settings=tuple(settings),
                 steps=tuple(steps), trailer="\n".join(trailer) if trailer else None, file=file)

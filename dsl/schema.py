@@ -47,6 +47,7 @@ def spec_schema() -> dict[str, Any]:
     steps = []
     for name in registry.names():
         cls = registry.get(name)
+        assert cls is not None  # names() lists registered operators only
         ps = cls.params_type.model_json_schema()
         props: dict[str, Any] = {
             "op": {"const": name, "description": cls.summary()},

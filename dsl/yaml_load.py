@@ -11,6 +11,7 @@ Duplicate keys are errors, with both positions.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import yaml
 
@@ -118,7 +119,7 @@ class _Loader:
         return Lit(value=resolved, span=span)
 
     @staticmethod
-    def scalar(node: yaml.ScalarNode):
+    def scalar(node: yaml.Node) -> Any:
         if node.tag == "tag:yaml.org,2002:str":
             return node.value
         loader = yaml.SafeLoader("")
@@ -168,7 +169,9 @@ class _Loader:
         if root is None:
             return Spec(file=self.file)
         top = self.mapping(root, "a spec")
-        params, settings, steps = [], [], []
+        params: list[ParamDef] = []
+        settings: list[Setting] = []
+        steps: list[Step] = []
         first_line = _span(self.file, top[0][0]).line if top else len(self.lines) + 1
         header = self.header(first_line)
         for k, v in top:

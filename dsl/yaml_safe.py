@@ -10,6 +10,8 @@ with a span, before anything is expanded.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import yaml
 from yaml.events import AliasEvent
 
@@ -30,7 +32,14 @@ ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "seq"
 _NOT_IMPLICIT = {_CORE + "timestamp", _CORE + "value"}
 
 
-def _span(file: str, start: yaml.Mark, end: yaml.Mark | None = None) -> Span:
+class _Mark(Protocol):  # yaml.Mark, or the C loader's
+    line: int
+    column: int
+
+
+def _span(file: str, start: _Mark | None, end: _Mark | None = None) -> Span:
+    if start is None:  # events from the parser always carry marks; hand-made ones may not
+        return Span(file)
     end = end or start
     return Span(file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
 
@@ -87,6 +96,7 @@ class BoundedLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
             self.open.discard(anchor)
+        assert node is not None  # the composer returns a node or raises
         self.check(node)
         return node
 

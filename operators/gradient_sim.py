@@ -115,7 +115,8 @@ class GradientSim(TableOperator[GradientSimParams]):
         runner = Runner(p, ctx, ctx.cache_root)
         runner.warmup_samples(table)
         steps = []
-        for kind, tab in (("adam", table), ("sgd", target)):
+        kinds: tuple[tuple[Literal["adam", "sgd"], Table], ...] = (("adam", table), ("sgd", target))
+        for kind, tab in kinds:
             fp = FeatureParams(warmup=runner.key, kind=kind, dim=p.dim, projection_seed=p.projection_seed,
                                template=template_key(p.template), max_length=p.max_length, dtype=p.dtype)
             steps.append((GradFeatures(fp, runner, runner.identity), tab))

@@ -55,7 +55,7 @@ class Length(SampleOperator[LengthParams]):
 
     def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
         tok = _tokenizer(self.params.tokenizer) if self.params.tokenizer else None
-        out = []
+        out: list[Mapping[str, Any]] = []
         cols = {p: batch.column(p) for p in PARTS}
         for i in range(len(batch)):
             row: dict[str, int] = {}

@@ -37,7 +37,11 @@ class Sample(TableOperator[SampleParams]):
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs
         p = self.params
-        k = p.n if p.n is not None else math.floor(p.fraction * len(table) + 1e-9)
+        if p.n is not None:
+            k = p.n
+        else:
+            assert p.fraction is not None  # SampleParams requires exactly one of n and fraction
+            k = math.floor(p.fraction * len(table) + 1e-9)
         if k == 0 and len(table) and p.fraction is not None:
             from dslrun.operators.rank import rounds_to_zero
 

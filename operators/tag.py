@@ -7,6 +7,7 @@ pool (frequencies, merges), so it runs after, on every run, and costs no call.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -83,8 +84,7 @@ class Tag(LlmOperator[TagParams]):
                 pool = tag_norm.frequency(pool, p.alpha)
             elif step == "semantic":
                 encoder = ctx.models.sentence_encoder(p.encoder)
-                pool = tag_norm.semantic(
-                    pool, lambda texts, enc=encoder: enc.encode(texts, normalize_embeddings=True), p.merge_distance)
+                pool = tag_norm.semantic(pool, partial(encoder.encode, normalize_embeddings=True), p.merge_distance)
             else:
                 pool = tag_norm.association(pool, p.assoc_min_count, p.assoc_threshold)
         tags: list[Any] = [None] * len(table)

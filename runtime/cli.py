@@ -85,10 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_overrides(items: list[str]):
-    from dslrun.core.values import Lit, Ref, is_constant
+    from dslrun.core.values import Lit, Ref, Value, is_constant
     from dslrun.dsl.parse import parse_expression
 
-    out = {}
+    out: dict[str, Value] = {}
     for item in items:
         if "=" not in item:
             raise ErrorList([SpecError(CLI, f"--set {item}: expected NAME=VALUE", "e.g. --set threshold=4.5")])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dslrun.core.errors import Collector
+from dslrun.core.errors import Collector, Span
 from dslrun.core.params import FieldKind, field_kind
 from dslrun.core.settings import RunSettings
 from dslrun.core.values import to_python
@@ -40,7 +40,8 @@ def check_credentials(plan: Plan) -> None:
             continue
         for key, var in env_vars(node.op).items():
             if var and not os.environ.get(var):
-                span = node.step.arg_spans.get(key) or node.step.op_span or node.step.span
+                span = (node.step.arg_spans.get(key) or node.step.op_span or node.step.span
+                        or Span(plan.spec.file))
                 errors.add(span, f"`{node.name}` needs the environment variable {var} (its API key), which is not set",
                            f"export {var}=... before running, or point `{key}` at another variable")
     errors.raise_if_any()

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from dslrun.core.errors import ErrorList
+from dslrun.dsl.compile import compile_spec
+from dslrun.dsl.load import load_spec
 from dslrun.operators.llm.prompts import (
     JUDGES,
     ParseError,
@@ -24,6 +27,7 @@ from dslrun.operators.llm.prompts import (
     regex_float,
 )
 from dslrun.runtime.data.pool_files import read_pool
+from dslrun.runtime.run import check_credentials
 from testkit.cli import REPO, dslrun, write_pool
 from testkit.openai_server import OpenAITestServer
 
@@ -262,6 +266,18 @@ def test_a_missing_key_variable_is_reported_before_any_call(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dslrun.runtime.cli", "run", "spec.sel", "-q"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and f"needs the environment variable {KEY_ENV}" in proc.stderr
+
+
+def test_a_missing_key_variable_of_a_step_without_positions_is_reported(tmp_path, monkeypatch):
+    # A spec built in code carries no spans: the error used to point at None and crash rendering.
+    project(tmp_path, 2)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    spec = load_spec(tmp_path / "spec.sel")
+    bare = tuple(s.model_copy(update={"span": None, "op_span": None, "arg_spans": {}}) for s in spec.steps)
+    plan = compile_spec(spec.model_copy(update={"steps": bare}), cwd=tmp_path)
+    with pytest.raises(ErrorList) as err:
+        check_credentials(plan)
+    assert f"needs the environment variable {KEY_ENV}" in str(err.value) and "spec.sel" in str(err.value)
 
 
 def test_shipped_alpagasus_spec_runs_against_the_server(tmp_path):

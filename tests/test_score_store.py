@@ -305,3 +305,13 @@ def test_run_sample_op_on_two_handles_computes_each_sample_once(tmp_path):
     assert np.array_equal(out["a"].column("g"), out["b"].column("g"))
     assert ctx_a.stats.computed == 6 and ctx_b.stats.computed == 0
     assert any("6 samples were computed by another run" in n for n in ctx_b.stats.notes)
+
+
+def test_a_store_without_a_file_keeps_artifacts_where_a_run_without_a_cache_does(tmp_path):
+    # cache_root read the file's folder and failed on a store in memory (path None).
+    from dslrun.runtime.execution.context import RunContext
+
+    assert RunContext(tmp_path / "out", tmp_path, MemoryStore()).cache_root == tmp_path / "out" / ".dslrun"
+    on_disk = SqliteStore(tmp_path / "c" / "scores.sqlite")
+    assert RunContext(tmp_path / "out", tmp_path, on_disk).cache_root == tmp_path / "c"
+    on_disk.close()

@@ -33,16 +33,17 @@ def variants(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, Table]
     """name → training table: ``sem`` first, then each counterpart."""
     p = op.p
     out = {"sem": selected}
-    pool: Table = ctx.refs.get(p.pool) if p.pool else None  # type: ignore[assignment]
+    pool: Table | None = ctx.refs.get(p.pool) if p.pool else None
     for c in p.counterparts:
-        if c in ("full", "random") and pool is None:
-            raise ValueError(f"counterpart {c!r} needs `pool: <the pool step>`")
-        if c == "full":
-            out["full"] = pool
-        elif c == "random":
-            k = min(len(selected), len(pool))
-            pick = np.random.default_rng(p.seed).choice(len(pool), size=k, replace=False)
-            out["random"] = pool.take(np.sort(pick))
+        if c in ("full", "random"):
+            if pool is None:
+                raise ValueError(f"counterpart {c!r} needs `pool: <the pool step>`")
+            if c == "full":
+                out["full"] = pool
+            else:
+                k = min(len(selected), len(pool))
+                pick = np.random.default_rng(p.seed).choice(len(pool), size=k, replace=False)
+                out["random"] = pool.take(np.sort(pick))
         elif c in ctx.refs:
             out[c] = ctx.refs[c]
         else:
@@ -76,7 +77,7 @@ def train_and_generate(op: Evaluate, tables: dict[str, Table], sets: dict[str, l
     template = get_template(p.template, tok)
     model_id = identity(p.pfm, "causal-lm")
     heldout = load_eval_heldout(p.heldout, p.heldout_limit) if p.heldout else None
-    gen_opts = {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "seed": p.seed}
+    gen_opts: dict[str, Any] = {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "seed": p.seed}
     info: dict[str, Any] = {}
     answers: dict[str, dict[str, list[str]]] = {}
     hkey = hashlib.sha256(json.dumps([[h["id"] for h in heldout or []], p.max_length, p.template]).encode())

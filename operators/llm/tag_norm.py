@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from itertools import combinations
 
 import numpy as np
@@ -26,7 +26,7 @@ Tags = list[list[str]]
 STEPS = ("lower", "stem", "frequency", "semantic", "association")
 
 
-def _dedup(tags: Sequence[str]) -> list[str]:
+def _dedup(tags: Iterable[str]) -> list[str]:
     return [t for t in dict.fromkeys(tags) if t]
 
 

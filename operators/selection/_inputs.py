@@ -7,7 +7,7 @@ import numpy as np
 
 def embedding_matrix(embeddings: np.ndarray, metric: str, dtype: type = np.float32) -> np.ndarray:
     """A finite 2-D matrix; rows L2-normalised for ``cosine`` (a zero row stays zero)."""
-    x = np.asarray(embeddings, dtype=dtype)
+    x: np.ndarray = np.asarray(embeddings, dtype=dtype)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (rows x dims), got shape {x.shape}")
     if not np.isfinite(x).all():

@@ -19,7 +19,9 @@ def backend_for(p: Any, model_name: str, models: Any, api_key_env: str | None) -
         return LocalChatBackend(model, tokenizer, name=model_name, max_batch=micro_batch(model, p.concurrency))
     from dslrun.runtime.api.backends import OpenAIBackend
 
-    return OpenAIBackend(model_name, base_url=p.base_url, api_key_env=api_key_env, timeout=p.timeout)
+    # env_vars() names the key variable of every openai step; a caller without one gets the usual.
+    return OpenAIBackend(model_name, base_url=p.base_url, api_key_env=api_key_env or "OPENAI_API_KEY",
+                         timeout=p.timeout)
 
 
 def pool_for(p: Any, backend: Any) -> ApiPool:

@@ -70,7 +70,8 @@ class LocalChatBackend:
     def _serve(self) -> None:
         while True:
             first = self._queue.get()
-            batch, rest = [first], []
+            batch: list[Any] = [first]
+            rest: list[Any] = []
             key = _opts_key(first[1])
             while len(batch) < self.max_batch:  # whatever is already waiting, with the same options
                 try:

@@ -23,7 +23,7 @@ import socket
 import tempfile
 import weakref
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ def _encode_obj(v: Any) -> bytes:
     return pickle.dumps(v, protocol=5)
 
 
-CODECS = {"str": (_encode_str, _decode_str), "obj": (_encode_obj, pickle.loads)}
+# codec name -> (encode, decode)
+CODECS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {"str": (_encode_str, _decode_str), "obj": (_encode_obj, pickle.loads)}
 
 
 class ColumnStore:

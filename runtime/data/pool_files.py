@@ -234,6 +234,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
         if problem is not None:
             quarantined.append(Quarantined(i, problem, rec))
             continue
+        assert base is not None  # parse_record gives either the columns or a reason
         if builder is None:
             builder = PoolTableBuilder(schema or "alpaca", fields, spill_rows, spill_dir)
         builder.add(base, rec, i)

@@ -52,8 +52,12 @@ def _object(values: list) -> np.ndarray:
     return arr
 
 
+# A stored column: in memory, or a large pool's text on disk.
+Stored = np.ndarray | DiskColumn
+
+
 class Table:
-    def __init__(self, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None):
+    def __init__(self, columns: Mapping[str, Stored], meta: Mapping[str, Any] | None = None):
         self._cols = dict(columns)
         lengths = {len(c) for c in self._cols.values()}
         if len(lengths) > 1:
@@ -97,7 +101,7 @@ class Table:
         col = self._cols[name]
         return col.value(row) if isinstance(col, DiskColumn) else col[row]
 
-    def blocks(self, name: str, rows: int = BLOCK_ROWS) -> Iterator[Sequence[Any]]:
+    def blocks(self, name: str, rows: int = BLOCK_ROWS) -> Iterator[list[Any] | np.ndarray]:
         """A column's values a block of rows at a time (bounded memory for on-disk columns)."""
         col = self._cols[name]
         if isinstance(col, DiskColumn):
@@ -108,7 +112,7 @@ class Table:
 
     @property
     def ids(self) -> np.ndarray:
-        return self._cols["id"]
+        return self.column("id")
 
     def take(self, indices: Iterable[int] | np.ndarray) -> Table:
         idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
@@ -158,11 +162,12 @@ def concat(tables: Sequence[Table]) -> Table:
     if not tables:
         return Table({})
     names = tables[0].all_columns
-    cols = {}
+    cols: dict[str, Stored] = {}
     for n in names:
         stored = [t._cols[n] for t in tables]
-        if all(isinstance(p, DiskColumn) for p in stored):
-            joined = concat_disk(stored)  # type: ignore[arg-type]
+        on_disk = [p for p in stored if isinstance(p, DiskColumn)]
+        if len(on_disk) == len(stored):
+            joined = concat_disk(on_disk)
             if joined is not None:
                 cols[n] = joined
                 continue

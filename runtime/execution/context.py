@@ -13,6 +13,7 @@ from typing import Any
 
 from dslrun.core.context import NodeStats
 from dslrun.core.settings import RunSettings
+from dslrun.core.table import TableLike
 from dslrun.runtime.cache.store import ScoreStore
 from dslrun.runtime.config import run_settings
 from dslrun.runtime.data.table import Table
@@ -41,14 +42,19 @@ class RunContext:
 
     @property
     def cache_root(self) -> Path:
-        return self.cache.path.parent if self.cache is not None else self.out_dir / ".dslrun"
+        # A store in memory (no file) keeps its artifacts where a run without a cache would.
+        if self.cache is not None and self.cache.path is not None:
+            return self.cache.path.parent
+        return self.out_dir / ".dslrun"
 
-    def run_cached(self, op: Any, table: Table, prepare: Callable[[], None] | None = None) -> Table:
+    # ``TableLike`` as core's RunContext says; what operators hand back is always the Table
+    # they were given (or one derived from it), checked by ``_table``.
+    def run_cached(self, op: Any, table: TableLike, prepare: Callable[[], None] | None = None) -> Table:
         from dslrun.runtime.execution.sample_runner import run_sample_op
 
-        return run_sample_op(op, table, self, prepare=prepare)
+        return run_sample_op(op, _table(table), self, prepare=prepare)
 
-    def count_cached(self, op: Any, table: Table) -> tuple[int, int]:
+    def count_cached(self, op: Any, table: TableLike) -> tuple[int, int]:
         from dslrun.core.keys import node_fingerprint
         from dslrun.runtime.execution.sample_runner import unique_first
 
@@ -56,3 +62,9 @@ class RunContext:
         if self.cache is None or not op.cacheable:
             return len(uniq), 0
         return len(uniq), self.cache.count(node_fingerprint(op), uniq)
+
+
+def _table(table: TableLike) -> Table:
+    if not isinstance(table, Table):
+        raise TypeError(f"run_cached needs the runtime's Table, got {type(table).__name__}")
+    return table

@@ -122,7 +122,8 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             else:
                 requests.update((key, ApiRequest(key, chat, opts)) for key, chat in parts.plan(sid, chats))
         lock = threading.Lock()
-        side, broken = SideFile(ctx.out_dir), []
+        side = SideFile(ctx.out_dir)
+        broken: list[BaseException] = []
 
         def finished(done: list[tuple[str, dict[str, Any], bool]]) -> None:
             for sid, combined, whole in done:
@@ -177,7 +178,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                 if not broken or ctx.cache is None:
                     raise
                 raise CacheWriteFailed(
-                    f"{describe_write_error(broken[0], ctx.cache.path)}: the score cache could not be written, "
+                    f"{describe_write_error(broken[0], ctx.cache.path or ctx.cache_root)}: the score cache could not be written, "
                     f"so the step stopped calling; {side.where()}"
                     + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
                 ) from None

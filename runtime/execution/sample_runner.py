@@ -14,14 +14,15 @@ import numpy as np
 
 from dslrun.core.cost import Resource
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
-from dslrun.operators.base import SampleOperator
+from dslrun.operators.base import CachedOperator, SampleOperator
 from dslrun.runtime.cache.claims import share
 from dslrun.runtime.data.table import Table, as_column
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.models.resident import is_oom
 
 # One computed batch: the sample ids and one result mapping per id.
-Computed = tuple[Sequence[str], list]
+Ids = Sequence[str] | np.ndarray
+Computed = tuple[Ids, list[Mapping[str, Any]]]
 ComputeFn = Callable[[SampleOperator, Table, list[list[int]], RunContext], Iterator[Computed]]
 
 
@@ -205,7 +206,7 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
     store = ctx.cache if op.cacheable else None
     from dslrun.runtime.execution.interrupt import CONTROLLER
 
-    def commit(batch_ids: Sequence[str], computed: list) -> None:
+    def commit(batch_ids: Ids, computed: list[Mapping[str, Any]]) -> None:
         if len(computed) != len(batch_ids):
             raise RuntimeError(f"{op.name} returned {len(computed)} results for {len(batch_ids)} samples")
         pairs = list(zip((str(i) for i in batch_ids), (dict(c) for c in computed)))
@@ -229,7 +230,7 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
 
 
 def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeFn, store: Any, fp: str,
-            missing: list[int], commit: Callable[[Sequence[str], list], None], got: Collected, task: Any,
+            missing: list[int], commit: Callable[[Ids, list[Mapping[str, Any]]], None], got: Collected, task: Any,
             back: dict[str, str]) -> None:
     """Compute ``missing`` once across runs sharing the store: claim, compute, wait for the rest.
 
@@ -257,10 +258,10 @@ def _shared(op: SampleOperator, table: Table, ctx: RunContext, compute: ComputeF
         ctx.stats.notes.append(f"{waited} samples were computed by another run sharing the cache")
 
 
-def produced_columns(op: SampleOperator) -> dict[str, str]:
+def produced_columns(op: CachedOperator) -> dict[str, str]:
     """The columns this operator adds, with their types."""
     return op.output_columns([{}])
 
 
-def assemble(op: SampleOperator, ids: np.ndarray, results: dict[str, Any], table: Table) -> dict[str, np.ndarray]:
+def assemble(op: CachedOperator, ids: np.ndarray, results: dict[str, Any], table: Table) -> dict[str, np.ndarray]:
     return {c: as_column([results[sid].get(c) for sid in ids], kind) for c, kind in produced_columns(op).items()}

@@ -86,7 +86,7 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
             failed = [f"{c}: {col[p]}" for c, col in failures.items() if isinstance(col[p], str) and col[p]]
             dropped_by[p] = name
             reason[p] = text + ("; its score failed (" + "; ".join(failed) + ")" if failed else "")
-    return {"id": [k[0] for k in keys], "row": [k[1] for k in keys], "pool": pools,  # type: ignore[dict-item]
+    return {"id": [k[0] for k in keys], "row": [k[1] for k in keys], "pool": pools,
             **{c: v.tolist() for c, v in scores.items()},
             "kept": kept.tolist(), "dropped_by": dropped_by, "drop_reason": reason}
 

@@ -58,7 +58,9 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", dtype: Any = "
     dev = pick_device(device)
     model = AutoModelForCausalLM.from_pretrained(
         str(resolved.path), dtype=_pick_dtype(dtype, dev), attn_implementation="sdpa")
-    model.to(dev)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
+    # transformers wraps this .to() in a decorator typed as taking the model, not a device
+    # (other versions may type it right, hence unused-ignore too).
+    model.to(dev)  # type: ignore[arg-type, unused-ignore]
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
@@ -72,7 +74,7 @@ def load_reward_model(resolved: ResolvedModel, device: str = "auto", dtype: Any 
 
     dev = pick_device(device)
     model = AutoModelForSequenceClassification.from_pretrained(str(resolved.path), dtype=_pick_dtype(dtype, dev))
-    model.to(dev)  # type: ignore[arg-type]
+    model.to(dev)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:

@@ -14,7 +14,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dslrun.runtime.models.resolve import Kind, ResolvedModel
 
 log = logging.getLogger("dslrun.models")
 
@@ -29,20 +32,20 @@ _RESOLVED: dict[tuple[str, str], Any] = {}
 _RESOLVE_LOCK = threading.Lock()
 
 
-def resolve(spec: str, kind: str):
+def resolve(spec: str, kind: Kind) -> ResolvedModel:
     """Resolve once per process; logs which source was used."""
     from dslrun.runtime.models import resolve_model
 
     key = (spec, kind)
     with _RESOLVE_LOCK:
         if key not in _RESOLVED:
-            found = resolve_model(spec, kind, model_cache_dir())  # type: ignore[arg-type]
+            found = resolve_model(spec, kind, model_cache_dir())
             log.info("model %s: %s (from %s)", spec, found.path, found.source)
             _RESOLVED[key] = found
         return _RESOLVED[key]
 
 
-def identity(spec: str, kind: str) -> str:
+def identity(spec: str, kind: Kind) -> str:
     return resolve(spec, kind).identity
 
 

@@ -73,8 +73,8 @@ def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> di
     if out is None:
         return d
     before = set(inputs[0].column_names) if inputs else set()
-    d["histograms"] = {c: histogram(_numeric(out.column(c)))  # type: ignore[arg-type]
-                       for c in _score_columns(out) if c not in before}
+    d["histograms"] = {c: histogram(vals) for c in _score_columns(out)
+                       if c not in before and (vals := _numeric(out.column(c))) is not None}
     d.update(_failures_and_tags(out, before))
     if len(inputs) == 1 and d["dropped"]:
         src = inputs[0]
