@@ -110,7 +110,7 @@ def test_the_check_catches_a_kernel_change_without_a_bump(tmp_path, monkeypatch)
 
     monkeypatch.setattr(code_version, "module_source", edited)
     assert code_versions.stale(recorded, code_versions.current()) == [
-        "ifd: source changed, version still 1"]
+        "ifd: source changed, version still 2"]
     comment_only = {k: dict(v) for k, v in recorded.items()}
     monkeypatch.setattr(code_version, "module_source", lambda n: (real(n)[0], real(n)[1] + "\n# note\n")
                         if real(n) else None)
