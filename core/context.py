@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class NodeStats:
+    """What one step did. ``outcomes`` counts an API step's samples by outcome (``ok``,
+    ``unparsable``, ``out of scale``, ``failed: CAUSE``, ``not run: CAUSE``);
+    ``max_failed_fraction`` is the share of them that may fail before the run fails."""
+
     rows_in: int = 0
     rows_out: int = 0
     cache_hits: int = 0
@@ -31,9 +35,30 @@ class NodeStats:
     pending: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    max_failed_fraction: float | None = None
+    # What the user should look at: a step kept nothing, or a fraction rounded down to 0 rows.
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if (k != "notes" or v) and k != "pending"}
+        return {k: v for k, v in self.__dict__.items()
+                if (k not in ("notes", "outcomes", "max_failed_fraction", "warnings") or v) and k != "pending"}
+
+    @property
+    def failed_samples(self) -> int:
+        """Samples with no usable reply (calls failed); budget or a stop leaves them not run."""
+        return sum(n for k, n in self.outcomes.items() if k.startswith("failed"))
+
+    def failure(self) -> str | None:
+        """Why this step fails the run although it finished (too many samples failed), or None.
+        The one place that decides it: the run's exit status and summary both ask here."""
+        total = sum(self.outcomes.values())
+        if self.max_failed_fraction is None or not total or self.failed_samples <= self.max_failed_fraction * total:
+            return None
+        causes = ", ".join(f"{k.removeprefix('failed: ')}={n}" for k, n in sorted(self.outcomes.items())
+                           if k.startswith("failed"))
+        return (f"{self.failed_samples} of {total} samples failed ({causes}), more than "
+                f"max_failed_fraction {self.max_failed_fraction:g}")
 
 
 class RunContext(Protocol):
@@ -47,6 +72,7 @@ class RunContext(Protocol):
     dry_run: bool
     models: Any
     refs: dict[str, Any]
+    input_columns: dict[str, str]  # the first input's column kinds as compiled ("str", "float", ...)
 
     @property
     def cache_root(self) -> Path:

@@ -5,6 +5,11 @@ Named templates reproduce the published prompts and parsers byte for byte
 with ``{instruction}``, ``{input}``, ``{output}`` and a parser: ``first-line`` (a number
 on the first line), ``regex`` (first group of ``pattern``), ``json`` (field ``key``) or
 ``expected-digit`` (DEITA's logprob-weighted 1–6).
+
+A value outside the template's declared scale (``scale:`` for custom), or not finite, is
+not a score: it gets the template's failure value and a reason (``out of scale: 99``).
+That check runs in ``finish`` over cached values too, so the raw reply and its parsed
+number stay cached and a re-run pays nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from dslrun.core.columns import FLOAT, LIST, STR, Columns
-from dslrun.core.params import ColumnName, InputPath
+from dslrun.core.context import RunContext
+from dslrun.core.params import ColumnName, InputPath, NoCache
 from dslrun.operators.llm.base import LlmOperator, LlmParams
 from dslrun.operators.llm.prompts import (
     DIGITS,
@@ -27,6 +33,7 @@ from dslrun.operators.llm.prompts import (
     first_line_float,
     json_field,
     regex_float,
+    scale_reason,
 )
 from dslrun.operators.registry import register
 
@@ -41,6 +48,8 @@ class JudgeParams(LlmParams):
         None, description="custom: how to read the score (default first-line)")
     pattern: str | None = Field(None, description="regex parser: the pattern; its first group is the score")
     key: str | None = Field(None, description="json parser: the field holding the score")
+    scale: Annotated[tuple[float, float] | None, NoCache()] = Field(
+        None, description="custom: [low, high], the range a score must lie in (default: any finite number)")
     column: Annotated[str, ColumnName()] = Field("score", description="name of the score column")
     logprobs: bool | None = Field(None, description="ask for top logprobs (default: on for expected-digit)")
     top_logprobs: int = Field(20, ge=1, le=1000, description="how many first-token logprobs to ask for "
@@ -57,9 +66,11 @@ class JudgeParams(LlmParams):
     def _custom_needs_a_file(self) -> JudgeParams:
         if self.template == "custom" and not self.template_file:
             raise ValueError("template: custom needs template_file: a file with the user message")
-        if self.template != "custom" and (self.template_file or self.parser or self.system):
-            raise ValueError(f"template_file, system and parser are for template: custom; "
+        if self.template != "custom" and (self.template_file or self.parser or self.system or self.scale):
+            raise ValueError(f"template_file, system, parser and scale are for template: custom; "
                              f"`{self.template}` has its own")
+        if self.scale is not None and not self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale: [low, high] needs low <= high, got {list(self.scale)}")
         if self.parser == "regex" and not self.pattern:
             raise ValueError("parser: regex needs pattern: '...'")
         if self.parser == "json" and not self.key:
@@ -84,7 +95,11 @@ class JudgeScore(LlmOperator[JudgeParams]):
         if p.template != "custom":
             return JUDGES[p.template]
         user = Path(p.template_file or "").read_text(encoding="utf-8")
-        return Judge("custom", user, p.system, parser=p.parser or "first-line")
+        return Judge("custom", user, p.system, parser=p.parser or "first-line", scale=p.scale)
+
+    @property
+    def reason_column(self) -> str:  # type: ignore[override]
+        return f"{self.p.column}_reason"
 
     def model_identity(self) -> str:
         base = super().model_identity()
@@ -122,6 +137,10 @@ class JudgeScore(LlmOperator[JudgeParams]):
 
     def combine(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
         col = self.p.column
+        for part in parts:  # a turn's value off the scale, or not finite, is not a score
+            v = part.get(col)
+            if v is not None and not part.get(f"{col}_reason") and (why := scale_reason(float(v), self._judge.scale)):
+                part[col], part[f"{col}_reason"] = self._judge.on_failure, why
         reasons = [f"turn {k + 1}: {p[f'{col}_reason']}" for k, p in enumerate(parts) if p.get(f"{col}_reason")]
         return {col: [p.get(col) for p in parts] if parts else None,
                 f"{col}_reason": "; ".join(reasons) if reasons else (None if parts else "no user turn")}
@@ -170,6 +189,23 @@ class JudgeScore(LlmOperator[JudgeParams]):
     def failed(self, reason: str) -> dict[str, Any]:
         return {self.p.column: None, f"{self.p.column}_reason": reason}
 
+    def finish(self, table: Any, ctx: RunContext) -> Any:
+        """Values off the template's scale, or not finite, become the failure value with a reason."""
+        import numpy as np
+
+        col, rcol, j = self.p.column, self.reason_column, self._judge
+        scores, reasons = table.column(col), table.column(rcol)
+        if self.per_turn:  # a list per sample: each turn's score is checked where it is combined
+            return table
+        bad = {i: why for i, (v, r) in enumerate(zip(scores, reasons, strict=True))
+               if r is None and (why := scale_reason(float(v), j.scale)) is not None}
+        if not bad:
+            return table
+        scores, reasons = np.array(scores, dtype=np.float64), reasons.copy()
+        for i, why in bad.items():
+            scores[i] = np.nan if j.on_failure is None else j.on_failure
+            reasons[i] = why
+        return table.with_columns({col: scores, rcol: reasons})
 
 def user_turns(messages: Any) -> list[tuple[str, str]]:
     """(user turn, the assistant reply after it or "") for every user turn, as DEITA's

@@ -41,6 +41,7 @@ class Tag(LlmOperator[TagParams]):
     name = "tag"
     version = "1"
     produces = {"tags_raw": LIST, "tag_reason": STR}
+    reason_column = "tag_reason"
 
     @property
     def p(self) -> TagParams:

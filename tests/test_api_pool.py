@@ -26,7 +26,6 @@ from dslrun.runtime.api import (
     Reply,
     ResultCallbackError,
     RetryPolicy,
-    TokenBucket,
     endpoint_key,
     limiter_for,
     parse_retry_after,
@@ -129,20 +128,24 @@ def test_final_errors_are_not_retried_and_the_key_never_leaks(serve, monkeypatch
 
 
 def test_retry_after_seconds_is_honoured(serve):
-    srv = serve(fault_fn=lambda req, n: "429" if n == 0 else None, retry_after="1")
-    t0 = time.monotonic()
+    attempts: list[int] = []  # attempt numbers in the order the server saw them
+
+    def fault(req, n):
+        attempts.append(n)
+        return "429" if n == 0 else None
+
+    srv = serve(fault_fn=fault, retry_after="1")
     summary, results = run(ApiPool(retry=FAST), requests(3), backend(srv))
-    took = time.monotonic() - t0
     assert summary.ok == 3 and summary.rate_limited == 3 and summary.retries == 3
-    assert all(1.0 <= r.elapsed_s < 2.5 for r in results), [r.elapsed_s for r in results]
-    assert took < 3.0  # the three waits overlap
+    assert all(r.elapsed_s >= 1.0 for r in results), [r.elapsed_s for r in results]  # no retry came early
+    assert attempts == [0, 0, 0, 1, 1, 1]  # the three waits overlap: no retry waited for another's
 
 
 def test_retry_after_http_date_is_honoured(serve):
     srv = serve(fault_fn=lambda req, n: "429" if n == 0 else None,
                 retry_after=lambda: email.utils.formatdate(time.time() + 2, usegmt=True))
     summary, results = run(ApiPool(retry=FAST), requests(1), backend(srv))
-    assert summary.ok == 1 and 0.95 <= results[0].elapsed_s < 3.5
+    assert summary.ok == 1 and results[0].elapsed_s >= 0.95  # an upper bound would be a timing test
 
 
 def test_parse_retry_after_forms():
@@ -224,15 +227,17 @@ def test_failing_on_result_stops_the_run(serve):
 def test_submit_overlaps_with_other_work_and_stop_is_clean(serve):
     srv = serve(latency=0.05)
     pool = ApiPool(max_concurrency=4)
-    results, threads = [], set()
+    results, threads, some = [], set(), threading.Event()
 
     def on_result(r):
         results.append(r)
         threads.add(threading.current_thread().name)
+        if len(results) == 10:
+            some.set()
 
     future = pool.submit(requests(400), backend(srv), on_result, parse=score)
     assert not future.done()  # returned at once; this thread is free
-    time.sleep(0.4)
+    assert some.wait(60)  # stop once some results are in (an event, not a sleep)
     pool.stop()
     summary = future.result(10)
     assert summary.stopped_by == "stopped" and summary.accounted and len(results) == 400
@@ -262,44 +267,13 @@ def test_importing_the_package_imports_neither_openai_nor_torch():
 
 
 # -- rate limits ------------------------------------------------------------------------------
-def test_rate_limiter_paces_requests_at_the_limit(serve):
-    srv = serve(rpm=600, latency=0.01)  # the server enforces the same limit over 1 s
-    pool = ApiPool(max_concurrency=16, limiter=RateLimiter(rpm=600))
-    summary, _ = run(pool, requests(31), backend(srv))
-    arrivals = srv.stats().arrivals
-    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert summary.ok == 31 and srv.stats().sent_429 == 0  # no burst the server objected to
-    assert abs(rate - 10) / 10 < 0.05, rate
-
-
-def test_rate_limiter_schedule_has_no_bursts():
-    clock = FakeClock()
-    lim = RateLimiter(rpm=600, clock=clock)  # one request per 100 ms, a 1-request bucket
-    waits = [lim.requests.reserve() for _ in range(100)]
-    assert waits == pytest.approx([k * 0.1 for k in range(100)])
-    clock.t = 60.0  # after a long idle spell, at most `capacity` go out at once
-    assert [lim.requests.reserve() for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
-
-
+# The limiter's pacing, its first minute and its bursts: tests/test_rate_limits.py (virtual time).
 class FakeClock:
     def __init__(self):
         self.t = 0.0
 
     def __call__(self) -> float:
         return self.t
-
-
-def test_token_bucket_reservations_and_refunds():
-    clock = FakeClock()
-    b = TokenBucket(rate=10, capacity=2, clock=clock)
-    assert [b.reserve() for _ in range(4)] == pytest.approx([0, 0, 0.1, 0.2])
-    assert TokenBucket(rate=10, capacity=2, initial=1, clock=clock).reserve(2) == pytest.approx(0.1)
-    clock.t = 1.0  # long idle: refills only up to capacity
-    assert b.tokens == pytest.approx(2)
-    b.charge(5)
-    assert b.reserve() == pytest.approx(0.4)
-    b.refund(100)
-    assert b.tokens == 2
 
 
 def test_rate_limiter_tpm_settle_defer_and_registry():

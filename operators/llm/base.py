@@ -53,6 +53,9 @@ class LlmParams(Params):
     timeout: Annotated[float, NoCache()] = Field(60.0, gt=0, description="seconds per attempt")
     max_attempts: Annotated[int, NoCache()] = Field(6, ge=1, description="attempts per sample (retries + 1)")
     max_calls: Annotated[int | None, NoCache()] = Field(None, ge=0, description="stop after this many calls")
+    max_failed_fraction: Annotated[float, NoCache()] = Field(
+        0.5, ge=0, le=1, description="the run exits 1 (after saving what it got) when more than this share "
+                                     "of the step's samples failed (no usable reply)")
     max_cost: Annotated[float | None, NoCache()] = Field(None, ge=0, description="stop before spending more "
                                                                                   "(needs price)")
     price: Annotated[dict[str, float] | None, NoCache()] = Field(
@@ -74,6 +77,36 @@ class LlmParams(Params):
         if v is not None and set(v) != {"input", "output"}:
             raise ValueError("price needs exactly the keys input and output (money per 1M tokens)")
         return v
+
+
+def outcome_of(reason: str | None) -> str:
+    """A sample's outcome from its reason column: ``ok``, ``unparsable``, ``out of scale``,
+    ``failed: CAUSE`` or ``not run: CAUSE`` (the categories of the run summary)."""
+    if reason is None:
+        return "ok"
+    if reason.startswith("unparsable"):
+        return "unparsable"
+    if reason.startswith("out of scale"):
+        return "out of scale"
+    head, _, rest = reason.partition(": ")
+    if head == "not run":
+        return f"not run: {rest.split(' (')[0]}"
+    return f"failed: {rest.split(' (')[0] if head == 'failed' else 'other'}"
+
+
+def outcome_line(outcomes: Mapping[str, int]) -> str:
+    """``40 samples: 31 ok, 3 unparsable, 2 out of scale, 4 failed (timeout=3, server_error=1)``."""
+    def group(prefix: str) -> str:
+        parts = {k.removeprefix(prefix): n for k, n in outcomes.items() if k.startswith(prefix)}
+        total = sum(parts.values())
+        detail = ", ".join(f"{k}={n}" for k, n in sorted(parts.items()))
+        return f"{total} {prefix.rstrip(': ')}" + (f" ({detail})" if total else "")
+
+    parts = [f"{outcomes.get(k, 0)} {k}" for k in ("ok", "unparsable", "out of scale")]
+    parts.append(group("failed: "))
+    if any(k.startswith("not run") for k in outcomes):
+        parts.append(group("not run: "))
+    return f"{sum(outcomes.values())} samples: " + ", ".join(parts)
 
 
 LP = TypeVar("LP", bound=LlmParams)
@@ -116,13 +149,25 @@ class LlmOperator(CachedOperator[LP]):
         """A proprietary model's API: OpenAI's own endpoint, or a known closed provider's URL."""
         if self.llm.backend != "openai":
             return False
-        url = (self.llm.base_url or "https://api.openai.com").lower()
+        url = self.endpoint_url().lower()
         return any(host in url for host in CLOSED_API_HOSTS)
 
     def env_vars(self) -> dict[str, str]:
         if self.llm.backend != "openai":
             return {}
         return {"api_key_env": self.llm.api_key_env or "OPENAI_API_KEY"}
+
+    def endpoint_url(self) -> str:
+        """The server this step calls (openai backend): ``base_url``, else ``$OPENAI_BASE_URL``,
+        else OpenAI's."""
+        return self.endpoint_source()[0]
+
+    def endpoint_source(self) -> tuple[str, str]:
+        """(URL, where it came from: base_url, $OPENAI_BASE_URL or OpenAI's default)."""
+        from dslrun.runtime.api.backends import resolve_base_url
+
+        url, source = resolve_base_url(self.llm.base_url)
+        return url.rstrip("/"), source
 
     def model_identity(self) -> str:
         return llm_identity(self.llm, self.model_name)

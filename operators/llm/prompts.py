@@ -12,6 +12,11 @@ Sources (strings copied from the methods' public code, tested byte for byte):
   softmax of the logits of the tokens "1"…"6" at the first generated position. The
   ``{instruction}`` slot holds the sample's user turn (instruction and input, as in its
   ``messages``), the query DEITA's ShareGPT pipeline reads.
+
+Every named judge declares its scale (AlpaGasus 0–5, DEITA 1–6: the range its prompt
+asks for). A parsed value outside it, or not finite (``inf``, ``nan``), is not a score:
+``judge-score`` gives it the template's failure value and the reason ``out of scale: V``
+(``scale_reason``), keeping the raw reply in the cache.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ class Judge:
     ``system``/``user`` are ``str.format`` templates over the sample's fields
     (``instruction``, ``input``, ``output``); ``raw`` marks prompts the original sends
     as plain text to a completion model (the local backend then skips the chat template);
-    ``on_failure`` is the score the original records for an unparsable reply.
+    ``on_failure`` is the score the original records for an unparsable reply; ``scale`` the
+    inclusive range a score must lie in (None: any finite number).
     """
 
     name: str
@@ -65,6 +71,7 @@ class Judge:
     raw: bool = False
     logprobs: bool = False
     on_failure: float | None = None
+    scale: tuple[float, float] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     user_turn: bool = False  # {instruction} is the whole user turn: instruction + input
 
@@ -90,15 +97,26 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
 
 
 JUDGES = {
-    "alpagasus": Judge("alpagasus", ALPAGASUS_TRIPLET + ALPAGASUS_ACCURACY, ALPAGASUS_SYSTEM, on_failure=-1.0),
+    # "a score on a scale of 0 to 5"
+    "alpagasus": Judge("alpagasus", ALPAGASUS_TRIPLET + ALPAGASUS_ACCURACY, ALPAGASUS_SYSTEM, on_failure=-1.0,
+                       scale=(0.0, 5.0)),
     "alpagasus-helpfulness": Judge("alpagasus-helpfulness", ALPAGASUS_TRIPLET + ALPAGASUS_HELPFULNESS,
-                                   ALPAGASUS_SYSTEM, on_failure=-1.0),
-    # DEITA's scorers generate at most 2 tokens; only the first position is read.
+                                   ALPAGASUS_SYSTEM, on_failure=-1.0, scale=(0.0, 5.0)),
+    # DEITA's scorers generate at most 2 tokens; only the first position is read. An expectation
+    # over 1…6 lies in [1, 6] unless a logprob is not finite.
     "deita-complexity": Judge("deita-complexity", DEITA_COMPLEXITY, parser="expected-digit", max_tokens=2,
-                              raw=True, logprobs=True, user_turn=True),
+                              raw=True, logprobs=True, scale=(1.0, 6.0), user_turn=True),
     "deita-quality": Judge("deita-quality", DEITA_QUALITY, parser="expected-digit", max_tokens=2, raw=True,
-                           logprobs=True, user_turn=True),
+                           logprobs=True, scale=(1.0, 6.0), user_turn=True),
 }
+
+
+def scale_reason(value: float, scale: tuple[float, float] | None) -> str | None:
+    """Why *value* is not a score on *scale* (``out of scale: 99 (scale 0-5)``), or None."""
+    if math.isfinite(value) and (scale is None or scale[0] <= value <= scale[1]):
+        return None
+    where = f" (scale {scale[0]:g}-{scale[1]:g})" if scale is not None else " (not a finite number)"
+    return f"out of scale: {value:g}{where}"
 
 
 # --------------------------------------------------------------------------- parsers

@@ -29,6 +29,17 @@ from dslrun.runtime.api.types import CallError, Reply
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
+def resolve_base_url(base_url: str | None) -> tuple[str, str]:
+    """The server to call and where that came from: the spec's ``base_url``, else
+    ``$OPENAI_BASE_URL`` (as every OpenAI-ecosystem tool honours it), else OpenAI's."""
+    if base_url:
+        return base_url, "base_url"
+    env = os.environ.get("OPENAI_BASE_URL", "").strip()
+    if env:
+        return env, "$OPENAI_BASE_URL"
+    return DEFAULT_BASE_URL, "OpenAI's default"
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the pool needs from a model endpoint."""
@@ -152,7 +163,7 @@ class OpenAIBackend:
                  seed: int | None = None, logprobs: bool | None = None,
                  top_logprobs: int | None = None, extra_body: Mapping[str, Any] | None = None,
                  clients_per_loop: int = 8):
-        self.model, self.base_url = model, base_url or DEFAULT_BASE_URL
+        self.model, self.base_url = model, resolve_base_url(base_url)[0]
         self.api_key_env, self.timeout = api_key_env, timeout
         self._api_key()  # fail now, with the variable's name, rather than at the first call
         defaults = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed,
@@ -193,6 +204,12 @@ class OpenAIBackend:
             await closer.__anext__()
             entry = self._clients[loop] = (itertools.cycle(clients), closer)
         return next(entry[0])
+
+    async def prepare(self) -> None:
+        """Import ``openai`` and make this loop's clients now, before the pool's first call:
+        the import holds the event loop for up to seconds, and inside a call it would count
+        against the attempt's timeout."""
+        await self._client()
 
     async def _hold(self, clients: list[Any]) -> AsyncIterator[None]:
         try:

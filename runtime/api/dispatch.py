@@ -14,6 +14,11 @@ real cost when the reply arrives; when the next call cannot be afforded the
 pool stops dispatching, lets calls in flight finish and reports the rest as
 "not run: budget".
 
+An error that every later call would repeat (``STOPS_RUN``: the key refused, 401/403;
+the model or URL not found, 404; no quota left) is not retried and stops the run at
+once: calls in flight finish, the rest are "not run: stopped", and the summary's
+``fatal`` holds the error (the caller decides what to tell the user).
+
 If ``on_result`` raises (the cache cannot be written), the pool stops spending:
 nothing new is dispatched, calls in flight finish and are still offered to
 ``on_result``, and ``run`` raises ``ResultCallbackError`` (with the summary).
@@ -39,6 +44,7 @@ from typing import Any
 from dslrun.runtime.api.budget import BudgetTracker, estimate_input_tokens
 from dslrun.runtime.api.limits import REGISTRY, RateLimiter
 from dslrun.runtime.api.types import (
+    STOPS_RUN,
     ApiRequest,
     ApiResult,
     CallError,
@@ -174,6 +180,13 @@ class _Run:
             res.reason, res.error = err.kind, err.message or err.kind
             if err.kind == "rate_limited":
                 self.summary.rate_limited += 1
+            if err.kind in STOPS_RUN:
+                if self.summary.fatal is None:
+                    self.summary.fatal = err.kind
+                    self.summary.fatal_status = err.status
+                    self.summary.fatal_message = err.message
+                self.halt(err.kind)
+                break
             if not err.retryable or res.attempts >= pool.retry.max_attempts:
                 break
             delay = pool.retry.delay(res.attempts, err.retry_after, self.rng)
@@ -223,6 +236,9 @@ class ApiPool:
         slots = asyncio.Semaphore(self.max_concurrency)
         tasks: set[asyncio.Task] = set()
         try:
+            prepare = getattr(send, "prepare", None)  # a backend's one-time set-up, off the clock
+            if prepare is not None:
+                await prepare()
             for req in requests:
                 if not run.stop.is_set():
                     await slots.acquire()

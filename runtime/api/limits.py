@@ -1,18 +1,31 @@
 """Requests- and tokens-per-minute limits as token buckets, shared per endpoint.
 
-A bucket holds at most ``capacity`` tokens and refills at ``rate`` per second.
-Callers *reserve* tokens: the bucket may go into debt and the caller sleeps
-until its share has refilled. Reservations are taken in call order, so waiters
-are served first come, first served; the long-run rate is exactly ``rate``
-with no drift from scheduling delays, and after an idle spell at most
-``capacity`` requests go out back to back. The default capacities are small
-(a tenth of a second of requests, a second of tokens), not a minute's burst:
-providers enforce their limits over short windows and a burst of a minute's
-quota is what starts a 429 storm. A new request bucket starts with one token,
-so a run starts at the limit's pace rather than with a burst.
+A bucket holds at most ``capacity`` tokens and refills at ``rate`` per second. A
+caller is admitted when the tokens it needs are in the bucket *at the moment it is
+admitted*, in call order (first come, first served); while it waits, it sleeps for the
+time the missing tokens take to refill and then looks again. Nothing is promised ahead
+of time: a scheme that hands out future slots (the bucket going into debt, each caller
+sleeping until its slot) bursts whenever the event loop stalls, because every caller
+whose slot passed during the stall goes at once. That is how a run with rpm 300 and
+concurrency 16 used to send its first 16 requests within 16 ms: the first call's
+``import openai`` held the loop for seconds. Here a stall refills at most ``capacity``
+tokens, so at most ``capacity`` requests go out together, whatever the machine's speed.
+The price: a caller woken late starts the next interval late, so under load the rate
+falls slightly below the limit, never above it.
 
-State is guarded by a ``threading.Lock`` and waiting uses ``asyncio.sleep`` in
-the caller's loop, so one limiter serves pools running in several threads.
+The first minute. The request bucket's capacity is a tenth of a second of requests (at
+least one), not a minute's burst: providers enforce their limits over short windows and
+a burst of a minute's quota is what starts a 429 storm. A new bucket starts with one
+token rather than full or empty: full would allow ``capacity`` at once at start, empty
+would make the first request of a slow endpoint (rpm 3) wait 20 s for nothing. With one
+token, any window of W seconds from the start holds at most 1 + rate·W admissions: at
+rpm 300 the first 5 s send 25 requests (at 0, 0.2, …, 4.8 s), the first minute 300.
+Tokens (tpm) get a second of capacity and start full; a request estimated larger than
+the capacity goes when the bucket is full and leaves it in debt.
+
+State is guarded by a ``threading.Lock`` and waiting sleeps in the caller's loop
+(``sleep``, ``asyncio.sleep`` unless a test injects a fake clock's), so one limiter
+serves pools running in several threads.
 
 Every node that talks to the same endpoint (base_url + model) must share one
 limiter: ``limiter_for(base_url, model, rpm=..., tpm=...)`` returns it from a
@@ -24,19 +37,29 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+EPS = 1e-9
+
+
+class _Waiter:
+    __slots__ = ("n", "need")
+
+    def __init__(self, n: float, need: float):
+        self.n, self.need = n, need
 
 
 class TokenBucket:
     def __init__(self, rate: float, capacity: float, *, initial: float | None = None,
-                 clock: Clock = time.monotonic):
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
         if rate <= 0 or capacity <= 0:
             raise ValueError(f"rate and capacity must be positive (got {rate}, {capacity})")
-        self.rate, self.capacity, self._clock = float(rate), float(capacity), clock
+        self.rate, self.capacity, self._clock, self._sleep = float(rate), float(capacity), clock, sleep
         self._tokens = float(capacity if initial is None else min(initial, capacity))
         self._stamp = clock()
+        self._queue: list[_Waiter] = []
         self._lock = threading.Lock()
 
     def _refill(self) -> None:
@@ -50,15 +73,24 @@ class TokenBucket:
             self._refill()
             return self._tokens
 
-    def reserve(self, n: float = 1.0) -> float:
-        """Take ``n`` tokens now (possibly into debt); return the seconds to wait before use."""
+    def _try(self, me: _Waiter) -> float:
+        """Admit ``me`` if its tokens are here beyond what the callers ahead of it need: 0.0;
+        else the seconds until they would be."""
         with self._lock:
             self._refill()
-            self._tokens -= n
-            return max(0.0, -self._tokens / self.rate)
+            ahead = 0.0
+            for w in self._queue:
+                if w is me:
+                    break
+                ahead += w.need
+            if self._tokens - ahead >= me.need - EPS * me.need:  # refills are sums of float products
+                self._tokens -= me.n
+                self._queue.remove(me)
+                return 0.0
+            return (ahead + me.need - self._tokens) / self.rate
 
     def refund(self, n: float) -> None:
-        """Give back tokens that were reserved but not used (never above capacity)."""
+        """Give back tokens that were taken but not used (never above capacity)."""
         with self._lock:
             self._refill()
             self._tokens = min(self.capacity, self._tokens + n)
@@ -70,14 +102,20 @@ class TokenBucket:
             self._tokens -= n
 
     async def acquire(self, n: float = 1.0) -> float:
-        wait = self.reserve(n)
-        if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except asyncio.CancelledError:
-                self.refund(n)
-                raise
-        return wait
+        """Wait until ``n`` tokens are here and it is this caller's turn; take them. Returns
+        the seconds waited (by this bucket's clock)."""
+        me, t0 = _Waiter(n, min(n, self.capacity)), self._clock()
+        with self._lock:
+            self._queue.append(me)
+        try:
+            while (wait := self._try(me)) > 0:
+                await self._sleep(wait)
+        except BaseException:
+            with self._lock:
+                if me in self._queue:
+                    self._queue.remove(me)
+            raise
+        return self._clock() - t0
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self.rate:g}/s, capacity={self.capacity:g})"
@@ -88,8 +126,8 @@ class RateLimiter:
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None, *,
                  request_burst: float | None = None, token_burst: float | None = None,
-                 clock: Clock = time.monotonic, endpoint: str = ""):
-        self.endpoint, self._clock = endpoint, clock
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep, endpoint: str = ""):
+        self.endpoint, self._clock, self._sleep = endpoint, clock, sleep
         self.rpm, self.tpm = rpm, tpm
         self._request_burst, self._token_burst = request_burst, token_burst
         self.requests = self._bucket(rpm, request_burst, 1 / 600, initial=1.0)
@@ -104,7 +142,7 @@ class RateLimiter:
         if per_min <= 0:
             raise ValueError(f"a per-minute limit must be positive, got {per_min}")
         capacity = burst if burst is not None else max(1.0, per_min * frac)
-        return TokenBucket(per_min / 60, capacity, initial=initial, clock=self._clock)
+        return TokenBucket(per_min / 60, capacity, initial=initial, clock=self._clock, sleep=self._sleep)
 
     def defer(self, seconds: float) -> None:
         """Hold every request on this endpoint for ``seconds`` (a 429 said ``Retry-After``)."""
@@ -119,7 +157,7 @@ class RateLimiter:
                 pause = self._not_before - self._clock()
             if pause <= 0:
                 break
-            await asyncio.sleep(pause)
+            await self._sleep(pause)
             waited += pause
         if self.requests is not None:
             waited += await self.requests.acquire(1)

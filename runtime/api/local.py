@@ -26,6 +26,14 @@ from typing import Any
 from dslrun.runtime.api.types import CallError, Reply
 
 DEFAULT_MAX_TOKENS = 256
+CPU_MICRO_BATCH = 4  # replies land (and are cached) every few samples: on a CPU a batch of 16 takes many minutes
+GPU_MICRO_BATCH = 16
+
+
+def micro_batch(model: Any, concurrency: int) -> int:
+    """How many samples are generated together; each batch's replies are delivered (and cached) when it ends."""
+    device = next(model.parameters()).device
+    return max(1, min(concurrency, CPU_MICRO_BATCH if device.type == "cpu" else GPU_MICRO_BATCH))
 
 
 class LocalChatBackend:

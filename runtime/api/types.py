@@ -15,6 +15,8 @@ from typing import Any
 # Error kinds a backend reports. The first group is worth retrying.
 RETRYABLE = frozenset({"rate_limited", "server_error", "timeout", "connection", "bad_response"})
 FINAL = frozenset({"bad_request", "auth", "not_found", "quota", "error"})
+# Final errors that every later call to the endpoint would repeat: the run stops at the first.
+STOPS_RUN = frozenset({"auth", "not_found", "quota"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,11 @@ class ApiResult:
 
 @dataclass
 class RunSummary:
-    """Counts of a run. ``ok + failed + not_run == total`` always holds when it returns."""
+    """Counts of a run. ``ok + failed + not_run == total`` always holds when it returns.
+
+    ``fatal`` is the kind of the error that stopped the run (one of ``STOPS_RUN``), with the
+    HTTP status and the (redacted) message of the first such error.
+    """
 
     total: int = 0
     ok: int = 0
@@ -109,6 +115,9 @@ class RunSummary:
     cost: float = 0.0
     elapsed_s: float = 0.0
     stopped_by: str | None = None
+    fatal: str | None = None
+    fatal_status: int | None = None
+    fatal_message: str | None = None
 
     @property
     def accounted(self) -> bool:

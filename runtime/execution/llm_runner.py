@@ -7,17 +7,31 @@ is known (in its own transaction), so a run killed halfway resumes without payin
 for an answered sample again. Paid replies are cached even when they do not parse
 (with their failure reason); samples with no reply (retries ran out, budget) get a
 reason in the table and the run summary and are asked again on the next run.
+
+The step's samples are counted by outcome (``NodeStats.outcomes``: ok, unparsable, out of
+scale, failed by cause); the run decides from those whether too many failed
+(``max_failed_fraction``). An error every later call would repeat (the key refused, the
+model not found) stops the step at the first one: ``EndpointRefused``. A cache that cannot
+be written (disk full, permissions) stops it too, keeping every paid reply in a side file
+that the next run imports (``runtime/cache/unsaved.py``): ``CacheWriteFailed``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from dslrun.core.keys import cache_params, node_fingerprint, rename, stored_names
-from dslrun.operators.llm.base import LlmOperator
+from dslrun.operators.llm.base import LlmOperator, outcome_line, outcome_of
 from dslrun.runtime.cache.claims import share
+from dslrun.runtime.cache.unsaved import (
+    SideFile,
+    describe_write_error,
+    import_unsaved,
+    is_write_error,
+)
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.sample_runner import assemble, unique_first
@@ -25,12 +39,48 @@ from dslrun.runtime.execution.sample_runner import assemble, unique_first
 SendFn = Callable[[LlmOperator, list, RunContext, Callable[[Any], None]], Any]
 
 
+class EndpointRefused(RuntimeError):
+    """The endpoint answered with an error that every later call would repeat."""
+
+
+class CacheWriteFailed(RuntimeError):
+    """The score cache could not take a paid reply; the replies are in a side file."""
+
+
+def refusal(op: LlmOperator, summary: Any) -> str:
+    """What to tell the user when the pool stopped on ``summary.fatal``; names the key's
+    variable, never the key (the server's message is left out for auth errors: it may quote it)."""
+    url, var = op.endpoint_url(), op.env_vars().get("api_key_env", "?")
+    status = f"HTTP {summary.fatal_status}" if summary.fatal_status else summary.fatal
+    if summary.fatal == "auth":
+        return (f"the endpoint {url} refused the API key in ${var} ({status}); check that ${var} holds a "
+                f"valid key for this endpoint (or set api_key_env). No more calls were made")
+    if summary.fatal == "not_found":
+        said = (summary.fatal_message or "")[:200]
+        return (f"the endpoint {url} answered {status} Not Found for model `{op.model_name}`; check `model` "
+                f"and `base_url`. No more calls were made. The server said: {said}")
+    return (f"the endpoint {url} says the account of the key in ${var} has no quota left ({status}). "
+            f"No more calls were made")
+
+
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
     from dslrun.runtime.api.connect import backend_for, pool_for
+    from dslrun.runtime.execution.interrupt import CONTROLLER
 
     backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
-    return pool_for(op.llm, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    pool = pool_for(op.llm, backend)
+    with CONTROLLER.stopping(pool.stop):  # Ctrl-C: replies in flight land, nothing new is sent
+        return pool.run_sync(requests, backend, on_result, parse=op.parse)
+
+
+def summary_note(op: LlmOperator, s: Any) -> str:
+    """The run summary's line for an LLM step; an in-process model has no API and no cost."""
+    if op.llm.backend != "local":
+        return f"api: {s}"
+    failed = sum(getattr(s, "failed", {}).values())
+    return (f"local model {op.model_name}: {s.total} samples: {s.ok} ok" + (f", {failed} failed" if failed else "")
+            + f"; {s.input_tokens}+{s.output_tokens} tokens in {s.elapsed_s:.1f}s")
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
@@ -49,6 +99,8 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
     back = {s: c for c, s in stored.items()}
     if ctx.cache is not None:
         ctx.cache.register(fp, op.name, op.version, cache_params(op), op.model_identity())
+        if not ctx.dry_run:
+            import_unsaved(ctx.out_dir, fp, ctx.cache.put_many)  # replies a failed write left behind
         results = {sid: rename(v, back) for sid, v in ctx.cache.get_many(fp, uniq).items()}
     missing = [r for sid, r in zip(uniq, first_rows) if sid not in results]
     ctx.stats.cache_hits += len(uniq) - len(missing)
@@ -70,6 +122,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             else:
                 requests.update((key, ApiRequest(key, chat, opts)) for key, chat in parts.plan(sid, chats))
         lock = threading.Lock()
+        side, broken = SideFile(ctx.out_dir), []
 
         def finished(done: list[tuple[str, dict[str, Any], bool]]) -> None:
             for sid, combined, whole in done:
@@ -83,12 +136,27 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                 requests.pop(key, None)
                 parts.add(key, rename(values, back), True)
             finished(parts.drain())
-        task = ctx.progress.task(ctx.node, len(requests)) if ctx.progress else None
+        task = ctx.progress.task(ctx.node, len(requests), cached=len(uniq) - len(missing)) if ctx.progress else None
+
+        from dslrun.runtime.execution.interrupt import CONTROLLER
 
         def on_result(result: Any) -> None:
+            if result.status == "not_run" and result.reason == "stopped" and CONTROLLER.requested.is_set():
+                return  # not sent because of Ctrl-C: neither a result nor a failure
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
-                ctx.cache.put_many(fp, [(result.key, rename(values, stored))])
+                stored_values = rename(values, stored)
+                if broken:  # the pool is stopping; replies still landing go to the side file
+                    side.add(fp, result.key, stored_values)
+                else:
+                    try:
+                        ctx.cache.put_many(fp, [(result.key, stored_values)])
+                    except Exception as exc:
+                        if not is_write_error(exc):
+                            raise
+                        broken.append(exc)
+                        side.add(fp, result.key, stored_values)
+                        raise  # the pool stops dispatching
             with lock:
                 if result.key in parts.owner:
                     parts.add(result.key, values, keep)
@@ -100,11 +168,22 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                 else:
                     ctx.stats.failed += 1
             if task is not None:
-                task.advance(1)
+                task.advance(1, failed=0 if keep else 1)
 
         def work(mine: list[str]) -> None:
-            summary = send(op, [requests[k] for k in mine], ctx, on_result)
-            ctx.stats.notes.append(f"api: {summary}")
+            try:
+                summary = send(op, [requests[k] for k in mine], ctx, on_result)
+            except Exception:
+                if not broken or ctx.cache is None:
+                    raise
+                raise CacheWriteFailed(
+                    f"{describe_write_error(broken[0], ctx.cache.path)}: the score cache could not be written, "
+                    f"so the step stopped calling; {side.where()}"
+                    + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
+                ) from None
+            ctx.stats.notes.append(summary_note(op, summary))
+            if summary.fatal is not None:
+                raise EndpointRefused(refusal(op, summary))
 
         def collect(values: dict[str, Any]) -> None:
             with lock:
@@ -117,6 +196,7 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             if task is not None:
                 task.advance(len(values))
 
+        CONTROLLER.check()
         # Claimed before sending: a second run on this cache waits for these replies instead of
         # paying for them; what gets no reply is released for whoever asks next.
         waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
@@ -124,7 +204,13 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:
             task.done()
-    return op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
+        CONTROLLER.check()  # stopped by Ctrl-C: what landed is cached; do not go on with a partial table
+    out = op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
+    reasons = out.column(op.reason_column)
+    ctx.stats.outcomes = dict(Counter(outcome_of(reasons[r]) for r in first_rows))
+    ctx.stats.max_failed_fraction = op.llm.max_failed_fraction
+    ctx.stats.notes.append(f"outcomes: {outcome_line(ctx.stats.outcomes)}")
+    return out
 
 
 class Parts:

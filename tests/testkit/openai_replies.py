@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "hang", "drop", "malformed")
-ALL_FAULT_KINDS = (*FAULT_KINDS, "bad_json")
+# On request only: a 503, a completion with no choices or null content, and replies whose
+# first line is a number off every judge's scale or not a number at all.
+REPLY_FAULTS = {"out_of_scale": "99\nAn excellent response.", "nan": "NaN\nHard to say."}
+ALL_FAULT_KINDS = (*FAULT_KINDS, "bad_json", "503", "empty_choices", "null_content", *REPLY_FAULTS)
 MALFORMED_TEXT = "I am sorry, but I cannot rate this response."
 
 ReplyFn = Callable[[dict], str]

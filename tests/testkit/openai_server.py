@@ -11,7 +11,8 @@ rate, decided per (prompt hash, n-th request for that prompt) so they do not
 depend on arrival order: ``429`` (with ``Retry-After``), ``500``, ``hang``
 (no answer until the client goes away), ``drop`` (socket closed without a
 response), ``malformed`` (a 200 whose text does not parse) and, on request,
-``bad_json`` (a 200 whose body is not JSON). ``rpm=`` makes the server enforce
+``bad_json`` (a 200 whose body is not JSON), ``503``, ``empty_choices``, ``null_content``,
+``out_of_scale`` (the reply "99") and ``nan`` (the reply "NaN"). ``rpm=`` makes the server enforce
 a requests-per-minute limit itself (a token bucket holding ``rpm_burst``
 requests) and answer 429 beyond it.
 
@@ -40,6 +41,7 @@ from typing import Any
 from testkit.openai_replies import (
     FAULT_KINDS,
     MALFORMED_TEXT,
+    REPLY_FAULTS,
     FaultFn,
     FaultPlan,
     ReplyFn,
@@ -74,6 +76,7 @@ class OpenAITestServer:
         rpm_burst: float | None = None,
         models: Sequence[str] = ("test-model",),
         api_key: str | None = None,
+        strict_models: bool = False,
         gate: threading.Event | None = None,
     ):
         self.host, self.port = host, port
@@ -82,6 +85,7 @@ class OpenAITestServer:
         self.fault_fn = fault_fn
         self.retry_after, self.hang_s = retry_after, hang_s
         self.models, self.api_key = list(models), api_key
+        self.strict_models = strict_models  # 404 model_not_found for a model not in ``models``, as OpenAI
         self.gate = gate  # when given, every reply waits until it is set (requests are counted at once)
         self.rpm = rpm
         self._burst = rpm_burst if rpm_burst is not None else max(1.0, (rpm or 0) / 60)
@@ -251,6 +255,11 @@ class OpenAITestServer:
                 self._outcome("400")
                 return await self._send(writer, 400, error_body(
                     "request body must be JSON with a 'messages' list", "invalid_request_error"))
+            if self.strict_models and request.get("model") not in self.models:
+                self._outcome("404")
+                return await self._send(writer, 404, error_body(
+                    f"The model `{request.get('model')}` does not exist or you do not have access to it.",
+                    "invalid_request_error", "model_not_found"))
             return await self._completion(request, reader, writer)
         return await self._send(writer, 404, error_body(f"no route {method} {path}", "not_found"))
 
@@ -295,14 +304,23 @@ class OpenAITestServer:
                 self._outcome("500")
                 return await self._send(writer, 500, error_body("The server had an error (injected).",
                                                                 "server_error"))
+            if fault == "503":
+                self._outcome("503")
+                return await self._send(writer, 503, error_body("The engine is currently overloaded (injected).",
+                                                                "server_error"))
             if fault == "bad_json":
                 self._outcome("bad_json")
                 return await self._send(writer, 200, b'{"id": "chatcmpl-broken", "choices": [')
-            text = MALFORMED_TEXT if fault == "malformed" else self.reply(request)
-            self._outcome("malformed" if fault == "malformed" else "ok")
+            text = (MALFORMED_TEXT if fault == "malformed" else REPLY_FAULTS[fault] if fault in REPLY_FAULTS
+                    else self.reply(request))
+            self._outcome(fault if fault in ("malformed", "empty_choices", "null_content", *REPLY_FAULTS) else "ok")
             model = self.models[0] if self.models else "test-model"
-            return await self._send(writer, 200, completion_body(
-                request, text, model=model, top_fn=self.top_logprobs))
+            body = completion_body(request, text, model=model, top_fn=self.top_logprobs)
+            if fault == "empty_choices":
+                body["choices"] = []
+            elif fault == "null_content":
+                body["choices"][0]["message"]["content"] = None
+            return await self._send(writer, 200, body)
         finally:
             with self._lock:
                 self._stats.in_flight -= 1

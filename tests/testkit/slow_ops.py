@@ -43,7 +43,8 @@ class SlowScore(SampleOperator[SlowScoreParams]):
 
 
 class SlowModelParams(Params):
-    seconds: float = Field(1.0, ge=0, description="seconds the whole step holds the 'model'")
+    seconds: float = Field(1.0, ge=0, description="seconds the whole step holds the 'model' (at most, with until)")
+    until: str | None = Field(None, description="hold it until this file exists (a test's event), or seconds pass")
 
 
 @register
@@ -57,7 +58,11 @@ class SlowModel(SampleOperator[SlowModelParams]):
 
     def compute(self, batch, ctx):
         start = time.monotonic()
-        time.sleep(self.params.seconds)
+        if self.params.until is None:
+            time.sleep(self.params.seconds)
+        while self.params.until is not None and not os.path.exists(self.params.until) \
+                and time.monotonic() - start < self.params.seconds:
+            time.sleep(0.01)
         log = os.environ.get("SLOW_MODEL_LOG")
         if log:
             with open(log, "a", encoding="utf-8") as f:

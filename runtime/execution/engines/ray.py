@@ -201,7 +201,7 @@ class RayRunners(Runners):
         from dslrun.runtime.api.limits import endpoint_key
 
         p = op.llm
-        key = f"local {op.model_name}" if p.backend == "local" else endpoint_key(p.base_url, op.model_name)
+        key = f"local {op.model_name}" if p.backend == "local" else endpoint_key(op.endpoint_url(), op.model_name)
         return "dslrun-api-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def endpoint(self, op: LlmOperator) -> Any:
