@@ -15,7 +15,7 @@ install-dev: venv
 
 check:
 	$(PY) -m ruff check core dsl operators runtime tests bench tools
-	$(dir $(PY))lint-imports
+	$(PY) tools/layers.py
 	$(PY) tools/typecheck.py
 
 test:

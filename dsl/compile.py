@@ -8,6 +8,7 @@ error collector and skips only the nodes an earlier pass rejected, so one
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -300,12 +301,32 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
     return py
 
 
+# Pools that are not files: `memory://` (the Python API's in-memory pools), `hf://` (hub ids).
+URI_SCHEMES = ("memory://", "hf://")
+
+
 def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
+    if py.startswith(URI_SCHEMES):  # `load` checks these when it sniffs the pool's columns
+        return py
     from_cli = _span(value).file == CLI.file
     base = plan.cwd if from_cli else plan.spec_dir
+    allowed = [plan.spec_dir, plan.cwd, *plan.trust.allow_paths]
     try:
+        if any(c in py for c in "*?["):  # a glob of shards: its fixed part must be allowed, and it must match
+            pattern = base / py if not Path(py).is_absolute() else Path(py)
+            cut = next(i for i, part in enumerate(pattern.parts) if any(c in part for c in "*?["))
+            outside = None if from_cli else input_problem(Path(*pattern.parts[:cut]).resolve(), allowed)
+            if outside:
+                plan.errors.add(_span(value, span), *outside)
+                return _BAD
+            if not any(Path(f).is_file() for f in glob.iglob(str(pattern), recursive=True)):
+                plan.errors.add(_span(value, span), f"no file matches {py} (looked for {_shown(pattern, plan.cwd)})",
+                                "paths in a spec are relative to the spec's folder; on the command line, to the "
+                                "current one")
+                return _BAD
+            return str(pattern)
         path = (base / py).resolve()  # symlinks too: a link inside the folder may point anywhere
-        outside = None if from_cli else input_problem(path, [plan.spec_dir, plan.cwd, *plan.trust.allow_paths])
+        outside = None if from_cli else input_problem(path, allowed)
         found = outside is None and path.exists()
     except (OSError, ValueError) as e:  # a NUL byte, a name too long, a symlink loop
         plan.errors.add(_span(value, span), f"not a usable path: {getattr(e, 'strerror', None) or e}")

@@ -28,6 +28,15 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _digest(source: str, table: Any) -> dict[str, str]:
+    """A pool file by its bytes; a pool that is not one file (in memory, a folder, shards, a
+    hub id) by the ids of the samples it gave, in order (ids are content hashes)."""
+    if Path(source).is_file():
+        return {"sha256": file_sha256(source)}
+    ids = "\n".join(table.column("id").tolist()) if table is not None else ""
+    return {"ids_sha256": hashlib.sha256(ids.encode("utf-8")).hexdigest()}
+
+
 def input_path(path: str, spec_dir: Path, cwd: Path) -> tuple[str, str]:
     """A pool's path as the lock records it, and what it is relative to: the spec's folder for the
     spec's own data, else the folder the run was started from (a `--set pool=...`), else absolute.
@@ -49,9 +58,12 @@ def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[st
         params = op.params.model_dump(mode="json")
         for key, value in params.items():
             if key == "path" and node.step.op == "load":
-                params[key], base = input_path(value, plan.spec_dir, plan.cwd)
+                if "://" in value:  # hf:// and memory:// pools are names, not paths
+                    params[key], base = value, "uri"
+                else:
+                    params[key], base = input_path(value, plan.spec_dir, plan.cwd)
                 inputs.append({"step": name, "path": params[key], "relative_to": base,
-                               "sha256": file_sha256(value)})
+                               **_digest(value, result.tables.get(name))})
             if "seed" in key:
                 seeds[f"{name}.{key}"] = value
         stats = result.stats.get(name)
