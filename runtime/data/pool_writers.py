@@ -84,7 +84,9 @@ def _role_names(records: list[Any], column: str, role_tag: str) -> dict[str, str
     for r in records:
         for turn in r.get(column) or []:
             raw = turn.get(role_tag) if isinstance(turn, dict) else None
-            role = ROLE_ALIASES.get(raw) if isinstance(raw, str) else None
+            if not isinstance(raw, str):
+                continue
+            role = ROLE_ALIASES.get(raw)
             if role is not None:
                 counts.setdefault(role, {}).setdefault(raw, 0)
                 counts[role][raw] += 1
