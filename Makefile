@@ -14,7 +14,7 @@ install-dev: venv
 	$(PY) -m pip install -q -e ".[dev,models,llm,eval,ray]"
 
 check:
-	$(PY) -m ruff check core dsl operators runtime tests bench tools
+	$(PY) -m ruff check dslrun core dsl operators runtime tests bench tools
 	$(PY) tools/lint_imports.py
 	$(PY) tools/typecheck.py
 

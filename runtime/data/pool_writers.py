@@ -84,8 +84,10 @@ def _role_names(records: list[Any], column: str, role_tag: str) -> dict[str, str
     for r in records:
         for turn in r.get(column) or []:
             raw = turn.get(role_tag) if isinstance(turn, dict) else None
-            role = ROLE_ALIASES.get(raw) if isinstance(raw, str) else None
-            if role is not None and isinstance(raw, str):
+            if not isinstance(raw, str):
+                continue
+            role = ROLE_ALIASES.get(raw)
+            if role is not None:
                 counts.setdefault(role, {}).setdefault(raw, 0)
                 counts[role][raw] += 1
     defaults = {"user": "human", "assistant": "gpt"} if role_tag == "from" else {"user": "user", "assistant": "assistant"}
