@@ -16,7 +16,7 @@ install-dev: venv
 
 check:
 	$(PY) -m ruff check core dsl operators runtime tests bench tools
-	$(dir $(PY))lint-imports
+	$(PY) tools/lint_imports.py
 	$(PY) -m mypy dsl operators runtime
 
 test:

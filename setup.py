@@ -1,10 +1,11 @@
 """Map the repository's top-level folders onto one import namespace, ``dslrun``.
 
-``dsl/`` -> ``dslrun.dsl``, ``operators/`` -> ``dslrun.operators``,
-``runtime/`` -> ``dslrun.runtime``. Nested packages (any folder below them with
-an ``__init__.py``) are discovered here, so a new subpackage never has to be
-listed by hand. ``dslrun`` itself is a PEP 420 namespace package: it has no
-``__init__.py`` of its own.
+``core/`` -> ``dslrun.core``, ``dsl/`` -> ``dslrun.dsl``, ``operators/`` ->
+``dslrun.operators``, ``runtime/`` -> ``dslrun.runtime``. Nested packages (any folder
+below them with an ``__init__.py``) are discovered here, so a new subpackage never has
+to be listed by hand. ``dslrun/`` holds only ``dslrun/__init__.py``, the Python API's
+front door (``import dslrun; dslrun.run(...)``), which loads its names lazily from
+``dslrun.runtime.python_api``.
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
-ROOTS = {"core": "dslrun.core", "dsl": "dslrun.dsl", "operators": "dslrun.operators", "runtime": "dslrun.runtime"}
+ROOTS = {"dslrun": "dslrun", "core": "dslrun.core", "dsl": "dslrun.dsl", "operators": "dslrun.operators", "runtime": "dslrun.runtime"}
 # Non-Python files that must travel in the wheel (checked by tests/test_packaging.py).
 DATA_PATTERNS = ["*.lark", "*.txt", "*.json", "*.jinja", "*.md"]
 

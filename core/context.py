@@ -37,10 +37,12 @@ class NodeStats:
     notes: list[str] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     max_failed_fraction: float | None = None
+    # What the user should look at: a step kept nothing, or a fraction rounded down to 0 rows.
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()
-                if (k not in ("notes", "outcomes", "max_failed_fraction") or v) and k != "pending"}
+                if (k not in ("notes", "outcomes", "max_failed_fraction", "warnings") or v) and k != "pending"}
 
     @property
     def failed_samples(self) -> int:
@@ -70,6 +72,7 @@ class RunContext(Protocol):
     dry_run: bool
     models: Any
     refs: dict[str, Any]
+    input_columns: dict[str, str]  # the first input's column kinds as compiled ("str", "float", ...)
 
     @property
     def cache_root(self) -> Path:

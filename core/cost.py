@@ -22,6 +22,8 @@ class Cost(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     money: float | None = None
+    # Fine-tunes and LoRA warm-ups still to train; their forward+backward passes are in forward_passes.
+    training_runs: int = 0
 
 
 class Stage(str, enum.Enum):

@@ -49,11 +49,12 @@ class SpecError(Exception):
         out = [f"{self.span}: error: {self.message}"]
         line = _source_line(self.span, self.source)
         if line is not None:
-            out.append(f"    {line}")
             width = 1
             if self.span.end_line == self.span.line and self.span.end_col > self.span.col:
                 width = self.span.end_col - self.span.col
-            out.append("    " + " " * (self.span.col - 1) + "^" * max(width, 1))
+            line, col = _window(line, max(self.span.col, 1))
+            out.append(f"    {line}")
+            out.append("    " + " " * (col - 1) + "^" * max(1, min(width, len(line) - col + 1)))
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)
@@ -115,6 +116,20 @@ _SOURCES: dict[str, list[str]] = {}
 def register_source(file: str, text: str) -> None:
     """Remember a spec's text so errors can quote its lines without re-reading it."""
     _SOURCES[file] = text.splitlines()
+
+
+def _window(line: str, col: int, width: int = 100) -> tuple[str, int]:
+    """A long line (a minified or hostile spec) cut to ``width`` characters around ``col``."""
+    line = line.replace("\x00", "\N{SYMBOL FOR NULL}")  # a NUL would end the message in some terminals
+    if len(line) <= width:
+        return line, col
+    start = max(0, min(col - 1 - width // 4, len(line) - width))
+    cut = line[start:start + width]
+    if start:
+        cut, col = "…" + cut[1:], col - start
+    if start + width < len(line):
+        cut = cut[:-1] + "…"
+    return cut, col
 
 
 def _source_line(span: Span, source: str | None) -> str | None:

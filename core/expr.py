@@ -85,6 +85,17 @@ def _rrf(*columns, k: float = 60.0):
     return total
 
 
+def _dot(a, b, n: int):
+    """Per row: sum of a[i] * b[i] over two equal-length lists (DEITA's evol score over
+    turns); missing where either list is missing, holds a missing item, or lengths differ."""
+    out = np.full(n, np.nan)
+    for i, (x, y) in enumerate(zip(_rows(a, n), _rows(b, n))):
+        if x is None or y is None or len(x) != len(y) or any(_is_null(v) for v in (*x, *y)):
+            continue
+        out[i] = float(sum(float(u) * float(v) for u, v in zip(x, y)))
+    return out
+
+
 def _num(*_):
     return "float"
 
@@ -116,6 +127,8 @@ FUNCTIONS: dict[str, Func] = {
     "lower": Func((1, 1), lambda t: "str", None, (("str",),), "lower-case text"),
     "contains": Func((2, 2), lambda t: "bool", None, (("str",),), "contains(text, part): substring test"),
     "words": Func((1, 1), lambda t: "int", None, (("str",),), "number of whitespace-separated words"),
+    "dot": Func((2, 2), _num, None, (("list",),), "dot(a, b): sum of a[i] * b[i] over two lists per row "
+                                                  "(e.g. per-turn complexity × quality, DEITA's evol score)"),
 }
 
 
@@ -317,6 +330,8 @@ def _call(v: Call, table, n: int, ids) -> Any:
         part = args[1]
         parts = _rows(part, n)
         return np.fromiter((x is not None and str(p) in x for x, p in zip(_rows(args[0], n), parts)), dtype=bool, count=n)
+    if name == "dot":
+        return _dot(args[0], args[1], n)
     if name == "words":
         return np.fromiter((0 if x is None else len(str(x).split()) for x in _rows(args[0], n)), dtype=np.int64, count=n)
     f = FUNCTIONS[name]

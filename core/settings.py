@@ -55,6 +55,17 @@ class RunSettings(BaseModel):
     ray_num_cpus: int | None = Field(None, ge=1, description="ray: CPUs of a throwaway local cluster")
     ray_window_rows: int = Field(200_000, ge=1, description="ray: rows of a cheap operator in flight at once")
     ray_worker_logs: bool = Field(False, description="ray: forward the workers' logs to this terminal")
+    # -- what the run tells you, and how it stops
+    progress_interval: float = Field(30.0, ge=0, description="when stderr is not a terminal (nohup, CI): one "
+                                     "progress line per running step every this many seconds (0: only when a "
+                                     "step starts and ends)")
+    interrupt_grace: float = Field(60.0, gt=0, description="after Ctrl-C, seconds to wait at most for replies and "
+                                   "batches in flight to be cached (a second Ctrl-C quits at once)")
+    warn_kept_below: float = Field(0.01, ge=0, le=1, description="warn when a step keeps fewer than this share "
+                                   "of its input rows (keeping 0 rows always warns)")
+    # Never a spec setting: a spec cannot widen its own trust boundary (dsl/trust.py).
+    allow_paths: list[str] = Field(default_factory=list, description="folders a spec may read besides its "
+                                   "own and the current one (see README: Security)")
 
     @classmethod
     def spec_keys(cls) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ error collector and skips only the nodes an earlier pass rejected, so one
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ from dslrun.core.errors import CLI, Collector, Span, did_you_mean
 from dslrun.core.expr import infer
 from dslrun.core.params import FieldKind, field_kind
 from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value, is_constant, to_python, walk
+from dslrun.dsl import overrides as step_overrides
 from dslrun.dsl.ir import Setting, Spec, Step
 from dslrun.dsl.settings import SETTINGS, setting_problem
+from dslrun.dsl.trust import Trust, code_problem, input_problem, output_problem
 from dslrun.operators import registry
 from dslrun.operators.base import Operator
 
@@ -46,6 +49,7 @@ class Plan:
     spec: Spec
     overrides: dict[str, Value] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
+    trust: Trust = field(default_factory=Trust)
     params: dict[str, Value] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # the spec's run settings, checked: {"engine": "ray"}
     nodes: dict[str, PlanNode] = field(default_factory=dict)
@@ -76,8 +80,12 @@ def resolve_params(plan: Plan) -> Plan:
         if not is_constant(p.default) or _has_param(p.default):
             plan.errors.add(_span(p.default, p.span), f"default of `{p.name}` must be a literal value",
                             "use a number, a string, true/false, null or a list of them")
+            params[p.name] = Lit(value=None, span=p.default.span)  # reported; uses of it need no echo
+            continue
         params[p.name] = p.default
     for name, value in plan.overrides.items():
+        if step_overrides.is_step_override(name):  # STEP.PARAM, applied by `apply_step_overrides`
+            continue
         if name not in params:
             plan.errors.add(CLI, f"--set {name}: the spec has no parameter `{name}`",
                             did_you_mean(name, params) or "declare it with `param NAME = default`")
@@ -185,6 +193,12 @@ def resolve_ops(plan: Plan) -> Plan:
     return plan
 
 
+def apply_step_overrides(plan: Plan) -> Plan:
+    """``--set STEP.PARAM=VALUE`` replaces that step's argument; `validate_params` then checks it."""
+    step_overrides.apply(plan.nodes, plan.overrides, plan.errors)
+    return plan
+
+
 def link_inputs(plan: Plan) -> Plan:
     for node in plan.nodes.values():
         cls = node.op_cls
@@ -232,6 +246,10 @@ def validate_params(plan: Plan) -> Plan:
             if converted is _BAD:
                 bad = True
                 continue
+            if converted and _names_code(cls, key) and _span(value).file != CLI.file and not plan.trust.allow_code:
+                plan.errors.add(span, *code_problem(key))
+                bad = True
+                continue
             values[key] = converted
         if bad:
             continue
@@ -246,6 +264,8 @@ def validate_params(plan: Plan) -> Plan:
                     plan.errors.add(span, f"`{cls.name}` needs parameter `{key}`", _param_hint(cls, key))
                 else:
                     where = f"`{key}`: " if key else ""
+                    if span is CLI:  # the value came from `--set STEP.PARAM=...`
+                        where = f"--set {node.name}.{key}: "
                     plan.errors.add(span, f"{where}{msg}", _param_hint(cls, key))
     return plan
 
@@ -268,6 +288,10 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
                         "expressions are allowed in expression parameters such as `by` and `where`")
         return _BAD
     py = to_python(value)
+    from_spec = _span(value).file != CLI.file  # a value the user typed (--set) is the user's own
+    if kind == FieldKind.OUTPUT_PATH and isinstance(py, str) and from_spec and (problem := output_problem(py)):
+        plan.errors.add(_span(value, span), f"`{key}` {problem[0]}", problem[1])
+        return _BAD
     if kind == FieldKind.INPUT_PATH and isinstance(py, str):
         return _input_path(plan, value, py, span)
     if kind == FieldKind.INPUT_PATH and isinstance(py, list) and isinstance(value, ListV):  # list[InputPath]
@@ -276,14 +300,51 @@ def _convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) ->
     return py
 
 
+# Pools that are not files: `memory://` (the Python API's in-memory pools), `hf://` (hub ids).
+URI_SCHEMES = ("memory://", "hf://")
+
+
 def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
-    base = plan.cwd if _span(value).file == CLI.file else plan.spec_dir
-    path = (base / py).resolve() if not Path(py).is_absolute() else Path(py)
-    if not path.exists():
+    if py.startswith(URI_SCHEMES):  # `load` checks these when it sniffs the pool's columns
+        return py
+    from_cli = _span(value).file == CLI.file
+    base = plan.cwd if from_cli else plan.spec_dir
+    allowed = [plan.spec_dir, plan.cwd, *plan.trust.allow_paths]
+    try:
+        if any(c in py for c in "*?["):  # a glob of shards: its fixed part must be allowed, and it must match
+            pattern = base / py if not Path(py).is_absolute() else Path(py)
+            cut = next(i for i, part in enumerate(pattern.parts) if any(c in part for c in "*?["))
+            outside = None if from_cli else input_problem(Path(*pattern.parts[:cut]).resolve(), allowed)
+            if outside:
+                plan.errors.add(_span(value, span), *outside)
+                return _BAD
+            if not any(Path(f).is_file() for f in glob.iglob(str(pattern), recursive=True)):
+                plan.errors.add(_span(value, span), f"no file matches {py} (looked for {_shown(pattern, plan.cwd)})",
+                                "paths in a spec are relative to the spec's folder; on the command line, to the "
+                                "current one")
+                return _BAD
+            return str(pattern)
+        path = (base / py).resolve()  # symlinks too: a link inside the folder may point anywhere
+        outside = None if from_cli else input_problem(path, allowed)
+        found = outside is None and path.exists()
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a symlink loop
+        plan.errors.add(_span(value, span), f"not a usable path: {getattr(e, 'strerror', None) or e}")
+        return _BAD
+    if outside:
+        plan.errors.add(_span(value, span), *outside)
+        return _BAD
+    if not found:
         plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
                         "paths in a spec are relative to the spec's folder; on the command line, to the current one")
         return _BAD
     return str(path)
+
+
+def _names_code(cls: type[Operator], key: str) -> bool:
+    """Fields marked ``json_schema_extra={"names_code": True}`` name Python code to import."""
+    f = cls.params_type.model_fields.get(key)
+    extra = f.json_schema_extra if f is not None else None
+    return isinstance(extra, dict) and bool(extra.get("names_code"))
 
 
 def _shown(path: Path, cwd: Path) -> str:
@@ -328,15 +389,20 @@ def _position(plan: Plan):
 
 def check_columns(plan: Plan) -> Plan:
     """Every column an expression reads is produced by some step before it."""
+    skipped: set[str] = set()
     for name in plan.order:
         node = plan.nodes[name]
-        # A node whose input failed to validate would only echo that error; skip it.
-        if node.op is None or any(not plan.nodes[i].ok for i in node.inputs if i in plan.nodes):
+        # A node whose input failed to validate, or was skipped for that reason, would only echo
+        # that error (a missing pool file is not also an `unknown column` two steps later); skip it.
+        if node.op is None or any(not plan.nodes[i].ok or i in skipped for i in node.inputs if i in plan.nodes):
+            skipped.add(name)
             continue
         inputs = [plan.nodes[i].columns for i in node.inputs if i in plan.nodes]
-        for expr in node.op.reads().values():
+        if not _arity_ok(node.op, len(node.inputs)) or len(inputs) != len(node.inputs):
+            continue  # link_inputs said so already
+        for key, expr in node.op.reads().items():
             if expr is not None:
-                infer(expr, inputs[0] if inputs else {}, plan.errors)
+                _infer(plan, node.step, key, expr, inputs[0] if inputs else {})
         try:
             node.columns = node.op.output_columns(inputs)
         except Exception as e:  # an operator's column logic failing is a spec problem to show, not a crash
@@ -344,12 +410,31 @@ def check_columns(plan: Plan) -> Plan:
     return plan
 
 
-PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, link_inputs, validate_params, build_graph,
-          check_columns)
+def _arity_ok(op: Operator, n: int) -> bool:
+    want = type(op).n_inputs
+    return n >= 1 if want is None else n == want
 
 
-def compile_spec(spec: Spec, overrides: dict[str, Value] | None = None, cwd: Path | None = None) -> Plan:
-    plan = Plan(spec=spec, overrides=dict(overrides or {}), cwd=cwd or Path.cwd())
+def _infer(plan: Plan, step: Step, key: str, expr: Value, columns: dict[str, str]) -> None:
+    """Type-check one expression; a default the operator wrote (no position in the spec) is blamed
+    on the step, naming the parameter."""
+    found = Collector()
+    infer(expr, columns, found)
+    for e in found.errors:
+        if e.span.line:
+            plan.errors.extend([e])
+        else:
+            at = step.arg_spans.get(key) or step.op_span or _span(step)
+            plan.errors.add(at, f"{e.message} (read by `{key}`, which this step does not set)", e.hint)
+
+
+PASSES = (resolve_params, resolve_settings, name_nodes, resolve_ops, apply_step_overrides, link_inputs,
+          validate_params, build_graph, check_columns)
+
+
+def compile_spec(spec: Spec, overrides: dict[str, Value] | None = None, cwd: Path | None = None,
+                 trust: Trust | None = None) -> Plan:
+    plan = Plan(spec=spec, overrides=dict(overrides or {}), cwd=cwd or Path.cwd(), trust=trust or Trust())
     for p in PASSES:
         plan = p(plan)
     plan.errors.raise_if_any()

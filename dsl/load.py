@@ -7,6 +7,7 @@ from pathlib import Path
 from dslrun.core.errors import Collector, Span
 from dslrun.dsl.fields import normalize_sel
 from dslrun.dsl.ir import Spec
+from dslrun.dsl.limits import check_size
 from dslrun.dsl.parse import parse_sel
 from dslrun.dsl.yaml_load import parse_yaml
 
@@ -42,6 +43,7 @@ def load_spec_text(path: str | Path) -> tuple[Spec, str]:
     path = Path(path)
     syntax = syntax_of(path)
     try:
+        check_size(path.stat().st_size, str(path))  # before reading: the file may be any size
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         c = Collector()
@@ -51,6 +53,11 @@ def load_spec_text(path: str | Path) -> tuple[Spec, str]:
     except UnicodeDecodeError as e:
         c = Collector()
         c.add(Span(str(path)), f"spec is not valid UTF-8 ({e.reason} at byte {e.start})")
+        c.raise_if_any()
+        raise
+    except OSError as e:
+        c = Collector()
+        c.add(Span(str(path)), f"cannot read the spec: {e.strerror or e}")
         c.raise_if_any()
         raise
     return parse_text(text, str(path), syntax), text

@@ -14,12 +14,23 @@ import threading
 from functools import cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dslrun.core.errors import Collector, ErrorList, Span, register_source
 from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value
 from dslrun.dsl.ir import ParamDef, Setting, Spec, Step
+from dslrun.dsl.limits import (
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_NUMBER_CHARS,
+    check_size,
+    check_tokens,
+    number_problem,
+    string_problem,
+    too_deep,
+    too_many,
+)
 
 _TOKEN_NAMES = {
     "RPAR": "`)`", "LPAR": "`(`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",
@@ -137,10 +148,20 @@ class _Build(Transformer):
 
     # ---- expressions ----
     def number(self, items):
-        return Lit(value=parse_number(items[0]), span=self._s(items[0]))
+        tok = items[0]
+        value = parse_number(tok) if len(tok) <= MAX_NUMBER_CHARS else None  # int() of 5,000 digits raises
+        problem = number_problem(str(tok), value)
+        if problem:
+            self.errors.add(self._s(tok), problem, "numbers are 64-bit integers or finite floats")
+            value = 0
+        return Lit(value=value, span=self._s(tok))
 
     def string(self, items):
         tok = items[0]
+        problem = string_problem(str(tok))
+        if problem:
+            self.errors.add(self._s(tok), problem, "read long text from a file (e.g. `template_file:`)")
+            return Lit(value="", span=self._s(tok))
         try:
             return Lit(value=unquote(tok), span=self._s(tok))
         except json.JSONDecodeError:
@@ -227,6 +248,20 @@ class _Build(Transformer):
         return Unary(op="-", operand=operand, span=self._s(meta))
 
 
+def _check_tree(tree: Tree, file: str, shift=lambda s: s) -> None:
+    """Depth and size of the parse tree, walked without recursion before anything recurses over it."""
+    count = 0
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES or depth > MAX_DEPTH:
+            at = shift(_span(file, node.meta))
+            span = Span(file, at.line, at.col)
+            raise ErrorList([too_many(span) if count > MAX_NODES else too_deep(span)])
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+
+
 def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
     line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
     span = Span(file, line, col, line, col + 1)
@@ -234,6 +269,8 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         msg = f"unexpected character {ch!r}"
         hint = "strings need double quotes" if ch.isprintable() and ch not in "()" else None
+        if ch in "\"'":
+            hint = "this string is not closed on its line (write a line break as \\n)"
     elif isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1)
@@ -258,6 +295,8 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
 def parse_expression(text: str, file: str = "<expr>", line: int = 1, col: int = 1) -> Value:
     """Parse one expression (used for YAML strings and ``--set``), positions offset to its origin."""
     errors = Collector()
+    check_size(len(text), file)
+    check_tokens(text, file)
     # Wrapped as a parameter statement so one grammar serves both.
     prefix = "param _ = "
     try:
@@ -267,6 +306,14 @@ def parse_expression(text: str, file: str = "<expr>", line: int = 1, col: int = 
             err.column = max(1, err.column - len(prefix)) + col - 1
             err.line = line
         raise _syntax_error(file, text, err) from None
+
+    def moved(s: Span) -> Span:
+        if not s.line:
+            return s
+        c0 = max(1, s.col - len(prefix)) + col - 1 if s.line == 1 else s.col
+        return Span(file, line + s.line - 1, c0, line + s.line - 1, c0 + 1)
+
+    _check_tree(tree, file, moved)
     (pdef,) = _Build(file, errors).transform(tree)
     errors.raise_if_any()
     return _shift(pdef.default, file, line, col, len(prefix))
@@ -297,6 +344,8 @@ def _shift(v: Value, file: str, line: int, col: int, prefix: int) -> Value:
 
 
 def parse_sel(text: str, file: str = "<spec>") -> Spec:
+    check_size(len(text), file)
+    check_tokens(text, file)
     register_source(file, text)
     comments: list[Token] = []
     _comment_sink.tokens = comments
@@ -306,6 +355,7 @@ def parse_sel(text: str, file: str = "<spec>") -> Spec:
         raise _syntax_error(file, text, err) from None
     finally:
         _comment_sink.tokens = None
+    _check_tree(tree, file)
     errors = Collector()
     statements = _Build(file, errors).transform(tree)
     errors.raise_if_any()

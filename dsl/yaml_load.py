@@ -19,8 +19,10 @@ from dslrun.core.params import FieldKind
 from dslrun.core.values import DictV, ListV, Lit, Param, Ref, Value
 from dslrun.dsl.fields import kind_of
 from dslrun.dsl.ir import ParamDef, Setting, Spec, Step
+from dslrun.dsl.limits import check_size
 from dslrun.dsl.parse import parse_expression
 from dslrun.dsl.settings import SETTINGS
+from dslrun.dsl.yaml_safe import compose
 
 TOP_KEYS = ("params", "steps", *SETTINGS)
 STEP_KEYS = ("name", "op", "input")
@@ -203,16 +205,10 @@ class _Loader:
 
 
 def parse_yaml(text: str, file: str = "<spec>") -> Spec:
+    check_size(len(text), file)
     register_source(file, text)
     loader = _Loader(file, text)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file)
-        c = Collector()
-        c.add(span, f"invalid YAML: {e.problem or e.context}")
-        c.raise_if_any()
+    root = compose(text, file)
     spec = loader.spec(root)
     loader.errors.raise_if_any()
     return spec

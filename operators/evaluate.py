@@ -12,12 +12,13 @@ efficiency graph (``operators/evaluation/``). Given ``sem_answers`` and
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from dslrun.core.context import RunContext
-from dslrun.core.cost import Resource, Stage
+from dslrun.core.cost import Cost, Resource, Stage
 from dslrun.core.params import InputPath, OutputPath, Params, StepRef
 from dslrun.operators.base import TableOperator
 from dslrun.operators.llm.base import LlmParams
@@ -61,7 +62,8 @@ class EvaluateParams(Params):
     heldout: InputPath | None = Field(None, description="a pool with reference outputs: held-out loss/perplexity")
     heldout_limit: int | None = Field(None, ge=1)
     benchmarks: list[str] = Field(default_factory=list, description="benchmark scorer plug-ins, 'module:function'"
-                                  " called as f(model, tokenizer, template) -> {metric: score}, higher is better")
+                                  " called as f(model, tokenizer, template) -> {metric: score}, higher is better",
+                                  json_schema_extra={"names_code": True})  # needs --allow-code (dsl/trust.py)
     sem_answers: InputPath | None = Field(None, description="judge these SEM answers ({instruction|prompt, "
                                                             "answer|response|output}) instead of training")
     counterpart_answers: InputPath | None = Field(None, description="... against these counterpart answers")
@@ -105,6 +107,37 @@ class Evaluate(TableOperator[EvaluateParams]):
         if self.p.judge.backend != "openai":
             return {}
         return {"judge": self.p.judge.api_key_env or "OPENAI_API_KEY"}
+
+    def dry_run_cost(self, inputs: list[Table], ctx: RunContext) -> tuple[int, int, Cost]:
+        """For ``dslrun plan``: one fine-tune per variant not yet trained (SEM and each counterpart;
+        2 × epochs × samples forward+backward passes), one generation per evaluation prompt and
+        variant, and the judge's two calls (both orders) per prompt and counterpart."""
+        from dslrun.operators.evaluation import finetune as ft
+        from dslrun.operators.evaluation.generate import load_eval_set
+        from dslrun.operators.evaluation.runner import checkpoint_root, finetune_config, variants
+        from dslrun.runtime.models.resident import identity
+
+        p = self.p
+        if p.sem_answers:  # judges answers made elsewhere: nothing to train or generate
+            return 0, 0, Cost()
+        tables = variants(self, inputs[0], ctx)
+        cfg, model_id = finetune_config(self), identity(p.pfm, "causal-lm")
+        prompts = sum(len(load_eval_set(f, p.eval_limit)) for f in p.eval)
+        cost = Cost()
+        for table in tables.values():
+            key = ft.checkpoint_key(model_id, [str(i) for i in table.ids.tolist()], cfg)
+            if ft.load_cached(checkpoint_root(ctx) / key) is None:
+                cost.training_runs += 1
+                cost.forward_passes += math.ceil(2 * p.epochs * len(table))
+            cost.forward_passes += prompts
+        judged = 2 * prompts * (len(tables) - 1)
+        if p.judge.backend == "local":
+            cost.forward_passes += judged
+        else:
+            cost.api_calls += judged
+        cost.samples = sum(len(t) for t in tables.values())
+        done = cost.training_runs == 0
+        return cost.samples, cost.samples if done else 0, cost
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs

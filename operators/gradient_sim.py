@@ -134,7 +134,7 @@ class GradientSim(TableOperator[GradientSimParams]):
         passes = 2 * epochs * (samples - cached) + (0 if trained else 2 * epochs * len(chosen))
         if not trained:
             cached = min(cached, samples - 1)  # the warm-up is work left even when features are cached
-        return samples, cached, Cost(samples=samples - cached, forward_passes=passes)
+        return samples, cached, Cost(samples=samples - cached, forward_passes=passes, training_runs=int(not trained))
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         from .influence.match import checkpoint_weights, influence_matrix, subtask_scores

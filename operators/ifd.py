@@ -3,6 +3,12 @@
 IFD compares how hard the response is to predict with and without the
 instruction. The kernels in ``operators/lm/`` reproduce each paper's code; see
 ``operators/lm/ifd.py`` for the exact templates, truncation and validity rules.
+
+Multi-turn samples follow dslrun's own rule, not an original's: neither Cherry LLM
+(``data_analysis.py``; ``data_analysis_vic.py`` is the Vicuna *prompt* on single-turn
+Alpaca rows) nor Superfiltering (``code_ifd/``) scores conversations. Each assistant
+turn is scored after the conversation before it (``templates.conversation_pairs``) and
+``multi_turn`` combines the turns: ``tokens`` pools summed losses, ``mean`` averages IFDs.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ class Ifd(SampleOperator[IfdParams]):
     """IFD, both perplexities and both mean losses per sample, with a reason for every invalid one."""
 
     name = "ifd"
-    version = "1"
+    version = "2"  # 2: Cherry's long-sample cut and skip (issue 17)
     resource = Resource.MODEL
     produces = COLUMNS
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from dslrun.core.columns import FLOAT, STR, Columns
+from dslrun.core.columns import FLOAT, LIST, STR, Columns
 from dslrun.core.context import RunContext
 from dslrun.core.params import ColumnName, InputPath, NoCache
 from dslrun.operators.llm.base import LlmOperator, LlmParams
@@ -57,6 +57,10 @@ class JudgeParams(LlmParams):
     raw_prompt: bool | None = Field(None, description="local backend: send the prompt without the chat template "
                                                       "(default: as the method does; DEITA yes). Servers always "
                                                       "get chat messages")
+    multi_turn: Literal["first", "per_turn"] = Field(
+        "first", description="first: one score per sample (first user turn, the assistant turns joined); "
+                             "per_turn: one score per user turn, as DEITA scores ShareGPT, in a list column "
+                             "(combine with dot(a, b) for DEITA's evol score)")
 
     @model_validator(mode="after")
     def _custom_needs_a_file(self) -> JudgeParams:
@@ -99,6 +103,10 @@ class JudgeScore(LlmOperator[JudgeParams]):
 
     def model_identity(self) -> str:
         base = super().model_identity()
+        if self._judge.user_turn:  # the query holds the input since issue 17: new cache entries
+            base += ":query=user-turn"
+        if self.request_options().get("processed_logprobs"):
+            base += ":scores=processed"
         if self.p.template != "custom":
             return base
         import hashlib
@@ -107,11 +115,35 @@ class JudgeScore(LlmOperator[JudgeParams]):
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0])
-        cols.update({self.p.column: FLOAT, f"{self.p.column}_reason": STR})
+        cols.update({self.p.column: LIST if self.per_turn else FLOAT, f"{self.p.column}_reason": STR})
         return cols
+
+    @property
+    def per_turn(self) -> bool:
+        return self.p.multi_turn == "per_turn"
+
+    @property
+    def sample_columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("instruction", "input", "output", "messages") if self.per_turn else ("instruction", "input", "output")
 
     def messages(self, sample: Mapping[str, Any]) -> list[dict[str, str]]:
         return self._judge.messages(sample)
+
+    def calls(self, sample: Mapping[str, Any]) -> list[list[dict[str, str]]] | None:
+        if not self.per_turn:
+            return None
+        return [self._judge.messages({"instruction": user, "input": "", "output": reply})
+                for user, reply in user_turns(sample["messages"])]
+
+    def combine(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        col = self.p.column
+        for part in parts:  # a turn's value off the scale, or not finite, is not a score
+            v = part.get(col)
+            if v is not None and not part.get(f"{col}_reason") and (why := scale_reason(float(v), self._judge.scale)):
+                part[col], part[f"{col}_reason"] = self._judge.on_failure, why
+        reasons = [f"turn {k + 1}: {p[f'{col}_reason']}" for k, p in enumerate(parts) if p.get(f"{col}_reason")]
+        return {col: [p.get(col) for p in parts] if parts else None,
+                f"{col}_reason": "; ".join(reasons) if reasons else (None if parts else "no user turn")}
 
     @property
     def _judge(self) -> Judge:
@@ -129,6 +161,8 @@ class JudgeScore(LlmOperator[JudgeParams]):
             opts.update(logprobs=True, top_logprobs=p.top_logprobs)
             if p.backend == "local":
                 opts["logprob_tokens"] = list(DIGITS)
+                if j.parser == "expected-digit":  # DEITA reads generate()'s processed scores
+                    opts["processed_logprobs"] = True
         if (j.raw if p.raw_prompt is None else p.raw_prompt) and p.backend == "local":
             opts["raw"] = True
         return opts
@@ -161,6 +195,8 @@ class JudgeScore(LlmOperator[JudgeParams]):
 
         col, rcol, j = self.p.column, self.reason_column, self._judge
         scores, reasons = table.column(col), table.column(rcol)
+        if self.per_turn:  # a list per sample: each turn's score is checked where it is combined
+            return table
         bad = {i: why for i, (v, r) in enumerate(zip(scores, reasons, strict=True))
                if r is None and (why := scale_reason(float(v), j.scale)) is not None}
         if not bad:
@@ -170,3 +206,14 @@ class JudgeScore(LlmOperator[JudgeParams]):
             scores[i] = np.nan if j.on_failure is None else j.on_failure
             reasons[i] = why
         return table.with_columns({col: scores, rcol: reasons})
+
+def user_turns(messages: Any) -> list[tuple[str, str]]:
+    """(user turn, the assistant reply after it or "") for every user turn, as DEITA's
+    ``score_pipeline._load_sharegpt`` pairs a conversation (system messages are not scored)."""
+    msgs = [m for m in (messages or []) if m.get("role") != "system"]
+    out = []
+    for i, m in enumerate(msgs):
+        if m.get("role") == "user":
+            nxt = msgs[i + 1] if i + 1 < len(msgs) else None
+            out.append((m.get("content", ""), nxt.get("content", "") if nxt and nxt.get("role") == "assistant" else ""))
+    return out

@@ -120,9 +120,10 @@ class Necessity(TableOperator[NecessityParams]):
         _, scored = ctx.count_cached(scores, inputs[0])
         trained = ft.load_cached(checkpoint_root(ctx) / key) is not None
         passes = (n - answered) + (n - scored)
-        if not trained and answered < n:
+        runs = int(not trained and answered < n)
+        if runs:
             passes += math.ceil(self.p.epochs * len(ctx.refs[self.p.seeds]))
-        return n, scored, Cost(samples=n - scored, forward_passes=passes)
+        return n, scored, Cost(samples=n - scored, forward_passes=passes, training_runs=runs)
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs

@@ -58,7 +58,7 @@ class GoldenScore(BoundOperator[GoldenParams]):
     """Golden score per candidate against a fixed anchor set (cached); state: the Scorer."""
 
     name = NAME
-    version = "1"
+    version = "2"  # 2: anchors cut to 200 tokens, without special tokens (issue 17)
     produces = {GOLDEN: FLOAT}
 
     def estimate(self, n_samples: int) -> Cost:

@@ -52,10 +52,17 @@ class Rank(TableOperator[RankParams]):
             k = min(p.top, k)
         elif p.fraction is not None:
             k = math.floor(p.fraction * len(order) + 1e-9)
+            if k == 0 and len(order):
+                ctx.stats.warnings.append(rounds_to_zero("fraction", p.fraction, len(order)))
         keep = order[:k]
         if p.order == "original":
             keep = np.sort(keep)
         return table.take(keep)
+
+
+def rounds_to_zero(name: str, fraction: float, n: int) -> str:
+    return (f"`{name}: {fraction:g}` of {n} rows is {fraction * n:.2g}, which rounds down to 0 rows: "
+            f"raise `{name}`, use `top:`/`n:`, or give it more rows")
 
 
 def sort_order(scores: np.ndarray, descending: bool) -> np.ndarray:

@@ -38,6 +38,10 @@ class Sample(TableOperator[SampleParams]):
         (table,) = inputs
         p = self.params
         k = p.n if p.n is not None else math.floor(p.fraction * len(table) + 1e-9)
+        if k == 0 and len(table) and p.fraction is not None:
+            from dslrun.operators.rank import rounds_to_zero
+
+            ctx.stats.warnings.append(rounds_to_zero("fraction", p.fraction, len(table)))
         k = min(k, len(table))
         picked = np.random.default_rng(p.seed).choice(len(table), size=k, replace=False)
         return table.take(np.sort(picked) if p.order == "original" else picked)

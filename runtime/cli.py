@@ -1,4 +1,5 @@
-"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure.
+"""The ``dslrun`` command. Exit codes: 0 ok, 2 spec error, 1 runtime failure, 3 a bug in dslrun,
+130 interrupted.
 
 ``dslrun SPEC`` is ``dslrun run SPEC``. ``check``, ``plan``, ``explain``, ``graph``, ``fmt``
 and ``schema`` never import torch or transformers.
@@ -16,8 +17,8 @@ from typing import Any
 
 from dslrun.core.errors import CLI, ErrorList, SpecError
 
-COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report")
-EXIT_OK, EXIT_RUNTIME, EXIT_SPEC = 0, 1, 2
+COMMANDS = ("run", "check", "plan", "explain", "graph", "fmt", "schema", "cache", "report", "why")
+EXIT_OK, EXIT_RUNTIME, EXIT_SPEC, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def version() -> str:
@@ -38,16 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     def spec_cmd(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.add_argument("spec", help="a .sel or .yaml spec")
-        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a spec parameter (repeatable)")
+        sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE|STEP.PARAM=VALUE",
+                        help="override a spec parameter, or any step's argument with STEP.PARAM=VALUE "
+                             "(repeatable)")
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE to register more operators")
+        sp.add_argument("--allow-path", action="append", default=[], type=Path, metavar="DIR",
+                        help="let the spec read files below DIR too (repeatable; see README: Security)")
+        sp.add_argument("--allow-code", action="store_true",
+                        help="let the spec name Python code to run (e.g. evaluate's benchmarks)")
         return sp
 
     r = spec_cmd("run", "compile and run a spec")
     r.add_argument("--out", type=Path, help="output directory (default: out/<spec name>)")
     r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines")
     add_setting_flags(r)
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
@@ -65,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="JSON Schema of the YAML spelling")
     rp = sub.add_parser("report", help="(re)write RUN_DIR/report.html from a finished run")
     rp.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
+    w = sub.add_parser("why", help="one sample's path through the steps of a finished run: its scores, "
+                                   "and which step dropped it and why")
+    w.add_argument("run_dir", type=Path, help="the output folder of a run (its --out)")
+    w.add_argument("sample", help="a sample id, or its row number in the pool file")
     c = sub.add_parser("cache", help="inspect or prune the score cache")
     c.add_argument("action", choices=("ls", "gc"))
     c.add_argument("--cache-dir", type=Path)
@@ -83,6 +93,9 @@ def parse_overrides(items: list[str]):
         if "=" not in item:
             raise ErrorList([SpecError(CLI, f"--set {item}: expected NAME=VALUE", "e.g. --set threshold=4.5")])
         name, _, text = item.partition("=")
+        if "." in name:  # STEP.PARAM: read by the compiler, which knows the field's kind
+            out[name.strip()] = Lit(value=text, span=CLI)
+            continue
         try:
             value = parse_expression(text, CLI.file)
             if isinstance(value, Ref):
@@ -108,8 +121,21 @@ def _compile(args) -> tuple[Any, Any, str]:
         registry.load_plugin(mod)
     spec, text = load_spec_text(args.spec)
     overrides = parse_overrides(getattr(args, "set", []))
-    plan = compile_spec(spec, overrides)
+    plan = compile_spec(spec, overrides, trust=trust(args))
     return plan, overrides, text
+
+
+def trust(args):
+    from dslrun.dsl.trust import Trust
+    from dslrun.runtime.config import load_config
+
+    config, where = load_config()
+    listed = config.get("allow_paths") or []
+    if not isinstance(listed, list) or not all(isinstance(d, str) for d in listed):
+        raise ErrorList([SpecError(CLI, f"{where}: allow_paths must be a list of folders")])
+    dirs = [*getattr(args, "allow_path", []), *map(Path, listed)]
+    return Trust(allow_paths=tuple(d.expanduser().resolve() for d in dirs),
+                 allow_code=bool(getattr(args, "allow_code", False)))
 
 
 def cmd_check(args) -> int:
@@ -182,9 +208,8 @@ def cmd_cache(args) -> int:
     if args.action == "ls":
         rows = cache.ls()
         print(f"cache {cdir}: {len(rows)} nodes, {sum(r['samples'] for r in rows)} samples")
-        for r in rows:
-            print(f"  {r['node']}  {r['op']:<14} v{r['version']:<3} {r['samples']:>8} samples "
-                  f"{r['bytes'] / 1e6:>8.2f} MB  {r['model'] or ''}")
+        for line in cache_table(rows):
+            print("  " + line)
         return EXIT_OK
     if not (args.all or args.older_than is not None or args.op):
         print("cache gc: say what to delete: --older-than DAYS, --op NAME, or --all", file=sys.stderr)
@@ -196,6 +221,27 @@ def cmd_cache(args) -> int:
         return EXIT_RUNTIME
     print(f"deleted {n} cached scores")
     return EXIT_OK
+
+
+def cache_table(rows: list[dict[str, Any]]) -> list[str]:
+    """``dslrun cache ls``: one line per cached node, enough to tell two entries of one operator apart."""
+    import hashlib
+
+    header = ("node", "operator", "template", "model", "params", "rows", "size")
+    body = []
+    for r in rows:
+        try:
+            params = json.loads(r.get("params") or "{}")
+        except ValueError:
+            params = {}
+        template = params.get("template") if isinstance(params, dict) else None
+        digest = hashlib.sha256((r.get("params") or "").encode()).hexdigest()[:8]
+        model = (r["model"] or "-").split("@")[0]
+        body.append((r["node"][:12], f"{r['op']} v{r['version']}", str(template or "-"), model[:48], digest,
+                     str(r["samples"]), f"{r['bytes'] / 1e6:.2f} MB"))
+    widths = [max(len(x[c]) for x in [header, *body]) for c in range(len(header))]
+    return ["  ".join(cell.rjust(w) if c >= 5 else cell.ljust(w) for c, (cell, w) in enumerate(zip(x, widths))).rstrip()
+            for x in [header, *body]]
 
 
 def cmd_run(args) -> int:
@@ -224,6 +270,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, choices=get_args(field.annotation), help=help_text)
             continue
         kinds = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
+        if get_origin(field.annotation) is list:  # allow_paths: its own repeatable --allow-path
+            continue
         if kinds[0] is bool:
             group.add_argument(flag, action="store_true", default=None, help=field.description)
         else:
@@ -241,7 +289,18 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
+def cmd_why(args) -> int:
+    from dslrun.runtime.lineage.why import WhyError, why
+
+    try:
+        print(why(args.run_dir, args.sample))
+    except WhyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+HANDLERS = {"why": cmd_why, "report": cmd_report, "run": cmd_run, "check": cmd_check, "plan": cmd_plan, "explain": cmd_explain, "graph": cmd_graph, "fmt": cmd_fmt,
             "schema": cmd_schema, "cache": cmd_cache}
 
 
@@ -271,6 +330,22 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"error: {describe_write_error(e, e.filename or '.')}", file=sys.stderr)
         return EXIT_RUNTIME
+    except Exception as e:  # a user never sees a traceback; DSLRUN_DEBUG=1 shows it to whoever fixes it
+        if os.environ.get("DSLRUN_DEBUG"):
+            raise
+        print(internal_error(e), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def internal_error(e: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    cause = " ".join(str(e).split())[:300]
+    return (f"internal error: {type(e).__name__}: {cause}{where}\n"
+            f"  this is a bug in dslrun {version()}, not in your spec: please report it with the command and "
+            "the spec that caused it (DSLRUN_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ the ones that belong to a place rather than to a recipe::
     spill_rows: 100000       # pools larger than this keep their text on disk
     tmp_dir: /scratch/dslrun # where that text goes
     token_budget: 65536      # padded tokens per model forward pass
+    allow_paths: [/data/pools]  # folders specs may read besides their own and the current one
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,24 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _rel(path: str, base: Path) -> str:
-    try:
-        return os.path.relpath(path, base)
-    except ValueError:
-        return path
+def _digest(source: str, table: Any) -> dict[str, str]:
+    """A pool file by its bytes; a pool that is not one file (in memory, a folder, shards, a
+    hub id) by the ids of the samples it gave, in order (ids are content hashes)."""
+    if Path(source).is_file():
+        return {"sha256": file_sha256(source)}
+    ids = "\n".join(table.column("id").tolist()) if table is not None else ""
+    return {"ids_sha256": hashlib.sha256(ids.encode("utf-8")).hexdigest()}
+
+
+def input_path(path: str, spec_dir: Path, cwd: Path) -> tuple[str, str]:
+    """A pool's path as the lock records it, and what it is relative to: the spec's folder for the
+    spec's own data, else the folder the run was started from (a `--set pool=...`), else absolute.
+    Never `../../../../tmp/...` relative to a folder it has nothing to do with."""
+    p = Path(path).resolve()
+    for base, name in ((spec_dir.resolve(), "spec"), (cwd.resolve(), "cwd")):
+        if p.is_relative_to(base):
+            return p.relative_to(base).as_posix(), name
+    return p.as_posix(), "absolute"
 
 
 def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[str, Any], version: str,
@@ -46,8 +58,12 @@ def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[st
         params = op.params.model_dump(mode="json")
         for key, value in params.items():
             if key == "path" and node.step.op == "load":
-                params[key] = _rel(value, plan.spec_dir)
-                inputs.append({"step": name, "path": params[key], "sha256": file_sha256(value)})
+                if "://" in value:  # hf:// and memory:// pools are names, not paths
+                    params[key], base = value, "uri"
+                else:
+                    params[key], base = input_path(value, plan.spec_dir, plan.cwd)
+                inputs.append({"step": name, "path": params[key], "relative_to": base,
+                               **_digest(value, result.tables.get(name))})
             if "seed" in key:
                 seeds[f"{name}.{key}"] = value
         stats = result.stats.get(name)
@@ -67,11 +83,20 @@ def build_lock(plan: Plan, result: RunResult, spec_text: str, overrides: dict[st
     return {
         "dslrun_version": version,
         "spec": {"file": Path(plan.spec.file).name, "sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
-                 "overrides": {k: v for k, v in sorted(overrides.items())}},
+                 "overrides": {k: _override(plan, k, v) for k, v in sorted(overrides.items())}},
         "inputs": inputs,
         "seeds": seeds,
         "nodes": nodes,
     }
+
+
+def _override(plan: Plan, name: str, given: Any) -> Any:
+    """A ``--set STEP.PARAM`` value as the step received it (typed: 4, not "4")."""
+    step, _, key = name.partition(".")
+    node = plan.nodes.get(step) if key else None
+    if node is None or node.op is None or key not in type(node.op.params).model_fields:
+        return given
+    return node.op.params.model_dump(mode="json", include={key}).get(key, given)
 
 
 def write_lock(out_dir: Path, lock: dict[str, Any]) -> Path:

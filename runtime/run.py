@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,22 @@ def summary_lines(plan: Plan, result: RunResult) -> list[str]:
     return lines
 
 
+def interrupted_lines(plan: Plan, stats: dict[str, Any]) -> list[str]:
+    """What an interrupted run leaves: what it cached, per step, and how to resume."""
+    import shlex
+
+    lines = ["interrupted: replies and batches in flight were cached; nothing new was sent"]
+    for name in plan.order:
+        s = stats.get(name)
+        if s is not None and (s.computed or s.failed or s.cache_misses):
+            left = max(s.cache_misses - s.computed - s.failed, 0)
+            lines.append(f"  {name}: {s.computed} computed and cached in this run, {s.cache_hits} were cached "
+                         f"before, {left} left" + (f", {s.failed} failed" if s.failed else ""))
+    lines.append("resume: run the same command again; cached samples are not computed or paid for again:")
+    lines.append("  dslrun " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "  (the same dslrun command)")
+    return lines
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
     import resource
@@ -84,37 +101,51 @@ def peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, version: str = "0", settings: RunSettings | None = None) -> int:
-    from dslrun.runtime.execution.engines import EngineError, make_engine
-    from dslrun.runtime.execution.progress import Progress
+@dataclass
+class RunOutcome:
+    """What a finished run leaves: the tables and statistics of every step, and its files."""
+
+    plan: Plan
+    result: RunResult
+    out: Path
+    lock_path: Path
+    report_path: Path | None
+    feasibility: dict[str, Any]
+    failures: dict[str, str]  # step → why, for steps that finished with failed samples
+    warnings: list[str]
+
+
+def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
+                progress: bool = True, version: str = "0", settings: RunSettings | None = None,
+                handle_sigint: bool = True) -> RunOutcome:
+    """One whole run, for the CLI and the Python API alike. Raises ``ErrorList`` (missing
+    credentials), ``EngineError`` (no engine) or ``NodeFailed`` (a step failed, or the run was
+    interrupted; everything computed before it is cached). ``handle_sigint``: the CLI's
+    two-stage Ctrl-C (a notebook keeps its own)."""
+    from contextlib import nullcontext
+
+    from dslrun.runtime.execution.engines import make_engine
+    from dslrun.runtime.execution.interrupt import sigint_handler
+    from dslrun.runtime.execution.outcomes import warning_lines
+    from dslrun.runtime.execution.progress import make_progress
 
     check_credentials(plan)
     out.mkdir(parents=True, exist_ok=True)
     settings = settings or run_settings(spec=plan.settings)
-    try:
-        runner = make_engine(settings)
-    except EngineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    runner = make_engine(settings)
     from dslrun.runtime.cache.open_store import open_store
 
     cache = open_store(cache_dir)
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:
         engine_info = runner.describe()
-        if quiet:
-            result = runner.execute(plan, ctx, settings.workers)
-        else:
-            with Progress() as progress:
-                ctx.progress = progress
+        with sigint_handler(settings.interrupt_grace) if handle_sigint else nullcontext():
+            if not progress:
                 result = runner.execute(plan, ctx, settings.workers)
-    except NodeFailed as e:
-        print(f"error: {failure_message(e, out)}", file=sys.stderr)
-        if not isinstance(e.cause, CacheWriteFailed):
-            print("everything computed before the failure is cached; fix the cause and run again to resume",
-                  file=sys.stderr)
-        return 1
+            else:
+                with make_progress(settings.progress_interval) as bars:
+                    ctx.progress = bars
+                    result = runner.execute(plan, ctx, settings.workers)
     finally:
         cache.close()
         ctx.models.release()
@@ -130,18 +161,55 @@ def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, c
 
     feasibility = profile(plan).as_dict()
     atomic_write(out / "profile.json", lambda tmp: tmp.write_text(json.dumps(feasibility, indent=2) + "\n"))
-    for line in summary_lines(plan, result):
-        print(line)
-    print(f"lock file: {lock_path}")
+    try:  # a view of the run, like the report: it must not fail the run
+        from dslrun.runtime.lineage import pool_scores
+
+        pool_scores.write(plan, result.tables, out)
+    except Exception as e:  # pragma: no cover - defensive
+        print(f"warning: pool.scores.parquet could not be written: {type(e).__name__}: {e}", file=sys.stderr)
+    report_path = None
     try:  # the report is a view of the run: a failure here must not fail the run
         from dslrun.runtime.report import write_report
 
-        print(f"report: {write_report(plan, result, out, feasibility)}")
+        report_path = write_report(plan, result, out, feasibility)
     except Exception as e:  # pragma: no cover - defensive
         print(f"warning: the run report could not be written: {type(e).__name__}: {e}", file=sys.stderr)
-    print(f"done in {result.seconds:.2f}s")
-    failures = [(name, why) for name in plan.order if (s := result.stats.get(name)) and (why := s.failure())]
-    for name, why in failures:
+    failures = {name: why for name in plan.order if (s := result.stats.get(name)) and (why := s.failure())}
+    return RunOutcome(plan, result, out, lock_path, report_path, feasibility, failures,
+                      list(warning_lines(plan.order, result.stats)))
+
+
+def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
+             quiet: bool = False, version: str = "0", settings: RunSettings | None = None) -> int:
+    """``dslrun run``: ``execute_run`` with its summary printed; returns the exit code."""
+    from dslrun.runtime.execution.engines import EngineError
+    from dslrun.runtime.execution.interrupt import EXIT_INTERRUPTED, Interrupted
+
+    try:
+        done = execute_run(plan, overrides, spec_text, out, cache_dir, progress=not quiet, version=version,
+                           settings=settings)
+    except EngineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except NodeFailed as e:
+        if isinstance(e.cause, Interrupted):
+            for line in interrupted_lines(plan, e.stats):
+                print(line, file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"error: {failure_message(e, out)}", file=sys.stderr)
+        if not isinstance(e.cause, CacheWriteFailed):
+            print("everything computed before the failure is cached; fix the cause and run again to resume",
+                  file=sys.stderr)
+        return 1
+    for line in summary_lines(plan, done.result):
+        print(line)
+    for line in done.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"lock file: {done.lock_path}")
+    if done.report_path is not None:
+        print(f"report: {done.report_path}")
+    print(f"done in {done.result.seconds:.2f}s")
+    for name, why in done.failures.items():
         print(f"error: step `{name}`: {why}; the outputs above were saved; a re-run asks only the failed "
               f"samples again", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if done.failures else 0

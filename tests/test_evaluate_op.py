@@ -105,7 +105,7 @@ def test_evaluate_run_end_to_end(tiny, tmp_path):
         '         judge: {base_url: $url, model: "test-model", api_key_env: "' + KEY_ENV + '"})\n'
         'param url = "http://x"\n')
     with OpenAITestServer(reply=review) as srv:
-        args = ("run", "spec.sel", "-q", "--out", "out", "--set", f"url={srv.base_url}")
+        args = ("run", "spec.sel", "-q", "--out", "out", "--set", f"url={srv.base_url}", "--allow-code")
         proc = dslrun(*args, cwd=tmp_path, env={KEY_ENV: "k"}, check=True)
         first = srv.total
         again = dslrun(*args, cwd=tmp_path, env={KEY_ENV: "k"}, check=True)

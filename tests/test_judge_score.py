@@ -55,7 +55,7 @@ def test_alpagasus_messages_are_the_originals_byte_for_byte():
 
 
 def test_deita_prompts_are_the_originals_byte_for_byte():
-    s = {**SAMPLE, "input": "ignored"}
+    s = SAMPLE  # with an input, tests/fidelity/test_deita_scorers.py
     assert JUDGES["deita-complexity"].messages(s) == [{"role": "user", "content": (
         "You are a helpful assistant. Please identify the complexity score of the following user query. \n"
         "##Query: Give three tips for staying healthy.  \n##Complexity: ")}]
@@ -349,7 +349,8 @@ def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):
     prompts = [JUDGES["alpagasus"].messages(r) for r in json.loads((tmp_path / "pool.json").read_text())]
     chars = sum(len(m["content"]) for msgs in prompts for m in msgs)
     assert chars // 5 < n_in < chars // 3
-    assert row[-1] == f"${(n_in * 1.0 + n_out * 2.0) / 1e6:.4f}"
+    # a price given for a loopback server is not a cost: it is not a known paid provider
+    assert row[-1] == "-" and "no money cost (no price, or not a known paid provider)" in proc.stdout
 
 
 def test_api_calls_overlap_with_model_work(tmp_path):

@@ -262,16 +262,23 @@ def test_token_spanning_the_boundary_is_scored_as_the_original_does(model, tok):
 def test_truncation_rules(model, tok):
     p, o = ALPACA.render("Write a haiku about the sea."), SAMPLES[2][2]
     P, r = len(ids(tok, p)), ids(tok, o)
-    # cherry: conditioned text cut at max_length, direct text at max_length - P - 2
+    # cherry: conditioned text cut at max_length, direct text at max_length - P + 4; with
+    # "### Response:" 3 tokens and no BOS, a cut response has P + (12 + 4 - 3) > P + 12 and
+    # Cherry skips it (tests/fidelity/test_cherry_ifd.py runs the full rule)
+    D = len(ids(tok, "### Response:"))
+    assert D == 3
     s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + 12)[0]
-    whole, direct, D = ids(tok, p + o), ids(tok, "### Response:" + o), len(ids(tok, "### Response:"))
-    lc = ref_nll(model, whole[:P + 12], P)
-    ld = ref_nll(model, direct[:10], D)
-    assert (s.n_conditioned, s.n_direct) == (12, 10 - D) == (lc[1], ld[1])
+    assert s.ifd is None and s.reason.startswith("longer than max_length (Cherry skips it)")
+    whole, direct = ids(tok, p + o), ids(tok, "### Response:" + o)
+    n = len(direct) - D  # a max_length that just fits the response is scored whole
+    s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + n)[0]
+    lc, ld = ref_nll(model, whole[:P + n], P), ref_nll(model, direct, D)
+    assert (s.n_conditioned, s.n_direct) == (lc[1], ld[1])
     assert abs(s.ifd - (lc[0] / lc[1]) / (ld[0] / ld[1])) < TOL
-    # cherry skips prompts with max_length - prompt_tokens - 2 <= 4
-    s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + 6)[0]
+    # cherry skips a prompt that fills max_length
+    s = ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P)[0]
     assert s.ifd is None and s.reason.startswith("prompt too long")
+    assert ifd_scores(model, tok, [p], [o], variant="cherry", max_length=P + 1)[0].reason != s.reason
     # superfiltering: direct text = response[: max_length - prompt_tokens + 1], first unscored
     sp = SUPERFILTERING.render("Write a haiku about the sea.")
     SP = len(ids(tok, sp))

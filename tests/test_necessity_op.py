@@ -39,8 +39,9 @@ def test_necessity_trains_once_and_caches_answers_and_scores(tiny, tmp_path):
     assert len(ckpts) == 1
     again = dslrun("mods.sel", "-q", "--out", "o2", cwd=tmp_path, check=True)
     row = next(x.split() for x in again.stdout.splitlines() if x.startswith("n "))
-    assert row[4:6] == ["8", "0"]  # every answer score a cache hit
-    assert "reused the seed-tuned checkpoint" in again.stdout and "fine-tuned" not in again.stdout
+    assert row[4:6] == ["16", "0"]  # 8 answers and 8 scores, every one a cache hit (statistics add up)
+    # every answer is cached, so the checkpoint is neither trained nor even loaded
+    assert "fine-tuned" not in again.stdout and "seed-tuned checkpoint" not in again.stdout
     assert (tmp_path / "o2" / "selected.json").read_text() == (tmp_path / "o" / "selected.json").read_text()
     for r in scores.values():
         if r.get("necessity_score") is not None:

@@ -25,8 +25,8 @@ from dslrun.operators.influence.golden import (  # noqa: E402
 def hand_score(model, tok, prefix: str | None, row: dict) -> float:
     """Unbatched: tokenise, one forward pass, sum log p(answer token | everything before it)."""
     query, full = promptify(row["instruction"], row["input"], row["output"])
-    ids = tok(full)["input_ids"]
-    start, end = len(tok(query)["input_ids"]), len(ids)
+    ids = tok(full, add_special_tokens=False)["input_ids"][:200]  # Nuggets' anchors: 200 tokens at most
+    start, end = len(tok(query, add_special_tokens=False)["input_ids"]), len(ids)
     head = tok(prefix)["input_ids"] if prefix is not None else []
     with torch.no_grad():
         logp = model(torch.tensor([head + ids])).logits[0].log_softmax(-1)

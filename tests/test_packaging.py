@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROOTS = {"dsl": "dslrun/dsl", "operators": "dslrun/operators", "runtime": "dslrun/runtime"}
+ROOTS = {"dslrun": "dslrun", "core": "dslrun/core", "dsl": "dslrun/dsl", "operators": "dslrun/operators", "runtime": "dslrun/runtime"}
 DATA_SUFFIXES = (".lark", ".txt", ".json", ".jinja")
 
 
@@ -39,8 +40,28 @@ def test_wheel_contains_every_module_and_data_file(wheel):
     missing = expected_files() - names
     assert not missing, f"missing from the wheel: {sorted(missing)}"
     assert "dslrun/dsl/grammar.lark" in names
-    assert not any(n.startswith(("dsl/", "operators/", "runtime/", "tests/")) for n in names)
-    assert "dslrun/__init__.py" not in names  # dslrun is a namespace package
+    assert not any(n.startswith(("core/", "dsl/", "operators/", "runtime/", "tests/")) for n in names)
+    assert "dslrun/__init__.py" in names  # the Python API's front door
+
+
+def test_the_installed_wheel_imports_light_and_checks_a_spec(wheel, tmp_path):
+    """Installed from the wheel (not this checkout): ``import dslrun`` loads no compiler and no
+    torch, and ``dslrun.check`` finds a spec's errors with the wheel's own grammar."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                    str(target), wheel.filename], check=True, capture_output=True, text=True)
+    code = (
+        "import sys, dslrun\n"
+        "assert dslrun.__file__.startswith(sys.argv[1]), dslrun.__file__\n"
+        "assert not any(m.startswith(('torch', 'dslrun.dsl', 'dslrun.runtime')) for m in sys.modules)\n"
+        "errs = dslrun.check('p = load(path: \"nowhere.json\")\\nsave(p, formt: json)\\n')\n"
+        "print(sorted(e.message for e in errs))\n"
+        "assert dslrun.runtime.__file__.startswith(sys.argv[1])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(target)})
+    assert r.returncode == 0, r.stderr
+    assert "file not found: nowhere.json" in r.stdout and "formt" in r.stdout
 
 
 def test_console_script_entry_point(wheel):

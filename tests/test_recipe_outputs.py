@@ -26,8 +26,10 @@ CHEAP = ("longest", "random")
 
 
 def check(recipe: str, tmp_path, models) -> None:
-    got = recipe_outputs.run_recipe(recipe, tmp_path, models)
     want = RECORDED[recipe]
+    if isinstance(want, str):  # a reason it is not recorded (yet)
+        pytest.skip(want)
+    got = recipe_outputs.run_recipe(recipe, tmp_path, models)
     assert {k: got.get(k) for k in want} == want, f"{recipe}: outputs changed; see this module's docstring"
 
 

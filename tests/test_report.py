@@ -104,3 +104,36 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert sections == ["Steps: rows in, kept, dropped, failed", "Scores and filters", "Feasibility profile",
                         "Evaluation"]
     assert shot.stat().st_size > 20_000
+
+
+def test_outliers_get_log_scaled_bins_and_the_chart_a_counts_axis():
+    import numpy as np
+
+    from dslrun.runtime.report.data import histogram
+    from dslrun.runtime.report.html import render, svg_histogram
+
+    ppl = np.array([3.0 + i % 7 for i in range(98)] + [4000.0, 90000.0])  # perplexities with two outliers
+    h = histogram(ppl)
+    assert h["scale"] == "log" and sum(h["counts"]) == 100
+    assert max(h["counts"]) < 98  # the bulk is spread over several bars, not one
+    assert histogram(np.arange(1.0, 50.0))["scale"] == "linear"
+    svg = svg_histogram("ppl", h)
+    assert "log scale" in svg and f'font-size="10">{max(h["counts"])}</text>' in svg  # the tallest bar's count
+    html = render({"doc": "line one\nusage: dslrun x.sel", "nodes": []}, Path("."))
+    assert '<p class="doc">line one\nusage: dslrun x.sel</p>' in html and ".doc{white-space:pre-line}" in html
+
+
+def test_failure_reasons_api_notes_and_tag_frequencies_are_shown(tmp_path):
+    from dslrun.runtime.data.table import Table, as_column
+    from dslrun.runtime.report.data import _failures_and_tags
+    from dslrun.runtime.report.html import _node_details
+
+    t = Table({"id": as_column(["a", "b", "c"], "str"), "score": as_column([None, 4.0, None], "float"),
+               "score_reason": as_column(["unparsable reply: x", None, "timeout"], "str"),
+               "tags": as_column([["math", "code"], ["math"], None], "list")})
+    extra = _failures_and_tags(t, {"id"})
+    assert extra["failure_reasons"] == {"unparsable reply": 1, "timeout": 1}
+    assert extra["tag_counts"] == {"math": 2, "code": 1} and extra["distinct_tags"] == 2
+    html = _node_details([{"name": "rated", "op": "judge-score", "histograms": {}, **extra,
+                           "notes": ["api: 3 requests: 1 ok; 3 calls, 2 retries; 90+9 tokens, cost 0.0001"]}])
+    assert "2 retries" in html and "unparsable reply" in html and "math (2), code (1)" in html

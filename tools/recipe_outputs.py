@@ -88,9 +88,22 @@ def fingerprint_outputs(out: Path) -> dict[str, str]:
            for f in ("selected.json", "selected.scores.parquet") if (out / f).exists()}
     if (out / "selected.scores.parquet").exists():
         table = pq.read_table(out / "selected.scores.parquet")
-        blob = json.dumps([str(table.schema.remove_metadata()), table.to_pylist()], sort_keys=True, default=repr)
+        blob = json.dumps([str(table.schema.remove_metadata()), _rounded(table.to_pylist())], sort_keys=True,
+                          default=repr)
         got["scores.content"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return got
+
+
+def _rounded(x: object) -> object:
+    """Floats to 6 significant digits: a local judge batches whatever requests are waiting, so its
+    logits move in the last bits with the batch's padding (the selection does not)."""
+    if isinstance(x, float):
+        return float(f"{x:.6g}")
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    return x
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
 """Nuggets' golden score (Li et al., ACL 2024; pldlgb/nuggets ``instruction_main.py``, ``tasks/alpaca.py``).
 
 Every sample is written as ``Instruction:\\n{instruction}\\n[Input:\\n{input}\\n]Response:\\n{output}``
-(fields ``.strip()``-ed). An anchor's score is the summed log-probability of its answer
-tokens — from ``len(tokenize(query))`` to ``len(tokenize(query + output))`` of the whole
-text's tokens — zero-shot, and one-shot with a candidate's full text in front: the
-candidate's tokens (as ``tokenizer(text)`` gives them, special tokens included) followed
-by the anchor's. A candidate's golden score is the share of anchors whose one-shot score
+(fields ``.strip()``-ed). An anchor is encoded as ``tasks/loader.py:
+TokenizedForGenRightPad`` does: without special tokens, cut to its first 200 tokens
+(``max_length=200, truncation=True``); its score is the summed log-probability of its
+answer tokens — from ``len(tokenize(query))`` to the end of the whole text's tokens, at
+most token 200 (an anchor whose query fills the 200 scores 0 both ways and never counts) —
+zero-shot, and one-shot with a candidate's full text in front: the candidate's tokens (as
+``tokenizer(text)`` gives them, special tokens included, never cut) followed by the anchor's. A candidate's golden score is the share of anchors whose one-shot score
 is strictly greater than their zero-shot score (Nuggets runs one meta-optimisation
 iteration, ``kv_iter = 1``, i.e. the demonstration's plain key/value cache).
 
@@ -42,10 +44,15 @@ class Anchor:
     end: int  # one past the last answer token
 
 
-def encode_anchor(tokenizer: Any, instruction: str, input: str, output: str) -> Anchor:
+ANCHOR_MAX_TOKENS = 200  # Nuggets' TokenizedForGenRightPad.max_length
+
+
+def encode_anchor(tokenizer: Any, instruction: str, input: str, output: str,
+                  max_tokens: int = ANCHOR_MAX_TOKENS) -> Anchor:
     query, full = promptify(instruction, input, output)
-    ids = list(tokenizer(full)["input_ids"])
-    return Anchor(ids, max(1, len(tokenizer(query)["input_ids"])), len(ids))
+    ids = list(tokenizer(full, add_special_tokens=False)["input_ids"])[:max_tokens]
+    start = max(1, len(tokenizer(query, add_special_tokens=False)["input_ids"]))
+    return Anchor(ids, start, max(start, len(ids)))
 
 
 def encode_demo(tokenizer: Any, instruction: str, input: str, output: str) -> list[int]:
@@ -69,7 +76,7 @@ def answer_logprobs(model: Any, anchors: Sequence[Anchor], pad_id: int, demo: Se
     n_demo = len(demo)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     longest = n_demo + max((len(a.ids) for a in anchors), default=0)
-    if limit and longest > limit:  # Nuggets never truncates: say so instead of an index error deep in the model
+    if limit and longest > limit:  # a demonstration is never cut: say so instead of an index error in the model
         raise ValueError(f"a demonstration ({n_demo} tokens) plus the longest anchor needs {longest} positions; "
                          f"the model has {limit}: use shorter anchors or samples, or a longer-context model")
     with torch.inference_mode():

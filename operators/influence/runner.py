@@ -87,6 +87,10 @@ class Runner:
         """The warm-up's sample ids (LESS's seeded subset of the distinct samples) and its folder."""
         ids = list(dict.fromkeys(table.ids))
         chosen = [ids[i] for i in warmup_subset(len(ids), self.p.warmup_fraction, self.p.seed)]
+        if int(len(ids) * self.p.warmup_fraction) < 1 and self.ctx is not None:
+            self.ctx.stats.warnings.append(
+                f"`warmup_fraction: {self.p.warmup_fraction:g}` of {len(ids)} samples rounds down to 0: "
+                f"the warm-up trains on {len(chosen)} sample; raise `warmup_fraction` or give it more samples")
         self.key = warmup_key(self.identity, chosen, self.cfg)
         return chosen, self.root / "warmup" / self.key
 

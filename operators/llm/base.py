@@ -174,6 +174,16 @@ class LlmOperator(CachedOperator[LP]):
 
     # ---------------------------------------------------------------- what subclasses define
     reason_column: str = "reason"
+    sample_columns: tuple[str, ...] = ("instruction", "input", "output")  # what messages() reads
+
+    def calls(self, sample: Mapping[str, Any]) -> list[list[dict[str, str]]] | None:
+        """Several chats for one sample (one per turn, say), each cached on its own and then
+        merged by :meth:`combine`; None (default): the one chat of :meth:`messages`."""
+        return None
+
+    def combine(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """One sample's column values from the values of its :meth:`calls`, in order."""
+        raise NotImplementedError
 
     def messages(self, sample: Mapping[str, Any]) -> list[dict[str, str]]:
         raise NotImplementedError

@@ -9,7 +9,9 @@ Sources (strings copied from the methods' public code, tested byte for byte):
   first line, -1 when that fails. Sent with temperature 0, max_tokens 256.
 * DEITA, ``deita/selection/scorer`` (hkust-nlp/deita): the complexity and quality scorer
   prompts, sent as raw text to the scorer model; score = expectation of 1…6 under the
-  softmax of the logits of the tokens "1"…"6" at the first generated position.
+  softmax of the logits of the tokens "1"…"6" at the first generated position. The
+  ``{instruction}`` slot holds the sample's user turn (instruction and input, as in its
+  ``messages``), the query DEITA's ShareGPT pipeline reads.
 
 Every named judge declares its scale (AlpaGasus 0–5, DEITA 1–6: the range its prompt
 asks for). A parsed value outside it, or not finite (``inf``, ``nan``), is not a score:
@@ -71,11 +73,21 @@ class Judge:
     on_failure: float | None = None
     scale: tuple[float, float] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    user_turn: bool = False  # {instruction} is the whole user turn: instruction + input
 
     def messages(self, sample: Mapping[str, str]) -> list[dict[str, str]]:
         fields = {k: sample.get(k, "") for k in ("instruction", "input", "output")}
+        if self.user_turn:
+            fields["instruction"] = user_turn(fields["instruction"], fields["input"])
         out = [{"role": "system", "content": self.system.format_map(fields)}] if self.system else []
         return out + [{"role": "user", "content": fill(self.user, fields)}]
+
+
+def user_turn(instruction: str, input: str) -> str:
+    """The user turn of an Alpaca row, joined as ``load`` joins it into ``messages``
+    (``runtime/data/pool_files.py: parse_record``): DEITA scores the user's query, which for a row
+    with an input holds both (an instruction alone may point at text it lacks)."""
+    return instruction + ("\n\n" + input if input.strip() else "")
 
 
 def fill(template: str, fields: Mapping[str, str]) -> str:
@@ -93,9 +105,9 @@ JUDGES = {
     # DEITA's scorers generate at most 2 tokens; only the first position is read. An expectation
     # over 1…6 lies in [1, 6] unless a logprob is not finite.
     "deita-complexity": Judge("deita-complexity", DEITA_COMPLEXITY, parser="expected-digit", max_tokens=2,
-                              raw=True, logprobs=True, scale=(1.0, 6.0)),
+                              raw=True, logprobs=True, scale=(1.0, 6.0), user_turn=True),
     "deita-quality": Judge("deita-quality", DEITA_QUALITY, parser="expected-digit", max_tokens=2, raw=True,
-                           logprobs=True, scale=(1.0, 6.0)),
+                           logprobs=True, scale=(1.0, 6.0), user_turn=True),
 }
 
 

@@ -9,10 +9,15 @@ the same way; the two counts of response tokens can then differ by one.
   template Alpaca; direct text = ``direct_prefix + response`` (``'### Response:'`` for
   Alpaca, no space or newline); loss = mean response-token cross-entropy;
   **IFD = loss_conditioned / loss_direct** (a ratio of mean losses); max_length 512 for
-  the conditioned text; the direct text cut to ``max_length - prompt_tokens - 2`` tokens
-  (the original's estimate of the same response tokens); a prompt with
-  ``max_length - prompt_tokens - 2 <= 4`` is skipped, as in the original;
-  **IFD > 1 is invalid** (== 1 kept).
+  the conditioned text. Long samples follow the released scripts exactly: with
+  ``P = min(prompt_tokens, max_length)``, a prompt with ``P >= max_length`` is skipped;
+  the direct text is cut to ``max_length - P + slack`` tokens (slack 4 after
+  ``'### Response:'``, 6 after ``'ASSISTANT:'``, the original's constants; for any other
+  prefix, the prefix's own token count); a sample whose scored direct tokens ``n`` give
+  ``P + n > max_length`` is skipped (``longer than max_length (Cherry skips it)``). With a
+  tokenizer that adds a BOS the slack equals the prefix's tokens and the skip never fires
+  (the response is scored truncated); without one (GPT-2, SmolLM2) every sample whose
+  response is cut is skipped. **IFD > 1 is invalid** (== 1 kept).
 
 ``superfiltering`` (Superfiltering, ``code_ifd/data_analysis.py`` + ``put_analysis_to_data.py``
 + ``select_data.py``): template ``"{instruction}\\n{input}\\n"`` / ``"{instruction}\\n"``; direct
@@ -114,16 +119,17 @@ def ifd_sequences(tokenizer: Any, prompts: Sequence[str], responses: Sequence[st
     out: list[tuple | str] = []
     for text, head, whole, direct in zip(responses, heads, wholes, directs, strict=True):
         direct = with_prefix(bos, direct)
-        room = max_length - len(head)
+        n_prompt = min(len(head), max_length)  # both originals encode the prompt with truncation
+        room = max_length - n_prompt
         if not text:
             out.append("empty response")
             continue
         if variant.name == "cherry":
-            if room - 2 <= 4:
+            if room <= 0:
                 out.append(f"prompt too long: {len(head)} tokens leave no room in max_length "
-                           f"{max_length} (needs max_length - prompt_tokens - 2 > 4)")
+                           f"{max_length} (Cherry skips it)")
                 continue
-            direct = direct[:room - 2]  # the original's estimate of the same response tokens
+            direct = direct[:room + cherry_slack(direct_prefix, d_start)]
         else:
             direct = direct[:room + 1]
         cond = whole[:max_length]
@@ -133,9 +139,24 @@ def ifd_sequences(tokenizer: Any, prompts: Sequence[str], responses: Sequence[st
         elif len(direct) <= d_start:
             out.append("no response token left to score in the direct text (a single-token response "
                        "with no BOS token or direct prefix, or truncated away)")
+        elif variant.name == "cherry" and len(head) + len(direct) - d_start > max_length:
+            out.append(f"longer than max_length (Cherry skips it): {len(head)} prompt tokens + "
+                       f"{len(direct) - d_start} direct response tokens > {max_length}")
         else:
             out.append((cond, len(head), direct, d_start))
     return out
+
+
+# Cherry LLM's slack on the direct text's cut, per response header (``data_analysis.py``:
+# 4 for '### Response:', ``data_analysis_vic.py``: 6 for 'ASSISTANT:'): LLaMA's token count
+# of the header with its BOS.
+CHERRY_SLACK = {"### Response:": 4, "ASSISTANT:": 6}
+
+
+def cherry_slack(direct_prefix: str, prefix_tokens: int) -> int:
+    """The original's constant for its own headers; for another header its token count, the
+    quantity the constants stand for."""
+    return CHERRY_SLACK.get(direct_prefix, prefix_tokens)
 
 
 def ifd_scores(model: Any, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], *,

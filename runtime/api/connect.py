@@ -13,10 +13,10 @@ from dslrun.runtime.api.types import Price, RetryPolicy
 def backend_for(p: Any, model_name: str, models: Any, api_key_env: str | None) -> Any:
     """``p``: an ``LlmParams``; ``models``: the run's model pool (for ``backend: local``)."""
     if p.backend == "local":
-        from dslrun.runtime.api.local import LocalChatBackend
+        from dslrun.runtime.api.local import LocalChatBackend, micro_batch
 
         model, tokenizer = models.causal_lm(model_name, device=p.device, dtype=p.dtype)
-        return LocalChatBackend(model, tokenizer, name=model_name)
+        return LocalChatBackend(model, tokenizer, name=model_name, max_batch=micro_batch(model, p.concurrency))
     from dslrun.runtime.api.backends import OpenAIBackend
 
     return OpenAIBackend(model_name, base_url=p.base_url, api_key_env=api_key_env, timeout=p.timeout)

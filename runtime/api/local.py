@@ -7,8 +7,12 @@ batch, up to ``max_batch``, in a worker thread, so the event loop stays free and
 model sees a batch instead of one sequence at a time. Options: ``temperature`` (0 or absent: greedy), ``max_tokens``,
 ``seed``, ``logprobs``/``top_logprobs`` (of the first generated position, from the raw
 logits), ``logprob_tokens`` (strings whose first-position log-probabilities are always
-returned, e.g. DEITA's "1"…"6"), and ``raw`` (send the user text as is, without the
-chat template, as DEITA's scorers and other completion-style prompts expect).
+returned, e.g. DEITA's "1"…"6"), ``processed_logprobs`` (read those from the scores after
+the model's logits processors instead, e.g. a ``repetition_penalty`` in its generation
+config, as DEITA's ``generate(..., output_scores=True)`` does; sampling warpers are not
+applied at temperature 0, where DEITA's call would apply them only if the generation config
+samples), and ``raw`` (send the user text as is, without the chat template, as DEITA's
+scorers and other completion-style prompts expect).
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from typing import Any
 from dslrun.runtime.api.types import CallError, Reply
 
 DEFAULT_MAX_TOKENS = 256
+CPU_MICRO_BATCH = 4  # replies land (and are cached) every few samples: on a CPU a batch of 16 takes many minutes
+GPU_MICRO_BATCH = 16
+
+
+def micro_batch(model: Any, concurrency: int) -> int:
+    """How many samples are generated together; each batch's replies are delivered (and cached) when it ends."""
+    device = next(model.parameters()).device
+    return max(1, min(concurrency, CPU_MICRO_BATCH if device.type == "cpu" else GPU_MICRO_BATCH))
 
 
 class LocalChatBackend:
@@ -96,6 +108,9 @@ class LocalChatBackend:
         gen: dict[str, Any] = {"max_new_tokens": int(opts.get("max_tokens") or DEFAULT_MAX_TOKENS),
                                "do_sample": temperature > 0, "return_dict_in_generate": True,
                                "output_logits": True, "pad_token_id": pad}
+        processed = bool(opts.get("processed_logprobs"))
+        if processed:
+            gen["output_scores"] = True
         if temperature > 0:
             gen["temperature"] = float(temperature)
         else:  # greedy: neutralise sampling defaults a generation_config may carry
@@ -115,7 +130,8 @@ class LocalChatBackend:
             n = next((k + 1 for k, t in enumerate(new) if t in stops), len(new))  # up to and with the stop
             top = None
             if want_lp:
-                top = self.first_logprobs(out.logits[0][r].float(), int(opts.get("top_logprobs") or 0),
+                first = out.scores[0][r] if processed else out.logits[0][r]
+                top = self.first_logprobs(first.float(), int(opts.get("top_logprobs") or 0),
                                           opts.get("logprob_tokens") or ())
             replies.append(Reply(text=tok.decode(new[:n], skip_special_tokens=True), top_logprobs=top,
                                  input_tokens=int(mask[r].sum()), output_tokens=n, finish_reason="stop",

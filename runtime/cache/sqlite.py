@@ -180,10 +180,10 @@ class SqliteStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT n.node, n.op, n.version, n.model, n.last_used, count(s.sample), "
-                "coalesce(sum(length(s.value)), 0) FROM nodes n LEFT JOIN scores s ON s.node = n.node "
+                "coalesce(sum(length(s.value)), 0), n.params FROM nodes n LEFT JOIN scores s ON s.node = n.node "
                 "GROUP BY n.node ORDER BY n.last_used DESC").fetchall()
         return [{"node": r[0], "op": r[1], "version": r[2], "model": r[3], "last_used": r[4],
-                 "samples": r[5], "bytes": r[6]} for r in rows]
+                 "samples": r[5], "bytes": r[6], "params": r[7]} for r in rows]
 
     def gc(self, older_than_days: float | None = None, ops: Iterable[str] | None = None,
            keep: Iterable[str] = ()) -> int:

@@ -59,7 +59,8 @@ def file_format(path: Path) -> str:
         return "json"
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    raise PoolError(f"{path}: unknown pool format `{suffix}` (expected .json, .jsonl or .parquet)")
+    raise PoolError(f"{path}: unknown pool format `{suffix}` (expected .json, .jsonl, .parquet, a folder of "
+                    "Parquet shards, a datasets folder or hf://user/dataset)")
 
 
 def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]:
@@ -204,19 +205,22 @@ def parse_record(rec: Any, schema: str, fields: dict[str, str]) -> tuple[dict[st
 
 
 def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = None,
-              spill_rows: int | None = None, spill_dir: str | Path | None = None) -> Loaded:
-    """Read and validate a pool. With ``spill_rows``, a pool of more rows than that keeps its
-    text and records on disk (``DiskColumn``s; runtime/data/disk_columns.py) instead of in memory."""
-    path = Path(path)
-    if not path.exists():
-        raise PoolError(f"{path}: pool file not found")
-    fmt = file_format(path)
+              spill_rows: int | None = None, spill_dir: str | Path | None = None, split: str | None = None,
+              preview: bool = False) -> Loaded:
+    """Read and validate a pool (any source pool_sources.py opens: a file, Parquet shards, a
+    datasets folder, a hub id, a pool in memory). With ``spill_rows``, a pool of more rows than
+    that keeps its text and records on disk (``DiskColumn``s; runtime/data/disk_columns.py)
+    instead of in memory. ``preview``: only a first look (a hub dataset is streamed)."""
+    from dslrun.runtime.data.pool_sources import open_pool
+
+    source = open_pool(path, split, preview)
+    path, fmt = source.label, source.fmt
     fields = fields or {}
     quarantined: list[Quarantined] = []
     schema: str | None = None
     builder: PoolTableBuilder | None = None
     kept = 0
-    for i, rec, problem in _read_records(path, fmt):
+    for i, rec, problem in source.records():
         if limit and kept >= limit:
             break
         if problem is None and schema is None and isinstance(rec, dict):
@@ -235,7 +239,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
         builder.add(base, rec, i)
         kept += 1
     builder = builder or PoolTableBuilder(schema or "alpaca", fields, None, None)
-    table = builder.finish({"source": str(path), "schema": schema or "alpaca", "format": fmt})
+    table = builder.finish({"source": path, "schema": schema or "alpaca", "format": fmt, "fields": dict(fields)})
     return Loaded(table, quarantined, schema or "alpaca", fmt)
 
 
@@ -254,9 +258,9 @@ def column_type(arr: np.ndarray) -> str:
     return "any"
 
 
-def sniff_columns(path: str | Path, fields: dict[str, str] | None = None) -> dict[str, str]:
+def sniff_columns(path: str | Path, fields: dict[str, str] | None = None, split: str | None = None) -> dict[str, str]:
     """Columns a pool will have, from its first records, for static checks (cheap)."""
-    loaded = read_pool(path, limit=50, fields=fields)
+    loaded = read_pool(path, limit=50, fields=fields, split=split, preview=True)
     t = loaded.table
     return {c: column_type(t.column(c)) for c in t.column_names}
 
@@ -275,14 +279,21 @@ def atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def write_records(path: Path, records: Iterable[Any], fmt: str) -> None:
-    """Write records as they come (JSON and JSONL never hold them all; Parquet does)."""
+def write_records(path: Path, records: Iterable[Any], fmt: str, empty_schema: Any = None) -> None:
+    """Write records as they come (JSON and JSONL never hold them all; Parquet does).
+
+    No records in Parquet: a file with ``empty_schema``'s typed columns and no row group
+    (a zero-row row group is what readers such as ``datasets`` choke on)."""
     def write(tmp: Path) -> None:
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(list(records)), tmp)
+            rows = list(records)
+            if not rows:
+                pq.ParquetWriter(tmp, empty_schema if empty_schema is not None else pa.schema([])).close()
+                return
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
         elif fmt == "jsonl":
             with tmp.open("w", encoding="utf-8") as f:
                 for r in records:

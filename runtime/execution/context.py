@@ -33,6 +33,7 @@ class RunContext:
     dry_run: bool = False
     models: ModelPool = field(default_factory=ModelPool)
     refs: dict[str, Any] = field(default_factory=dict)  # tables of steps named in this node's parameters
+    input_columns: dict[str, str] = field(default_factory=dict)  # types an empty table cannot show
 
     def for_node(self, node: str, stats: NodeStats) -> RunContext:
         return RunContext(self.out_dir, self.spec_dir, self.cache, node, stats, self.progress,

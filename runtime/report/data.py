@@ -15,6 +15,7 @@ EXAMPLES = 3  # kept and dropped examples shown per filtering step
 TEXT_CHARS = 280
 BINS = 20
 TEXT_COLUMNS = ("instruction", "input", "output")
+TOP_TAGS = 30
 
 
 def _numeric(col: np.ndarray) -> np.ndarray | None:
@@ -25,13 +26,20 @@ def _numeric(col: np.ndarray) -> np.ndarray | None:
     return vals if len(vals) else None
 
 
+LOG_SPAN = 100.0  # positive values spanning more than this factor get log-spaced bins
+
+
 def histogram(values: np.ndarray, bins: int = BINS) -> dict[str, Any]:
+    """Counts per bin. Positive values over several orders of magnitude (perplexities with a few
+    outliers) get log-spaced bins, or every value but the outliers would share one bar."""
     lo, hi = float(values.min()), float(values.max())
     if lo == hi:
         return {"edges": [lo, hi], "counts": [int(len(values))], "n": int(len(values)), "min": lo, "max": hi}
-    counts, edges = np.histogram(values, bins=bins)
+    log = lo > 0 and hi / lo > LOG_SPAN
+    edges_in = np.geomspace(lo, hi, bins + 1) if log else bins
+    counts, edges = np.histogram(values, bins=edges_in)
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "n": int(len(values)),
-            "min": lo, "max": hi, "mean": float(values.mean())}
+            "min": lo, "max": hi, "mean": float(values.mean()), "scale": "log" if log else "linear"}
 
 
 def _example(table: Any, row: int, score_cols: list[str]) -> dict[str, Any]:
@@ -59,13 +67,15 @@ def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> di
     inputs = [tables[i] for i in node.inputs if i in tables]
     d: dict[str, Any] = {"name": name, "op": node.step.op, "rows_in": stats.rows_in if node.inputs else None,
                          "kept": stats.rows_out, "failed": stats.failed + stats.quarantined,
-                         "seconds": round(stats.seconds, 3), "notes": list(stats.notes)}
+                         "seconds": round(stats.seconds, 3), "notes": list(stats.notes),
+                         "warnings": list(dict.fromkeys(stats.warnings))}
     d["dropped"] = max(0, stats.rows_in - stats.rows_out) if len(node.inputs) == 1 else None
     if out is None:
         return d
     before = set(inputs[0].column_names) if inputs else set()
     d["histograms"] = {c: histogram(_numeric(out.column(c)))  # type: ignore[arg-type]
                        for c in _score_columns(out) if c not in before}
+    d.update(_failures_and_tags(out, before))
     if len(inputs) == 1 and d["dropped"]:
         src = inputs[0]
         scores = [c for c in _score_columns(src) if c not in ("id",)][:6]
@@ -75,6 +85,25 @@ def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> di
                               for r in range(min(EXAMPLES, len(out)))]
         d["dropped_examples"] = [_example(src, r, scores) for r in dropped_rows]
     return d
+
+
+def _failures_and_tags(out: Any, before: set[str]) -> dict[str, Any]:
+    """Why this step's scores failed (``*_reason`` columns it added), and tag frequencies (InsTag)."""
+    from collections import Counter
+
+    extra: dict[str, Any] = {}
+    added = [c for c in out.column_names if c not in before and out.ndim(c) == 1]
+    reasons: Counter = Counter()
+    for c in (c for c in added if c.endswith("_reason")):
+        reasons.update(str(v).split(":")[0] for v in out.column(c).tolist() if v)
+    if reasons:
+        extra["failure_reasons"] = dict(reasons.most_common(10))
+    for c in (c for c in added if c == "tags"):
+        tags: Counter = Counter(t for ts in out.column(c).tolist() if isinstance(ts, list) for t in ts)
+        if tags:
+            extra["tag_counts"] = dict(tags.most_common(TOP_TAGS))
+            extra["distinct_tags"] = len(tags)
+    return extra
 
 
 def load_profile(out_dir: Path) -> dict[str, Any] | None:

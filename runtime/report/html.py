@@ -17,7 +17,8 @@ th{background:#f4f4f4}td.l,th.l{text-align:left}.muted{color:#777}.hists{display
 .hist{border:1px solid #eee;padding:.4em}.ex{display:grid;grid-template-columns:1fr 1fr;gap:1em}
 .ex div{min-width:0}.sample{border-left:3px solid #8c8;padding:.2em .6em;margin:.4em 0;background:#fafafa;white-space:pre-wrap;word-break:break-word}
 .drop .sample{border-color:#d88}.pending{border:1px dashed #bbb;padding:.6em;color:#666}
-code{background:#f4f4f4;padding:0 .2em}
+code{background:#f4f4f4;padding:0 .2em}.doc{white-space:pre-line}
+.warn{border:1px solid #e0b000;background:#fff8dc;padding:0 1em;margin-top:1em}.warn h2{border:0;margin-top:.5em}
 """
 
 
@@ -41,9 +42,12 @@ def svg_histogram(name: str, h: dict[str, Any], width: int = 260, height: int = 
         bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" height="{bh:.1f}" '
                     f'fill="#5b8bd0"><title>{escape(tip)}</title></rect>')
     axis = (f'<text x="5" y="{height - 5}" font-size="10">{h["min"]:.4g}</text>'
-            f'<text x="{width - 5}" y="{height - 5}" font-size="10" text-anchor="end">{h["max"]:.4g}</text>')
+            f'<text x="{width - 5}" y="{height - 5}" font-size="10" text-anchor="end">{h["max"]:.4g}</text>'
+            f'<text x="5" y="10" font-size="10">{top}</text>'  # the count of the tallest bar: a counts axis
+            f'<line x1="4" y1="{height - 20}" x2="4" y2="10" stroke="#999" stroke-width="0.5"/>')
+    scale = ", log scale" if h.get("scale") == "log" else ""
     return (f'<div class="hist"><b>{escape(name)}</b> <span class="muted">n={h["n"]}'
-            f'{", mean " + format(h["mean"], ".4g") if "mean" in h else ""}</span><br>'
+            f'{", mean " + format(h["mean"], ".4g") if "mean" in h else ""}{scale}</span><br>'
             f'<svg role="img" aria-label="histogram of {escape(name)}" width="{width}" height="{height}" '
             f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}{axis}</svg></div>')
 
@@ -68,13 +72,36 @@ def _counts(nodes: list[dict[str, Any]]) -> str:
     return f'<section id="counts"><h2>Steps: rows in, kept, dropped, failed</h2><table>{head}{body}</table></section>'
 
 
+def _banner(nodes: list[dict[str, Any]]) -> str:
+    """Warnings first: a step that kept nothing must not look like a success."""
+    items = [f"<li><b>{escape(n['name'])}</b>: {escape(w)}</li>" for n in nodes for w in n.get("warnings") or []]
+    if not items:
+        return ""
+    return f'<section id="warnings" class="warn"><h2>Warnings</h2><ul>{"".join(items)}</ul></section>'
+
+
+def _notes(n: dict[str, Any]) -> str:
+    """A step's own account: API calls, tokens, retries and cost (its run notes), why scores
+    failed, and the most frequent tags."""
+    parts = [f"<p class=muted>{escape(note)}</p>" for note in n.get("notes") or []]
+    if n.get("failure_reasons"):
+        items = "".join(f"<tr><td class=l>{escape(k)}</td><td>{v}</td></tr>" for k, v in n["failure_reasons"].items())
+        parts.append(f"<table><tr><th class=l>failed: reason</th><th>samples</th></tr>{items}</table>")
+    if n.get("tag_counts"):
+        items = ", ".join(f"{escape(t)} ({c})" for t, c in n["tag_counts"].items())
+        parts.append(f"<p><b>tags</b> ({n.get('distinct_tags')} distinct; most frequent first): {items}</p>")
+    return "".join(parts)
+
+
 def _node_details(nodes: list[dict[str, Any]]) -> str:
     parts = []
     for n in nodes:
         hists = n.get("histograms") or {}
-        if not hists and "kept_examples" not in n:
+        extra = _notes(n)
+        if not hists and "kept_examples" not in n and not extra:
             continue
         block = f'<h3 id="node-{escape(n["name"])}">{escape(n["name"])} <span class="muted">({escape(n["op"])})</span></h3>'
+        block += extra
         if hists:
             block += '<div class="hists">' + "".join(svg_histogram(k, h) for k, h in hists.items()) + "</div>"
         if "kept_examples" in n:
@@ -152,11 +179,12 @@ def render(data: dict[str, Any], out_dir: Path) -> str:
     evals = "".join(_evaluation(ev, out_dir) for ev in data.get("evaluations") or [])
     eval_section = f'<section id="evaluation"><h2>Evaluation</h2>{evals}</section>' if evals else ""
     title = f"dslrun report: {Path(data.get('spec') or 'run').name}"
-    doc = f"<p>{escape(data['doc'])}</p>" if data.get("doc") else ""
+    # The spec's header comment keeps its lines (usage lines, citations), not one run-on paragraph.
+    doc = f'<p class="doc">{escape(data["doc"])}</p>' if data.get("doc") else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body><h1>{escape(title)}</h1>{doc}'
             f'<p class="muted">output: {escape(str(data.get("out_dir", "")))} · {data.get("seconds", 0)} s</p>'
-            f"{_counts(data.get('nodes', []))}{_node_details(data.get('nodes', []))}{_profile(data.get('profile'))}"
+            f"{_banner(data.get('nodes', []))}{_counts(data.get('nodes', []))}{_node_details(data.get('nodes', []))}{_profile(data.get('profile'))}"
             f"{eval_section}</body></html>\n")
 
 

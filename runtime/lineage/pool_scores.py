@@ -1,0 +1,131 @@
+"""``pool.scores.parquet``: every loaded sample, its scores, whether it was kept, and if not, why.
+
+Columns: ``id``, ``row`` (position in its pool file), ``pool`` (the ``load`` step), every
+score column any step computed (null where a step never saw the sample), ``kept`` (in
+what a ``save`` step wrote), ``dropped_by`` (the first step, in run order, on the way to a
+``save`` that removed it) and ``drop_reason``. A failed score (``*_reason`` set, e.g. an
+unparsable judge reply) is added to the reason of the step that then dropped the row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from dslrun.runtime.lineage.reasons import reasons_for
+
+NAME = "pool.scores.parquet"
+TEXT = {"instruction", "input", "output", "messages"}
+
+
+def _targets(plan: Any) -> list[str]:
+    saves = [n for n in plan.order if plan.nodes[n].step.op == "save"]
+    return saves or [n for n in plan.order if plan.graph.out_degree(n) == 0]
+
+
+def _keys(t: Any) -> list[tuple[str, int]]:
+    """A row's identity: its sample id and its row in the pool file (exact duplicates share an id)."""
+    rows = t.column("_row").tolist() if "_row" in t else [-1] * len(t)
+    return list(zip(t.ids.tolist(), (int(r) for r in rows)))
+
+
+def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
+    loads = [n for n in plan.order if plan.nodes[n].step.op == "load" and n in tables]
+    keys: list[tuple[str, int]] = []
+    pools: list[str] = []
+    index: dict[tuple[str, int], int] = {}
+    for name in loads:
+        for key in _keys(tables[name]):
+            if key not in index:
+                index[key] = len(keys)
+                keys.append(key)
+                pools.append(name)
+    n = len(keys)
+    scores: dict[str, np.ndarray] = {}
+    for name in plan.order:
+        t = tables.get(name)
+        if t is None:
+            continue
+        pos = np.fromiter((index.get(k, -1) for k in _keys(t)), dtype=np.int64, count=len(t))
+        ok = pos >= 0
+        for c in t.column_names:
+            if c in TEXT or c == "id" or t.ndim(c) != 1:
+                continue
+            col = scores.setdefault(c, np.full(n, None, dtype=object))
+            col[pos[ok]] = np.asarray(t.column(c), dtype=object)[ok]
+    targets = [t for t in _targets(plan) if t in tables]
+    kept = np.zeros(n, dtype=bool)
+    for t in targets:
+        for key in _keys(tables[t]):
+            if key in index:
+                kept[index[key]] = True
+    dropped_by: list[str | None] = [None] * n
+    reason: list[str | None] = [None] * n
+    ancestors = set(targets).union(*(nx.ancestors(plan.graph, t) for t in targets)) if targets else set()
+    failures = {c: v for c, v in scores.items() if c.endswith("_reason")}
+    for name in plan.order:
+        node = plan.nodes[name]
+        if name not in ancestors or not node.inputs or name not in tables or node.op is None:
+            continue
+        inputs = [tables[i] for i in node.inputs if i in tables]
+        if len(inputs) != len(node.inputs):
+            continue
+        out_keys = set(_keys(tables[name]))
+        first = _keys(inputs[0])
+        lost = np.array([i for i, k in enumerate(first) if k not in out_keys and k in index
+                         and not kept[index[k]] and dropped_by[index[k]] is None], dtype=np.int64)
+        if not len(lost):
+            continue
+        why = reasons_for(node.op, inputs, tables[name], lost)
+        for i, text in zip(lost.tolist(), why):
+            p = index[first[i]]
+            failed = [f"{c}: {col[p]}" for c, col in failures.items() if isinstance(col[p], str) and col[p]]
+            dropped_by[p] = name
+            reason[p] = text + ("; its score failed (" + "; ".join(failed) + ")" if failed else "")
+    return {"id": [k[0] for k in keys], "row": [k[1] for k in keys], "pool": pools,  # type: ignore[dict-item]
+            **{c: v.tolist() for c, v in scores.items()},
+            "kept": kept.tolist(), "dropped_by": dropped_by, "drop_reason": reason}
+
+
+def path_steps(plan: Any, tables: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps on the way to the outputs, in run order, with the columns each added (for ``dslrun why``)."""
+    targets = [t for t in _targets(plan) if t in tables]
+    on_path = set(targets).union(*(nx.ancestors(plan.graph, t) for t in targets)) if targets else set()
+    steps = []
+    for name in plan.order:
+        if name not in on_path or name not in tables:
+            continue
+        node = plan.nodes[name]
+        before = set().union(*(tables[i].column_names for i in node.inputs if i in tables))
+        steps.append({"name": name, "op": node.step.op, "inputs": list(node.inputs),
+                      "columns": [c for c in tables[name].column_names if c not in before and c not in TEXT]})
+    return steps
+
+
+def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dslrun.runtime.data.pool_files import atomic_write
+
+    data = build(plan, tables)
+    fixed = {"id": pa.string(), "row": pa.int64(), "pool": pa.string(), "kept": pa.bool_(),
+             "dropped_by": pa.string(), "drop_reason": pa.string()}
+    arrays = {}
+    for c, values in data.items():
+        try:
+            arrays[c] = pa.array(values, type=fixed.get(c), from_pandas=True)  # NaN: null
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text
+            arrays[c] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        if arrays[c].type == pa.null():  # no sample has a value (all failed): say what it would have been
+            floats = any(isinstance(v, float) for v in values)
+            arrays[c] = pa.nulls(len(values), pa.float64() if floats else pa.string())
+    meta = {b"dslrun.steps": json.dumps(path_steps(plan, tables)).encode()}
+    table = pa.table(arrays).replace_schema_metadata(meta)
+    path = out_dir / NAME
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return path

@@ -1,0 +1,75 @@
+"""Whole-pool scores and lineage: ``pool.scores.parquet`` and ``dslrun why``."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from testkit.cli import alpaca, dslrun, write_pool
+from testkit.openai_server import OpenAITestServer
+
+SPEC = """param pool = "p.json"
+p = load(path: $pool)
+d = dedup(p)
+l = length(d)
+f = filter(l, where: output_chars > 20)
+cut = rank(f, by: output_chars, top: 5)
+save(cut)
+"""
+
+
+def project(tmp_path):
+    records = alpaca(30)
+    records.append(dict(records[3]))  # row 30 repeats row 3: same sample id, another row
+    write_pool(tmp_path / "p.json", records)
+    (tmp_path / "s.sel").write_text(SPEC)
+    dslrun("s.sel", "--out", "o", "-q", cwd=tmp_path, check=True)
+    return {r["row"]: r for r in pq.read_table(tmp_path / "o" / "pool.scores.parquet").to_pylist()}
+
+
+def test_every_loaded_row_with_its_scores_and_the_step_that_dropped_it(tmp_path):
+    rows = project(tmp_path)
+    assert sorted(rows) == list(range(31))  # every loaded row, the duplicate too
+    kept = [r for r in rows.values() if r["kept"]]
+    assert len(kept) == 5 and all(r["dropped_by"] is None and r["drop_reason"] is None for r in kept)
+    cut_off = min(r["output_chars"] for r in kept)
+    assert all(r["output_chars"] is not None for r in rows.values() if r["row"] != 30)  # scores of dropped rows
+    assert rows[30]["dropped_by"] == "d" and rows[30]["output_chars"] is None  # never reached `length`
+    assert "duplicate (normalized, on sample) of row 3" in rows[30]["drop_reason"]
+    short = [r for r in rows.values() if r["row"] != 30 and r["output_chars"] <= 20]
+    assert short and all(r["dropped_by"] == "f" and r["drop_reason"] == "`where: output_chars > 20` is false"
+                         for r in short)
+    ranked_out = [r for r in rows.values() if r["dropped_by"] == "cut"]
+    assert len(ranked_out) == 31 - 1 - len(short) - 5
+    assert all(r["drop_reason"] == f"output_chars = {r['output_chars']}, below the cut-off {cut_off} (top 5, 5 kept)"
+               for r in ranked_out)
+
+
+def test_why_prints_a_samples_path(tmp_path):
+    rows = project(tmp_path)
+    r = dslrun("why", "o", "30", cwd=tmp_path, check=True)
+    assert f"sample {rows[30]['id']} (row 30 of `p`): dropped by `d`" in r.stdout
+    assert "DROPPED: duplicate" in r.stdout and "(not reached)" in r.stdout
+    kept = next(x for x in rows.values() if x["kept"])
+    r = dslrun("why", "o", kept["id"], cwd=tmp_path, check=True)
+    assert "KEPT" in r.stdout and f"output_chars = {kept['output_chars']}" in r.stdout
+    missing = dslrun("why", "o", "nope", cwd=tmp_path)
+    assert missing.returncode == 1 and "no sample with id or row `nope`" in missing.stderr
+
+
+def test_a_failed_score_is_part_of_the_reason(tmp_path):
+    records = [{"instruction": f"Explain idea number {i}.", "input": "", "output": f"Idea {i}."} for i in range(12)]
+    write_pool(tmp_path / "pool.json", records)
+    (tmp_path / "s.sel").write_text(
+        'pool = load(path: "pool.json")\n'
+        "rated = judge-score(pool, template: alpagasus, model: test-model, base_url: $url, api_key_env: K, "
+        "timeout: 60, max_attempts: 1)\nkept = filter(rated, where: score >= 0)\nsave(kept)\n".replace(
+            "$url", "\"{url}\""))
+    with OpenAITestServer(reply=lambda req: "no score here") as srv:
+        spec = (tmp_path / "s.sel").read_text().replace("{url}", srv.base_url)
+        (tmp_path / "s.sel").write_text(spec)
+        dslrun("s.sel", "--out", "o", "-q", cwd=tmp_path, env={"K": "x"}, check=True)
+    rows = pq.read_table(tmp_path / "o" / "pool.scores.parquet").to_pylist()
+    assert len(rows) == 12 and not any(r["kept"] for r in rows)
+    assert all(r["dropped_by"] == "kept" and r["score"] == -1.0 for r in rows)
+    assert all(r["drop_reason"].startswith("`where: score >= 0` is false; its score failed (score_reason: "
+                                           "unparsable reply") for r in rows)

@@ -1,0 +1,152 @@
+"""A standing fuzz of both spellings: every spec compiles or is spec errors with spans, within bounds.
+
+What "within a time and memory bound" means here, without a clock (a deadline would fail on
+a busy machine, and timing is no assertion in this suite):
+
+* memory: each example runs with the address space capped at HEADROOM_BYTES above what the
+  process had mapped (RLIMIT_AS), so an allocation past it is a MemoryError that fails the
+  example; a normal spec needs a few MB, an expanding one would need gigabytes, so the cap is
+  neither timing nor close to any real use (tracemalloc would measure it exactly but costs 4x);
+* stack: each example runs with the recursion limit only RECURSION_HEADROOM frames above the
+  caller's depth, so a stage that recursed without a bound fails here at once, every time;
+* work: whatever parses is within the bounds of dsl/limits.py (checked on the IR), and each
+  stage is linear in those, so a spec cannot make `check` run long. The superlinear cases
+  (alias expansion, deep nesting) are the hostile fixtures in test_hostile_specs.py.
+
+The default run tries FAST examples per spelling, derandomised so CI sees the same ones;
+`-m slow` tries SLOW examples per spelling from a fresh seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dslrun.core.errors import CLI, ErrorList, Span
+from dslrun.core.values import walk
+from dslrun.dsl.compile import compile_spec
+from dslrun.dsl.ir import Spec
+from dslrun.dsl.limits import MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES
+from dslrun.dsl.load import parse_text
+from testkit.spec_strategies import sel_spec, yaml_spec
+
+FAST, SLOW = 1500, 20_000
+HEADROOM_BYTES = 1 << 30
+RECURSION_HEADROOM = 600
+
+COMMON = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+def _depth() -> int:
+    f, n = sys._getframe(), 0
+    while f is not None:
+        f, n = f.f_back, n + 1
+    return n
+
+
+def _values(spec: Spec):
+    for p in spec.params:
+        yield p.default
+    for s in spec.settings:
+        yield s.value
+    for step in spec.steps:
+        yield from (v for _, v in step.args)
+
+
+@contextlib.contextmanager
+def memory_cap(headroom: int = HEADROOM_BYTES):
+    try:
+        import resource
+
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError):  # not Linux: the stack and IR bounds still hold
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = mapped + headroom
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def check_one(text: str, syntax: str, folder: Path) -> None:
+    file = str(folder / f"fuzz.{syntax}")
+    limit = sys.getrecursionlimit()
+    with memory_cap():
+        sys.setrecursionlimit(_depth() + RECURSION_HEADROOM)
+        try:
+            _check(text, syntax, file, folder)
+        finally:
+            sys.setrecursionlimit(limit)
+
+
+def _check(text: str, syntax: str, file: str, folder: Path) -> None:
+    try:
+        spec = parse_text(text, file, syntax)
+        values = [n for v in _values(spec) for n in walk(v)]
+        assert len(values) <= MAX_NODES + MAX_ALIAS_NODES
+        compile_spec(spec, cwd=folder)
+    except ErrorList as e:
+        assert e.errors
+        for err in e.errors:
+            assert isinstance(err.span, Span) and err.span.file in (file, CLI.file), err.span
+            assert err.message
+        e.render()
+
+
+def _run(strategy, syntax: str, n: int, derandomize: bool, folder: Path) -> None:
+    @settings(max_examples=n, derandomize=derandomize, **COMMON)
+    @given(strategy)
+    def prop(text):
+        check_one(text, syntax, folder)
+
+    prop()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    (d / "pool.json").write_text("[]")
+    return d
+
+
+@pytest.mark.parametrize("syntax,strategy", [("sel", sel_spec()), ("yaml", yaml_spec())])
+def test_fuzz_specs(syntax, strategy, folder):
+    _run(strategy, syntax, int(os.environ.get("DSLRUN_FUZZ_EXAMPLES", FAST)), True, folder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("syntax,strategy", [("sel", sel_spec()), ("yaml", yaml_spec())])
+def test_fuzz_specs_long(syntax, strategy, folder):
+    _run(strategy, syntax, SLOW, False, folder)
+
+
+def test_the_memory_cap_fails_an_allocation_past_it():
+    with pytest.raises(MemoryError), memory_cap(64 << 20):
+        bytearray(256 << 20)
+    bytearray(256 << 20)  # and is lifted after
+
+
+def test_the_guard_catches_what_it_guards(folder):
+    """The harness fails an unbounded spec: without the depth bound, nesting is a RecursionError."""
+    import dslrun.dsl.parse as parse
+
+    deep = "param x = " + "[" * 400 + "]" * 400 + "\n"
+    saved = parse.MAX_DEPTH
+    parse.MAX_DEPTH = 10_000
+    try:
+        with pytest.raises(RecursionError):
+            check_one(deep, "sel", folder)
+    finally:
+        parse.MAX_DEPTH = saved
+    check_one(deep, "sel", folder)  # and with it: a spec error
+    assert MAX_DEPTH < 400
