@@ -126,17 +126,15 @@ def test_counts_per_prompt_and_total_under_concurrency():
                                    for p in prompts * 5))
 
     with OpenAITestServer(latency=0.2) as srv:
-        t0 = time.monotonic()
         asyncio.run(go(srv))
-        took = time.monotonic() - t0
         stats = srv.stats()
         assert srv.count(prompts[3]) == 5 and srv.count(prompt_hash(prompts[3])) == 5
         srv.reset()
         assert srv.total == 0
     assert stats.total == 80 and stats.outcomes["ok"] == 80
     assert set(stats.per_prompt.values()) == {5}
+    # the calls overlapped (64+ held at once by the server), whatever the machine's speed
     assert stats.max_in_flight >= 64 and stats.in_flight == 0
-    assert took < 2.0  # 80 calls of 200 ms overlapped, not 16 s in a row
 
 
 def test_server_enforces_rpm_with_429_and_retry_after():
