@@ -42,7 +42,8 @@ class Operator(Generic[P]):
     """An operator generic in its parameters: ``class Ifd(SampleOperator[IfdParams])``.
 
     ``params_type`` (the ``Params`` model the compiler validates a step against) is
-    read from that type argument when the class is defined.
+    read from that type argument when the class is defined. A subclass of a concrete
+    operator that takes more parameters sets ``params_type`` in its body instead.
     """
 
     name: ClassVar[str]
@@ -56,7 +57,9 @@ class Operator(Generic[P]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for base in getattr(cls, "__orig_bases__", ()):
+        # Only this class's own bases: a subclass of a concrete operator inherits its parent's
+        # ``__orig_bases__`` and would otherwise lose the ``params_type`` it sets in its body.
+        for base in cls.__dict__.get("__orig_bases__", ()):
             args = get_args(base) if get_origin(base) is not None else ()
             if args and isinstance(args[0], type) and issubclass(args[0], Params):
                 cls.params_type = args[0]

@@ -43,6 +43,20 @@ def test_params_type_comes_from_the_generic_argument():
     assert Ifd.params_type is IfdParams and JudgeScore.params_type is JudgeParams
 
 
+def test_a_subclass_of_a_concrete_operator_keeps_the_params_type_it_sets():
+    # it inherited its parent's generic bases and lost its own parameters (the Ray kill test's plugin)
+    from dslrun.operators.perplexity import Perplexity, PerplexityParams
+
+    class MoreParams(PerplexityParams):
+        delay: float = 0.0
+
+    class Slower(Perplexity):
+        name = "slower-perplexity-test"
+        params_type = MoreParams
+
+    assert Slower.params_type is MoreParams and Perplexity.params_type is PerplexityParams
+
+
 def tags_reply(request: dict) -> str:
     text = request["messages"][-1]["content"]
     n = int(re.search(r"Task (\d+)", text).group(1))

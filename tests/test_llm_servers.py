@@ -105,6 +105,8 @@ def server_top_logprobs(db_path: Path) -> dict[tuple[str, str], dict]:
     for params, model, sample, value in db.execute(
             "SELECT n.params, n.model, s.sample, s.value FROM scores s JOIN nodes n ON s.node = n.node"):
         if model.startswith("openai:"):
-            out[(json.loads(params)["column"], sample)] = json.loads(value)["top_logprobs"]
+            # the template names the judged column: output column names are not part of a key
+            column = json.loads(params)["template"].removeprefix("deita-")
+            out[(column, sample)] = json.loads(value)["top_logprobs"]
     db.close()
     return out

@@ -22,10 +22,12 @@ class SlowPerplexityParams(PerplexityParams):
 
 
 @register
-class SlowPerplexity(Perplexity[SlowPerplexityParams]):
+class SlowPerplexity(Perplexity):
     """perplexity, slowed down per batch, logging which process computed what."""
 
     name = "slow-perplexity"
+    params_type = SlowPerplexityParams
+    params: SlowPerplexityParams
 
     def compute(self, batch, ctx):
         out = super().compute(batch, ctx)
