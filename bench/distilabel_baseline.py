@@ -34,8 +34,10 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     rows = distiset["default"]["train"]
     ok = sum(1 for r in rows if r.get("generation"))
-    tokens = sum((r.get("distilabel_metadata") or {}).get("statistics_chat_generation_0", {})
-                 .get("output_tokens", [0])[0] or 0 for r in rows)
+    tokens = 0
+    for r in rows:
+        got = (r.get("distilabel_metadata") or {}).get("statistics_chat_generation_0", {}).get("output_tokens") or 0
+        tokens += sum(got) if isinstance(got, list) else int(got)
     print(json.dumps({"seconds": seconds, "n": len(rows), "ok": ok, "output_tokens": tokens}))
 
 
