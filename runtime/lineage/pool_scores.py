@@ -90,10 +90,40 @@ class _Index:
         return pos
 
 
-def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
+class _Column:
+    """One score column over every loaded sample: typed (numbers, with a mask of the samples
+    that have a value) while every step's values are numbers, Python objects otherwise. A
+    million-row pool's numbers as Python objects were most of a run's peak memory."""
+
+    def __init__(self, n: int, dtype: np.dtype):
+        self.typed = dtype.kind in "biuf"
+        self.values = np.zeros(n, dtype) if self.typed else np.full(n, None, dtype=object)
+        self.valid = np.zeros(n, dtype=bool)
+
+    def put(self, at: np.ndarray, values: np.ndarray) -> None:
+        if self.typed and values.dtype.kind not in "biuf":
+            objects = np.full(len(self.values), None, dtype=object)
+            objects[self.valid] = self.values[self.valid].astype(object)
+            self.values, self.typed = objects, False
+        if self.typed and values.dtype != self.values.dtype:
+            self.values = self.values.astype(np.result_type(self.values.dtype, values.dtype))
+        self.values[at] = values if self.typed else np.asarray(values, dtype=object)
+        self.valid[at] = True
+
+    def __getitem__(self, i: int) -> Any:
+        return self.values[i] if self.valid[i] else None
+
+    def output(self) -> Any:
+        """What ``write`` turns into an Arrow array: (values, valid) while typed, else a list."""
+        if self.typed and self.valid.any():
+            return self.values, self.valid
+        return [v if ok else None for v, ok in zip(self.values.tolist(), self.valid.tolist())]
+
+
+def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
     index = _Index(plan, tables)
     n = len(index)
-    scores: dict[str, np.ndarray] = {}
+    scores: dict[str, _Column] = {}
     positions: dict[str, np.ndarray] = {}
     for name in plan.order:
         t = tables.get(name)
@@ -104,8 +134,10 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
         for c in t.column_names:
             if c in TEXT or c == "id" or t.ndim(c) != 1:
                 continue
-            col = scores.setdefault(c, np.full(n, None, dtype=object))
-            col[pos[ok]] = np.asarray(t.column(c), dtype=object)[ok]
+            values = t.column(c)
+            if c not in scores:
+                scores[c] = _Column(n, values.dtype)
+            scores[c].put(pos[ok], values[ok])
     targets = [t for t in _targets(plan) if t in tables]
     kept = np.zeros(n, dtype=bool)
     for t in targets:
@@ -140,9 +172,9 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
             dropped_by[p] = name
             dropped[p] = True
             reason[p] = text + ("; its score failed (" + "; ".join(failed) + ")" if failed else "")
-    return {"id": index.ids.tolist(), "row": index.rows.tolist(), "pool": list(index.pools),
-            **{c: v.tolist() for c, v in scores.items()},
-            "kept": kept.tolist(), "dropped_by": dropped_by, "drop_reason": reason}
+    return {"id": index.ids, "row": index.rows, "pool": list(index.pools),
+            **{c: v.output() for c, v in scores.items()},
+            "kept": kept, "dropped_by": dropped_by, "drop_reason": reason}
 
 
 def path_steps(plan: Any, tables: dict[str, Any]) -> list[dict[str, Any]]:
@@ -171,6 +203,9 @@ def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
              "dropped_by": pa.string(), "drop_reason": pa.string()}
     arrays = {}
     for c, values in data.items():
+        if isinstance(values, tuple):  # numbers and which samples have one
+            arrays[c] = pa.array(values[0], mask=~values[1], from_pandas=True)  # NaN: null
+            continue
         try:
             arrays[c] = pa.array(values, type=fixed.get(c), from_pandas=True)  # NaN: null
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text
