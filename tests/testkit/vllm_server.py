@@ -53,8 +53,10 @@ def vllm_server(python: str, log: Path, *, extra: Sequence[str] = (), ready_s: f
             proc.kill()
 
 
-def finished_requests(base_url: str) -> int:
-    """Requests the server finished, whatever the reason (Prometheus ``vllm:request_success_total``)."""
+def served_requests(base_url: str) -> int:
+    """Completion requests the server's HTTP layer answered or saw dropped (Prometheus
+    ``http_requests_total`` of ``/v1/chat/completions`` and ``/v1/completions``): a request sent
+    twice counts twice, whether or not the engine finished both copies."""
     text = urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10).read().decode()
-    return int(sum(float(m.group(1)) for m in re.finditer(r"^vllm:request_success_total\{[^}]*\} (\S+)$", text,
-                                                           re.MULTILINE)))
+    pattern = r'^http_requests_total\{handler="/v1/(?:chat/)?completions"[^}]*\} (\S+)$'
+    return int(sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE)))
