@@ -95,7 +95,15 @@ def main(n: int) -> None:
         api = next((x for x in stats.notes if x.startswith("api:")), "")
         print(f"dslrun: {n} samples in {took:.1f}s -> {n / took:.3f} samples/s; the server got {served} "
               f"requests; {api}; {load()}", flush=True)
-        base = distilabel_run(base_url, op, table)
+        before = served_requests(base_url)
+        try:
+            base = distilabel_run(base_url, op, table)
+        except RuntimeError as exc:  # its calls can time out for good: say so with what it sent
+            last = str(exc).strip().splitlines()[-1]
+            print(f"distilabel failed ({last}); the server got {served_requests(base_url) - before} requests "
+                  f"for its {n} samples; {load()}")
+            print(f"vllm_dslrun={n / took:.3f} vllm_distilabel=0 resent={served - n}")
+            return
         print(f"distilabel (ChatGeneration + OpenAILLM, default batches of 50): {base['n']} samples "
               f"({base['ok']} with a generation, {base['output_tokens']} output tokens) in "
               f"{base['seconds']:.1f}s -> {base['n'] / base['seconds']:.3f} samples/s; the server got "
