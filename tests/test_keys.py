@@ -115,3 +115,25 @@ def test_the_check_catches_a_kernel_change_without_a_bump(tmp_path, monkeypatch)
     monkeypatch.setattr(code_version, "module_source", lambda n: (real(n)[0], real(n)[1] + "\n# note\n")
                         if real(n) else None)
     assert code_versions.stale(comment_only, code_versions.current()) == []
+
+
+def test_a_field_keyed_when_set_leaves_the_keys_cached_before_it():
+    """A parameter added to a cached operator (gradient-sim's projector) keeps the entries
+    computed before it: at its default it is not in the key; set, it is."""
+    from types import SimpleNamespace
+    from typing import Annotated
+
+    from dslrun.core.params import KeyedWhenSet, Params
+
+    class Before(Params):
+        dim: int = 8
+
+    class After(Params):
+        dim: int = 8
+        projector: Annotated[str, KeyedWhenSet()] = "dslrun"
+
+    def key(params):
+        return cache_params(SimpleNamespace(params=params))
+
+    assert key(After()) == key(Before()) == {"dim": 8}
+    assert key(After(projector="trak")) == {"dim": 8, "projector": "trak"}
