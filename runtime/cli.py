@@ -285,10 +285,12 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args) -> int:
+    from dslrun.runtime.data.out_paths import guard
     from dslrun.runtime.report import render_dir
 
     try:
-        print(f"report: {render_dir(args.run_dir)}")
+        with guard(args.run_dir):
+            print(f"report: {render_dir(args.run_dir)}")
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_RUNTIME

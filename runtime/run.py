@@ -16,6 +16,7 @@ from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
 from dslrun.runtime.cache.unsaved import describe_write_error
 from dslrun.runtime.config import run_settings
+from dslrun.runtime.data.out_paths import guard
 from dslrun.runtime.data.pool_files import atomic_write
 from dslrun.runtime.endpoints import EndpointNotAllowed, EndpointPolicy, check_endpoints
 from dslrun.runtime.execution.context import RunContext
@@ -126,13 +127,7 @@ def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path
     was interrupted; everything computed before it is cached). ``handle_sigint``: the CLI's
     two-stage Ctrl-C (a notebook keeps its own). ``endpoints``: what the user agreed to (default:
     loopback and the URLs in ``overrides`` and ``settings.allow_endpoints``, asking no one)."""
-    from contextlib import nullcontext
-
     from dslrun.runtime.cache.open_store import open_store
-    from dslrun.runtime.execution.engines import make_engine
-    from dslrun.runtime.execution.interrupt import sigint_handler
-    from dslrun.runtime.execution.outcomes import warning_lines
-    from dslrun.runtime.execution.progress import make_progress
 
     check_credentials(plan)
     settings = settings or run_settings(spec=plan.settings)
@@ -144,6 +139,20 @@ def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path
         cache.close()
         raise
     out.mkdir(parents=True, exist_ok=True)
+    with guard(out):  # every write below --out stays below it (runtime/data/out_paths.py)
+        return _run_and_record(plan, overrides, spec_text, out, cache, settings, progress=progress,
+                               version=version, handle_sigint=handle_sigint)
+
+
+def _run_and_record(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache: Any,
+                    settings: RunSettings, *, progress: bool, version: str, handle_sigint: bool) -> RunOutcome:
+    from contextlib import nullcontext
+
+    from dslrun.runtime.execution.engines import make_engine
+    from dslrun.runtime.execution.interrupt import sigint_handler
+    from dslrun.runtime.execution.outcomes import warning_lines
+    from dslrun.runtime.execution.progress import make_progress
+
     runner = make_engine(settings)
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:

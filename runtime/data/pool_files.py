@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.keys import sample_id
+from dslrun.runtime.data.out_paths import fresh_file, make_dirs
 from dslrun.runtime.data.pool_table import PoolTableBuilder
 from dslrun.runtime.data.record_checks import TOO_DEEP, for_quarantine, record_problem, snippet
 from dslrun.runtime.data.table import Table
@@ -273,14 +274,17 @@ def sniff_columns(path: str | Path, fields: dict[str, str] | None = None, split:
 # ---- writing ----
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write through a temporary file and rename, so a crash never leaves half a file. Below a
+    run's ``--out``, the write stays there (runtime/data/out_paths.py: a link at ``path`` is
+    replaced, a folder link leading out is refused)."""
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        fresh_file(tmp)
         write(tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
 
 
