@@ -1,18 +1,22 @@
-"""Benchmark: a large synthetic pool through ``load → length → derive → rank → save``,
-on the local engine and on Ray (a throwaway local Ray cluster, or ``--address``).
+"""Benchmark: a large synthetic pool through ``load → length → derive → rank → save``, against
+a plain pyarrow script doing the same work, in one invocation on the same generated pool.
 
-Each run is a fresh ``dslrun run`` process with an empty score cache; its wall time is
-measured here and its peak RSS is the driver's own (``driver_peak_rss_mib`` in run.json,
-from getrusage). Ray's worker processes are not the driver and are not counted.
+The pyarrow script reads the JSONL with ``pyarrow.json.read_json`` (multi-threaded), counts
+characters and words of instruction, input and output with ``pyarrow.compute``, ranks by
+output words / (1 + instruction words), takes the top 10% and writes them as JSONL. dslrun
+runs the same pipeline as a spec (``SPEC`` below) with an empty score cache. Each side is a
+fresh process; its CPU time (user + system) and peak RSS come from the kernel (``wait4``),
+so threads and helpers the process starts are counted. The Ray engine is measured too with
+``--ray`` (its workers are other processes: only the driver is counted there).
 
 The last line is machine-readable:
-``scale_rows=<n> local_s=<x> ray_s=<y> peak_rss_gib=<z>`` (z: the larger driver peak).
+``scale_rows=<n> cpu_ratio_vs_arrow=<dslrun cpu / pyarrow cpu> peak_rss_gib=<dslrun's peak>``.
 
-    python bench/scale.py                  # 1M rows: ~3.5 min on 2 cores; drivers peak at ~0.6-1 GiB
-    python bench/scale.py --rows 100000    # ~30 s
+    python bench/scale.py --rows 1000000     # ~5 min on 2 cores (the pool is ~500 MiB)
+    python bench/scale.py --rows 100000      # ~30 s
 
-A pool over 100k rows keeps its text on disk (runtime/data/disk_columns.py); ``--spill-rows``
-moves that threshold (``--spill-rows 0``: always; a huge number: never, the old layout).
+Run it on a quiet machine (``uptime``: load near 0); CPU seconds are less sensitive to load
+than wall time, but caches and memory bandwidth are shared.
 """
 
 from __future__ import annotations
@@ -52,28 +56,52 @@ def write_pool(path: Path, rows: int, seed: int = 0) -> None:
             f.write(json.dumps(rec) + "\n")
 
 
-def run(work: Path, engine: list[str], out: str, spill_rows: int | None) -> tuple[float, float, dict]:
+ARROW = """\
+import json, sys
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.json as pj
+table = pj.read_json(sys.argv[1])
+words = {p: pc.count_substring_regex(table[p], r"\\S+") for p in ("instruction", "input", "output")}
+chars = {p: pc.utf8_length(table[p]) for p in ("instruction", "input", "output")}
+richness = pc.divide(pc.cast(words["output"], pa.float64()), pc.add(pc.cast(words["instruction"], pa.float64()), 1.0))
+top = table.take(pc.sort_indices(richness, sort_keys=[("", "descending")])[: len(table) // 10])
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for batch in top.to_batches(65536):
+        f.writelines(json.dumps(r) + "\\n" for r in batch.to_pylist())
+"""
+
+
+class Measured:
+    """One process's wall time, CPU seconds (user + system, its threads included) and peak RSS."""
+
+    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str] | None = None):
+        t0 = time.perf_counter()
+        with open(cwd / "stdout.log", "w") as out, open(cwd / "stderr.log", "w") as err:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+        self.wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{(cwd / 'stderr.log').read_text()[-3000:]}")
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.rss_gib = usage.ru_maxrss / 2**20  # KiB on Linux
+
+    def __str__(self) -> str:
+        return f"{self.cpu:.1f}s CPU, {self.wall:.1f}s wall, peak RSS {self.rss_gib:.2f} GiB"
+
+
+def run(work: Path, engine: list[str], out: str) -> tuple[Measured, dict]:
     cmd = [sys.executable, "-m", "dslrun.runtime.cli", "run", "spec.sel", "-q", "--out", out,
            "--cache-dir", f"cache-{out}", *engine]
-    env = {**os.environ, **({"DSLRUN_SPILL_ROWS": str(spill_rows)} if spill_rows is not None else {})}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    info = json.loads((work / out / "run.json").read_text())
-    return wall, info["driver_peak_rss_mib"] / 1024, info
+    measured = Measured(cmd, work, os.environ.copy())
+    return measured, json.loads((work / out / "run.json").read_text())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--address", help="an existing Ray cluster (default: a throwaway local one)")
-    ap.add_argument("--skip-ray", action="store_true")
-    ap.add_argument("--in-memory-baseline", action="store_true",
-                    help="also run local with the whole pool in memory (the layout before text went to disk)")
-    ap.add_argument("--spill-rows", type=int, help="pools over this many rows keep their text on disk (default 100k)")
+    ap.add_argument("--ray", action="store_true", help="also run the Ray engine (a throwaway local cluster)")
+    ap.add_argument("--address", help="an existing Ray cluster for --ray")
     args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="dslrun-scale-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
@@ -81,25 +109,27 @@ def main() -> None:
         size = (work / "pool.jsonl").stat().st_size
         print(f"pool: {args.rows} rows, {size / 2**20:.0f} MiB JSONL, written in {time.perf_counter() - t0:.1f}s")
         (work / "spec.sel").write_text(SPEC)
-        local_s, local_rss, info = run(work, ["--engine", "local"], "local", args.spill_rows)
+        (work / "arrow_script.py").write_text(ARROW)
+        arrow = Measured([sys.executable, "arrow_script.py", "pool.jsonl", "arrow.jsonl"], work)
+        print(f"pyarrow script: {arrow}")
+        local, info = run(work, ["--engine", "local"], "local")
         steps = {n: round(s["seconds"], 1) for n, s in info["nodes"].items()}
-        print(f"local: {local_s:.1f}s wall, driver peak RSS {local_rss:.2f} GiB; steps {steps}")
-        ray_s, ray_rss = float("nan"), 0.0
-        if not args.skip_ray:
+        print(f"dslrun (local): {local}; steps {steps}")
+        same = _records(work / "local" / "selected.jsonl") == _records(work / "arrow.jsonl")
+        print(f"same selection as the pyarrow script: {same}")
+        if args.ray:
             engine = ["--engine", "ray"] + (["--address", args.address] if args.address else [])
-            ray_s, ray_rss, info = run(work, engine, "ray", args.spill_rows)
-            steps = {n: round(s["seconds"], 1) for n, s in info["nodes"].items()}
-            print(f"ray:   {ray_s:.1f}s wall, driver peak RSS {ray_rss:.2f} GiB; steps {steps}; "
-                  f"cluster {info['engine']}")
+            ray, info = run(work, engine, "ray")
             same = (work / "local" / "selected.jsonl").read_bytes() == (work / "ray" / "selected.jsonl").read_bytes()
-            print(f"outputs identical: {same}")
-        if args.in_memory_baseline:  # the same local run with the text in memory, for the ratio
-            mem_s, mem_rss, _ = run(work, ["--engine", "local"], "memory", 2**62)
-            same = (work / "local" / "selected.jsonl").read_bytes() == (work / "memory" / "selected.jsonl").read_bytes()
-            print(f"local, text in memory: {mem_s:.1f}s wall, driver peak RSS {mem_rss:.2f} GiB "
-                  f"({mem_rss / local_rss:.2f}x the text-on-disk run); outputs identical: {same}")
-        print(f"scale_rows={args.rows} local_s={local_s:.1f} ray_s={ray_s:.1f} "
-              f"peak_rss_gib={max(local_rss, ray_rss):.2f}")
+            print(f"dslrun (ray, driver only): {ray}; cluster {info['engine']}; outputs identical: {same}")
+        print(f"scale_rows={args.rows} cpu_ratio_vs_arrow={local.cpu / arrow.cpu:.2f} "
+              f"peak_rss_gib={local.rss_gib:.2f}")
+
+
+def _records(path: Path) -> set[str]:
+    """The selected records as a set (ties at the cut may be ordered differently)."""
+    with path.open(encoding="utf-8") as f:
+        return {json.dumps(json.loads(line), sort_keys=True) for line in f}
 
 
 if __name__ == "__main__":

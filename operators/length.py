@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from dslrun.core.columns import INT, Columns
 from dslrun.core.context import RunContext
-from dslrun.core.cost import Cost
 from dslrun.core.params import Params
-from dslrun.operators.base import SampleOperator
+from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.table import Table
 
@@ -26,12 +25,11 @@ class LengthParams(Params):
 
 
 @register
-class Length(SampleOperator[LengthParams]):
+class Length(TableOperator[LengthParams]):
     """<part>_chars and <part>_words for instruction, input, output and total; <part>_tokens with a tokenizer."""
 
     name = "length"
-    version = "1"
-    columns_read = PARTS
+    computes_labels = True
 
     def output_columns(self, inputs: list[Columns]) -> Columns:
         cols = dict(inputs[0])
@@ -42,34 +40,31 @@ class Length(SampleOperator[LengthParams]):
         units = ["chars", "words"] + (["tokens"] if self.params.tokenizer else [])
         return {f"{p}_{u}": INT for p in (*PARTS, "total") for u in units}
 
-    def model_identity(self) -> str:
-        if not self.params.tokenizer:
-            return ""
-        from dslrun.runtime.models.resident import identity
-
-        name = self.params.tokenizer
-        return identity(name, "causal-lm") if _local(name) else name
-
-    def estimate(self, n_samples: int) -> Cost:
-        return Cost(samples=n_samples)
-
-    def compute(self, batch: Table, ctx: RunContext) -> list[Mapping[str, Any]]:
+    def run(self, inputs: list[Table], ctx: RunContext) -> Table:
+        # A whole-table step, not a per-sample cached one: counting is cheaper than reading a
+        # cache row back, and a pool of millions would otherwise write millions of rows.
+        (table,) = inputs
         tok = _tokenizer(self.params.tokenizer) if self.params.tokenizer else None
-        out: list[Mapping[str, Any]] = []
-        cols = {p: batch.column(p) for p in PARTS}
-        for i in range(len(batch)):
-            row: dict[str, int] = {}
-            for p in PARTS:
-                text = cols[p][i]
-                row[f"{p}_chars"] = len(text)
-                row[f"{p}_words"] = len(text.split())
+        units = ("chars", "words", "tokens") if tok is not None else ("chars", "words")
+        out: dict[str, np.ndarray] = {}
+        for p in PARTS:
+            parts: dict[str, list[np.ndarray]] = {u: [] for u in units}
+            for block in table.blocks(p, ctx.settings.batch_rows):
+                texts = block.tolist() if isinstance(block, np.ndarray) else list(block)
+                parts["chars"].append(np.fromiter(map(len, texts), np.int64, len(texts)))
+                parts["words"].append(np.fromiter((len(t.split()) for t in texts), np.int64, len(texts)))
                 if tok is not None:
-                    row[f"{p}_tokens"] = len(tok(text, add_special_tokens=False)["input_ids"]) if text else 0
-            for u in ("chars", "words", "tokens"):
-                if f"output_{u}" in row:
-                    row[f"total_{u}"] = sum(row[f"{p}_{u}"] for p in PARTS)
-            out.append(row)
-        return out
+                    parts["tokens"].append(_token_counts(tok, texts))
+            for u in units:
+                out[f"{p}_{u}"] = np.concatenate(parts[u]) if parts[u] else np.zeros(0, np.int64)
+        for u in units:
+            out[f"total_{u}"] = sum((out[f"{p}_{u}"] for p in PARTS), np.zeros(len(table), np.int64))
+        return table.with_columns(out)
+
+
+def _token_counts(tok: Any, texts: list[str]) -> np.ndarray:
+    ids = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return np.fromiter((len(x) if t else 0 for x, t in zip(ids, texts)), np.int64, len(texts))
 
 
 _TOKENIZERS: dict[str, Any] = {}

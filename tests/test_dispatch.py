@@ -31,8 +31,8 @@ def test_the_three_kinds_are_siblings_and_each_has_one_runner():
     registry._load()
     kinds = {name: kind_of(cls.__new__(cls)) for name, cls in registry._REGISTRY.items()}
     assert kinds["judge-score"] == kinds["tag"] == "llm"
-    assert kinds["ifd"] == kinds["length"] == "sample"
-    assert kinds["rank"] == kinds["gradient-sim"] == "table"
+    assert kinds["ifd"] == kinds["perplexity"] == "sample"
+    assert kinds["rank"] == kinds["gradient-sim"] == kinds["length"] == "table"
     assert not issubclass(LlmOperator, SampleOperator) and not issubclass(SampleOperator, LlmOperator)
 
 

@@ -74,7 +74,6 @@ def test_blocks_for_ray_data_round_trip_every_kind_of_column():
 
     from dslrun.core.params import Params as NoParams
     from dslrun.operators.base import SampleOperator
-    from dslrun.operators.length import Length, LengthParams
     from dslrun.runtime.data.table import Table, as_column
     from dslrun.runtime.execution.engines.ray_workers import from_arrow, shipped, to_arrow
 
@@ -91,8 +90,12 @@ def test_blocks_for_ray_data_round_trip_every_kind_of_column():
     assert list(back.column("messages")) == list(table.column("messages"))
     assert np.array_equal(back.column("score"), table.column("score"), equal_nan=True)
     assert back.column("n").dtype == np.int64 and list(back.column("output")) == ["x y", ""]
-    # Workers get what the operator reads: length names its columns; others get all but _record.
-    assert shipped(Length(LengthParams()), table).all_columns == ["id", "output"]
+    # Workers get what the operator reads: one that names its columns gets those; others all but _record.
+    class ReadsOutput(SampleOperator[NoParams]):
+        name = "reads-output"
+        columns_read = ("output",)
+
+    assert shipped(ReadsOutput(NoParams()), table).all_columns == ["id", "output"]
     class ReadsAnything(SampleOperator[NoParams]):
         name = "reads-anything"
 

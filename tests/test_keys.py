@@ -8,6 +8,8 @@ import shutil
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dslrun.core.keys import cache_params, node_fingerprint, stored_names
 from dslrun.operators.judge_score import JudgeParams, JudgeScore
@@ -115,6 +117,28 @@ def test_the_check_catches_a_kernel_change_without_a_bump(tmp_path, monkeypatch)
     monkeypatch.setattr(code_version, "module_source", lambda n: (real(n)[0], real(n)[1] + "\n# note\n")
                         if real(n) else None)
     assert code_versions.stale(comment_only, code_versions.current()) == []
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)))  # lone surrogates are quarantined before ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant", "system"]), TEXT), min_size=1, max_size=4),
+       st.tuples(TEXT, TEXT, TEXT))
+def test_sample_ids_are_the_hash_of_json_dumps(turns, alpaca):
+    # sample_id writes its JSON itself (for speed); it must be json.dumps's bytes, or every cached id moves
+    import hashlib
+
+    from dslrun.core.keys import normalise, sample_id
+
+    def reference(payload):
+        blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    messages = [{"role": r, "content": c} for r, c in turns]
+    assert sample_id(messages) == reference([[r, normalise(c)] for r, c in turns])
+    assert sample_id(messages, alpaca) == reference(
+        {"instruction": normalise(alpaca[0]), "input": normalise(alpaca[1]), "output": normalise(alpaca[2])})
 
 
 def test_a_field_keyed_when_set_leaves_the_keys_cached_before_it():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dslrun.runtime.execution.progress import LogProgress, Progress, make_progress
-from testkit.cli import SPECS, dslrun
+from testkit.cli import REPO, alpaca, dslrun, write_pool
+
+PLUGIN = {"DSLRUN_PLUGINS": "testkit.slow_ops", "PYTHONPATH": str(REPO / "tests")}
 
 
 class Clock:
@@ -56,9 +58,10 @@ def test_bars_on_a_terminal_lines_elsewhere():
 
 def test_a_run_under_nohup_logs_each_step(tmp_path):
     # stderr is a pipe here, as under nohup or CI: no bar, but a line when the step starts and ends
-    r = dslrun(str(SPECS / "longest.sel"), "--set", "limit=40", "--progress-interval", "0", "--out", "o",
-               cwd=tmp_path, check=True)
-    assert "progress lengths: 40 to compute, 0 cached" in r.stderr
-    assert "progress lengths: finished 40/40" in r.stderr
-    again = dslrun(str(SPECS / "longest.sel"), "--set", "limit=40", "--out", "o", cwd=tmp_path, check=True)
-    assert "progress lengths" not in again.stderr  # nothing to compute: no line
+    write_pool(tmp_path / "p.json", alpaca(40))
+    (tmp_path / "s.sel").write_text('p = load(path: "p.json")\nscored = slow-score(p, delay: 0)\nsave(scored)\n')
+    r = dslrun("s.sel", "--progress-interval", "0", "--out", "o", cwd=tmp_path, env=PLUGIN, check=True)
+    assert "progress scored: 40 to compute, 0 cached" in r.stderr
+    assert "progress scored: finished 40/40" in r.stderr
+    again = dslrun("s.sel", "--out", "o", cwd=tmp_path, env=PLUGIN, check=True)
+    assert "progress scored" not in again.stderr  # nothing to compute: no line

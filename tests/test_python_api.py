@@ -40,7 +40,6 @@ def test_list_of_dicts_gives_the_cli_run_rows_and_scores(tmp_path, cli_run):
     assert isinstance(res.selected, pa.Table) and isinstance(res.scores, pa.Table)
     assert [{k: v for k, v in r.items() if v is not None} for r in res.selected.to_pylist()] == selected
     assert res.scores.equals(scores)
-    assert res.stats["lengths"].cache_hits == 60  # the CLI's run cached them: one cache, one engine
     assert res.stats["longest"].rows_out == 7
     assert (tmp_path / "api" / "selected.jsonl").read_text().splitlines() == [json.dumps(r) for r in selected]
     assert res.lock["inputs"][0]["path"].startswith("memory://list/")
@@ -147,7 +146,19 @@ def test_import_dslrun_is_light():
 def test_settings_are_taken_as_the_cli_takes_its_flags(tmp_path):
     res = api.run(LONGEST, set={"k": 3}, pool=alpaca(10), settings={"workers": 1, "batch_rows": 4},
                   cache_dir=tmp_path / "cache")
-    assert res.stats["lengths"].computed == 10
+    assert res.stats["lengths"].rows_out == 10 and res.stats["longest"].rows_out == 3
     with pytest.raises(api.ErrorList, match="unknown setting `wrokers`") as info:
         api.run(LONGEST, pool=alpaca(3), settings={"wrokers": 2})
     assert info.value.errors[0].hint == "did you mean `workers`?"
+
+
+def test_the_api_reads_the_scores_the_cli_cached(tmp_path):
+    import testkit.slow_ops  # noqa: F401  (registers slow-score in this process, as --plugin does for the CLI)
+
+    pool = write_pool(tmp_path / "pool.jsonl", records(), "jsonl")
+    spec = tmp_path / "s.sel"
+    spec.write_text(f'p = load(path: "{pool}")\ns = slow-score(p, delay: 0)\nsave(s)\n')
+    dslrun("run", str(spec), "-q", "--out", str(tmp_path / "cli"), "--cache-dir", str(tmp_path / "cache"),
+           cwd=tmp_path, env={"DSLRUN_PLUGINS": "testkit.slow_ops", "PYTHONPATH": str(REPO / "tests")}, check=True)
+    res = api.run(spec, out=None, cache_dir=tmp_path / "cache")
+    assert res.stats["s"].cache_hits == 60 and res.stats["s"].computed == 0  # one cache, one engine

@@ -8,7 +8,8 @@ Each recipe runs from an empty cache in a temporary folder on the first 20 rows 
 ``specs/data/alpaca_random_1k.json`` (the model recipes with the offline SmolLM2 of
 ``../shared``, the judge recipes against the OpenAI-compatible test server, whose
 replies depend only on the request), and the SHA-256 of ``selected.json`` and
-``selected.scores.parquet`` is printed per recipe. The evaluate recipes fine-tune
+``selected.scores.parquet`` is printed per recipe, with the content of ``pool.scores.parquet``
+(every loaded sample's scores and why it was dropped). The evaluate recipes fine-tune
 models for minutes and are left out; ``--only NAME`` narrows the list.
 """
 
@@ -86,11 +87,12 @@ def fingerprint_outputs(out: Path) -> dict[str, str]:
 
     got = {f: hashlib.sha256((out / f).read_bytes()).hexdigest()[:16]
            for f in ("selected.json", "selected.scores.parquet") if (out / f).exists()}
-    if (out / "selected.scores.parquet").exists():
-        table = pq.read_table(out / "selected.scores.parquet")
-        blob = json.dumps([str(table.schema.remove_metadata()), _rounded(table.to_pylist())], sort_keys=True,
-                          default=repr)
-        got["scores.content"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    for name, key in (("selected.scores.parquet", "scores.content"), ("pool.scores.parquet", "pool_scores.content")):
+        if (out / name).exists():
+            table = pq.read_table(out / name)
+            blob = json.dumps([str(table.schema.remove_metadata()), _rounded(table.to_pylist())], sort_keys=True,
+                              default=repr)
+            got[key] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return got
 
 

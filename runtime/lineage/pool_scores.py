@@ -33,36 +33,117 @@ def _keys(t: Any) -> list[tuple[str, int]]:
     return list(zip(t.ids.tolist(), (int(r) for r in rows)))
 
 
-def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
-    loads = [n for n in plan.order if plan.nodes[n].step.op == "load" and n in tables]
-    keys: list[tuple[str, int]] = []
-    pools: list[str] = []
-    index: dict[tuple[str, int], int] = {}
-    for name in loads:
-        for key in _keys(tables[name]):
-            if key not in index:
-                index[key] = len(keys)
-                keys.append(key)
-                pools.append(name)
-    n = len(keys)
-    scores: dict[str, np.ndarray] = {}
+class _Index:
+    """Where each loaded row is in the output (its position), found for any table's rows.
+
+    With one ``load`` (the usual case) a row's position in the pool file identifies it, so
+    the lookup is an array indexed by ``_row`` (checked against the id); with several, rows
+    are looked up by (id, row) in a dict. Vectorised because a pool has millions of rows
+    and every step's table is looked up."""
+
+    def __init__(self, plan: Any, tables: dict[str, Any]):
+        loads = [n for n in plan.order if plan.nodes[n].step.op == "load" and n in tables]
+        self.by_row: np.ndarray | None = None
+        if len(loads) == 1 and "_row" in tables[loads[0]]:
+            t = tables[loads[0]]
+            rows = np.asarray(t.column("_row"), dtype=np.int64)
+            if len(rows) and rows.min() >= 0 and len(np.unique(rows)) == len(rows):
+                self.ids = np.asarray(t.ids, dtype=object)
+                self.rows = rows
+                self.by_row = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
+                self.by_row[rows] = np.arange(len(rows))
+                self.pools = [loads[0]] * len(rows)
+                return
+            if not len(rows):
+                self.ids, self.rows, self.pools = np.zeros(0, dtype=object), rows, []
+                self.by_row = np.zeros(0, dtype=np.int64)
+                return
+        keys: list[tuple[str, int]] = []
+        self.pools = []
+        self.index: dict[tuple[str, int], int] = {}
+        for name in loads:
+            for key in _keys(tables[name]):
+                if key not in self.index:
+                    self.index[key] = len(keys)
+                    keys.append(key)
+                    self.pools.append(name)
+        self.ids = np.array([k[0] for k in keys], dtype=object)
+        self.rows = np.array([k[1] for k in keys], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def positions(self, t: Any) -> np.ndarray:
+        """The output position of each of ``t``'s rows; -1 for a row of no loaded pool."""
+        if self.by_row is None:
+            return np.fromiter((self.index.get(k, -1) for k in _keys(t)), dtype=np.int64, count=len(t))
+        pos = np.full(len(t), -1, dtype=np.int64)
+        if "_row" not in t or not len(t):
+            return pos
+        rows = np.asarray(t.column("_row"), dtype=np.int64)
+        inside = (rows >= 0) & (rows < len(self.by_row))
+        pos[inside] = self.by_row[rows[inside]]
+        found = pos >= 0
+        same = np.zeros(len(t), dtype=bool)
+        same[found] = self.ids[pos[found]] == np.asarray(t.ids, dtype=object)[found]
+        pos[~same] = -1
+        return pos
+
+
+class _Column:
+    """One score column over every loaded sample: typed (numbers, with a mask of the samples
+    that have a value) while every step's values are numbers, Python objects otherwise. A
+    million-row pool's numbers as Python objects were most of a run's peak memory."""
+
+    def __init__(self, n: int, dtype: np.dtype):
+        self.typed = dtype.kind in "biuf"
+        self.values = np.zeros(n, dtype) if self.typed else np.full(n, None, dtype=object)
+        self.valid = np.zeros(n, dtype=bool)
+
+    def put(self, at: np.ndarray, values: np.ndarray) -> None:
+        if self.typed and values.dtype.kind not in "biuf":
+            objects = np.full(len(self.values), None, dtype=object)
+            objects[self.valid] = self.values[self.valid].astype(object)
+            self.values, self.typed = objects, False
+        if self.typed and values.dtype != self.values.dtype:
+            self.values = self.values.astype(np.result_type(self.values.dtype, values.dtype))
+        self.values[at] = values if self.typed else np.asarray(values, dtype=object)
+        self.valid[at] = True
+
+    def __getitem__(self, i: int) -> Any:
+        return self.values[i] if self.valid[i] else None
+
+    def output(self) -> Any:
+        """What ``write`` turns into an Arrow array: (values, valid) while typed, else a list."""
+        if self.typed and self.valid.any():
+            return self.values, self.valid
+        return [v if ok else None for v, ok in zip(self.values.tolist(), self.valid.tolist())]
+
+
+def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
+    index = _Index(plan, tables)
+    n = len(index)
+    scores: dict[str, _Column] = {}
+    positions: dict[str, np.ndarray] = {}
     for name in plan.order:
         t = tables.get(name)
         if t is None:
             continue
-        pos = np.fromiter((index.get(k, -1) for k in _keys(t)), dtype=np.int64, count=len(t))
+        pos = positions[name] = index.positions(t)
         ok = pos >= 0
         for c in t.column_names:
             if c in TEXT or c == "id" or t.ndim(c) != 1:
                 continue
-            col = scores.setdefault(c, np.full(n, None, dtype=object))
-            col[pos[ok]] = np.asarray(t.column(c), dtype=object)[ok]
+            values = t.column(c)
+            if c not in scores:
+                scores[c] = _Column(n, values.dtype)
+            scores[c].put(pos[ok], values[ok])
     targets = [t for t in _targets(plan) if t in tables]
     kept = np.zeros(n, dtype=bool)
     for t in targets:
-        for key in _keys(tables[t]):
-            if key in index:
-                kept[index[key]] = True
+        pos = positions[t]
+        kept[pos[pos >= 0]] = True
+    dropped = np.zeros(n, dtype=bool)
     dropped_by: list[str | None] = [None] * n
     reason: list[str | None] = [None] * n
     ancestors = set(targets).union(*(nx.ancestors(plan.graph, t) for t in targets)) if targets else set()
@@ -74,21 +155,26 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, list[Any]]:
         inputs = [tables[i] for i in node.inputs if i in tables]
         if len(inputs) != len(node.inputs):
             continue
-        out_keys = set(_keys(tables[name]))
-        first = _keys(inputs[0])
-        lost = np.array([i for i, k in enumerate(first) if k not in out_keys and k in index
-                         and not kept[index[k]] and dropped_by[index[k]] is None], dtype=np.int64)
+        out = positions[name]
+        in_output = np.zeros(n, dtype=bool)
+        in_output[out[out >= 0]] = True
+        first = positions[node.inputs[0]]
+        known = first >= 0
+        cand = np.zeros(len(first), dtype=bool)
+        p_known = first[known]
+        cand[known] = ~in_output[p_known] & ~kept[p_known] & ~dropped[p_known]
+        lost = np.flatnonzero(cand)
         if not len(lost):
             continue
         why = reasons_for(node.op, inputs, tables[name], lost)
-        for i, text in zip(lost.tolist(), why):
-            p = index[first[i]]
+        for p, text in zip(first[lost].tolist(), why):
             failed = [f"{c}: {col[p]}" for c, col in failures.items() if isinstance(col[p], str) and col[p]]
             dropped_by[p] = name
+            dropped[p] = True
             reason[p] = text + ("; its score failed (" + "; ".join(failed) + ")" if failed else "")
-    return {"id": [k[0] for k in keys], "row": [k[1] for k in keys], "pool": pools,
-            **{c: v.tolist() for c, v in scores.items()},
-            "kept": kept.tolist(), "dropped_by": dropped_by, "drop_reason": reason}
+    return {"id": index.ids, "row": index.rows, "pool": list(index.pools),
+            **{c: v.output() for c, v in scores.items()},
+            "kept": kept, "dropped_by": dropped_by, "drop_reason": reason}
 
 
 def path_steps(plan: Any, tables: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,6 +203,9 @@ def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
              "dropped_by": pa.string(), "drop_reason": pa.string()}
     arrays = {}
     for c, values in data.items():
+        if isinstance(values, tuple):  # numbers and which samples have one
+            arrays[c] = pa.array(values[0], mask=~values[1], from_pandas=True)  # NaN: null
+            continue
         try:
             arrays[c] = pa.array(values, type=fixed.get(c), from_pandas=True)  # NaN: null
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text

@@ -42,16 +42,12 @@ def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
     cut = (min(finite) if p.descending else max(finite)) if finite else None
     how = f"top {p.top}" if p.top is not None else f"fraction {p.fraction:g}" if p.fraction is not None else "all"
     by = _text(p.by)
-    out_reasons = []
-    for i in lost:
-        if not passed[i]:
-            out_reasons.append(f"`where: {_text(p.where)}` is false")
-        elif cut is None:
-            out_reasons.append(f"{by} = {_num(scores[i])}; the cut ({how}) kept no row")
-        else:
-            side = "below" if p.descending else "above"
-            out_reasons.append(f"{by} = {_num(scores[i])}, {side} the cut-off {_num(cut)} ({how}, {len(out)} kept)")
-    return out_reasons
+    where = f"`where: {_text(p.where)}` is false" if p.where is not None else ""
+    side = "below" if p.descending else "above"
+    tail = f"; the cut ({how}) kept no row" if cut is None else f", {side} the cut-off {_num(cut)} ({how}, {len(out)} kept)"
+    # Python values, not numpy scalars: a pool of millions formats one number per dropped row
+    values = scores[lost].tolist()
+    return [where if not passed[i] else f"{by} = {_num(v)}{tail}" for i, v in zip(lost.tolist(), values)]
 
 
 def filter_(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
