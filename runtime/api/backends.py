@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from dslrun.runtime.api.limits import endpoint_key
-from dslrun.runtime.api.types import CallError, Reply
+from dslrun.runtime.api.types import CallError, Reply, raw_text
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -145,12 +145,52 @@ def reply_from_json(data: Any) -> Reply:
                  finish_reason=choice.get("finish_reason"), model=data.get("model"), raw=data)
 
 
+def reply_from_completion_json(data: Any) -> Reply:
+    """A ``Reply`` from the JSON of a text completion (``/v1/completions``): the first position's
+    ``top_logprobs`` dict becomes ``Reply.top_logprobs`` (vLLM and llama.cpp send it)."""
+    try:
+        choice = data["choices"][0]
+        text = choice.get("text") or ""
+    except (TypeError, KeyError, IndexError, AttributeError):
+        raise CallError("bad_response", f"not a text completion: {str(data)[:200]!r}") from None
+    top: dict[str, float] | None = None
+    logprobs = choice.get("logprobs") or {}
+    tops, tokens = logprobs.get("top_logprobs") or [], logprobs.get("tokens") or []
+    if tops and tops[0]:
+        top = {str(t): float(lp) for t, lp in tops[0].items()}
+    elif tokens and (logprobs.get("token_logprobs") or [None])[0] is not None:
+        top = {tokens[0]: float(logprobs["token_logprobs"][0])}
+    usage = data.get("usage") or {}
+    return Reply(text=text, top_logprobs=top, input_tokens=usage.get("prompt_tokens") or 0,
+                 output_tokens=usage.get("completion_tokens") or 0,
+                 finish_reason=choice.get("finish_reason"), model=data.get("model"), raw=data)
+
+
+def request_body(model: str, messages: list[dict[str, Any]], opts: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) of one call. ``raw`` in ``opts``: a text completion of the messages'
+    plain text (no chat template: DEITA's scorers are prompted so), whose ``logprobs`` is the
+    number of top tokens per position; else a chat completion."""
+    body = {k: v for k, v in opts.items() if k != "raw"}
+    body["model"] = model
+    if opts.get("raw"):
+        k, wanted = body.pop("top_logprobs", None), body.pop("logprobs", None)
+        if k or wanted:
+            body["logprobs"] = int(k or 1)
+        body["prompt"] = raw_text(messages)
+        return "/completions", body
+    if body.get("top_logprobs") and not body.get("logprobs"):
+        body["logprobs"] = True
+    body["messages"] = messages
+    return "/chat/completions", body
+
+
 class OpenAIBackend:
     """Chat completions from an OpenAI-compatible endpoint.
 
     ``api_key_env`` names the environment variable holding the key. ``temperature``,
     ``max_tokens``, ``seed``, ``logprobs``, ``top_logprobs`` are defaults that a request's
-    ``opts`` override; any other option (and ``extra_body``) goes into the request body as is. The client makes no retries of its own (``max_retries=0``): the pool
+    ``opts`` override; any other option (and ``extra_body``) goes into the request body as is.
+    ``raw: true`` sends the prompt as plain text to ``/v1/completions`` (``request_body``). The client makes no retries of its own (``max_retries=0``): the pool
     retries, within its rate limits and budget. Calls go round-robin over
     ``clients_per_loop`` clients per event loop: the HTTP connection pool scans its
     connections on every request, so many calls in flight on one client cost CPU
@@ -158,7 +198,7 @@ class OpenAIBackend:
     """
 
     def __init__(self, model: str, *, base_url: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float | None = 60.0,
                  temperature: float | None = None, max_tokens: int | None = None,
                  seed: int | None = None, logprobs: bool | None = None,
                  top_logprobs: int | None = None, extra_body: Mapping[str, Any] | None = None,
@@ -220,21 +260,19 @@ class OpenAIBackend:
                 await client.close()
 
     async def chat(self, messages: list[dict[str, Any]], **opts: Any) -> Reply:
-        body = {**self.extra_body, **self.defaults, **opts, "model": self.model, "messages": messages}
-        if body.get("top_logprobs") and not body.get("logprobs"):
-            body["logprobs"] = True
+        path, body = request_body(self.model, messages, {**self.extra_body, **self.defaults, **opts})
         client = await self._client()
         failure: CallError | None = None
         try:
             # The untyped call (``cast_to=object``: the JSON as a dict) skips the typed
             # ``chat.completions.create`` param transforms and model construction, about a
             # millisecond of CPU per call, and what we keep is the raw JSON anyway.
-            data = await client.post("/chat/completions", body=body, cast_to=object)
+            data = await client.post(path, body=body, cast_to=object)
         except Exception as exc:  # classified outside the handler: no chained openai objects
             failure = classify_openai_error(exc, os.environ.get(self.api_key_env))
         if failure is not None:
             raise failure
-        return reply_from_json(data)
+        return reply_from_completion_json(data) if path == "/completions" else reply_from_json(data)
 
     async def aclose(self) -> None:
         """Close this event loop's client (other loops keep theirs)."""

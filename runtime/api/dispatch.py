@@ -23,6 +23,11 @@ If ``on_result`` raises (the cache cannot be written), the pool stops spending:
 nothing new is dispatched, calls in flight finish and are still offered to
 ``on_result``, and ``run`` raises ``ResultCallbackError`` (with the summary).
 
+Concurrency adapts to the server when ``adaptive`` (``adaptive.py``: AIMD with slow start and
+a Little's-law growth test; ``max_concurrency`` is the ceiling), and an attempt's timeout comes
+from ``timeouts`` (``timeouts.py``: off for loopback servers, else derived from ``max_tokens``
+and the observed seconds per token; a timed-out attempt stays charged to the budget).
+
 ``submit()`` runs the same thing on its own event loop in a thread and returns a
 ``concurrent.futures.Future``, so API work overlaps with model work; ``on_result``
 is then called in that thread.
@@ -41,8 +46,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from dslrun.runtime.api.adaptive import AdaptiveConcurrency, Slots
 from dslrun.runtime.api.budget import BudgetTracker, estimate_input_tokens
 from dslrun.runtime.api.limits import REGISTRY, RateLimiter
+from dslrun.runtime.api.timeouts import AttemptTimeouts
 from dslrun.runtime.api.types import (
     STOPS_RUN,
     ApiRequest,
@@ -93,12 +100,15 @@ class _Run:
     def __init__(self, pool: ApiPool, send: Any, on_result: OnResult, parse: ParseFn | None):
         self.pool, self.send, self.on_result, self.parse = pool, as_send(send), on_result, parse
         self.defaults = dict(getattr(send, "defaults", None) or {})  # a backend's default opts
-        self.summary = RunSummary()
+        self.summary = RunSummary(priced=pool.price is not None)
         self.budget = BudgetTracker(pool.max_calls, pool.max_cost)
         self.stop = asyncio.Event()
         self.stop_reason: str | None = None
         self.callback_error: BaseException | None = None
         self.rng = random.Random(pool.seed)
+        self.adaptive = AdaptiveConcurrency(pool.max_concurrency) if pool.adaptive else None
+        self.timeouts = pool.timeouts or AttemptTimeouts("fixed" if pool.attempt_timeout else "off",
+                                                         fixed=pool.attempt_timeout)
 
     def halt(self, why: str) -> None:
         """Stop dispatching. ``why``: "budget", "stopped" (by the caller) or "error" (on_result
@@ -137,7 +147,7 @@ class _Run:
         est_out = int(opts.get("max_tokens") or opts.get("max_completion_tokens")
                       or pool.assumed_output_tokens)
         est_cost = pool.price.cost(est_in, est_out) if pool.price else 0.0
-        parse_failures = 0
+        parse_failures = timeouts = 0
         while True:
             if self.stop.is_set() or not await self.budget.reserve(est_cost):
                 if not self.stop.is_set():
@@ -147,16 +157,21 @@ class _Run:
                 res.error = res.error and f"{why} before retry; last error: {res.error}"
                 res.reason = why
                 break
-            reply, cost = None, 0.0
+            reply, cost, token = None, 0.0, None
             try:
                 if pool.limiter is not None:
                     await pool.limiter.acquire(est_in + est_out)
                 res.attempts += 1
                 self.summary.calls += 1
-                reply = await asyncio.wait_for(self.send(req), pool.attempt_timeout)
+                token, t0 = self.adaptive.sent() if self.adaptive else None, time.monotonic()
+                reply = await asyncio.wait_for(self.send(req), self.timeouts.seconds(est_out, timeouts))
+                self.timeouts.observe(time.monotonic() - t0, reply.output_tokens)
                 err = None
             except Exception as exc:
                 err = classify(exc)
+                if err.kind == "timeout" and err.status is None:  # abandoned: it may run and be billed
+                    timeouts, cost = timeouts + 1, est_cost
+                    self.summary.abandoned += 1
             finally:
                 if reply is not None:
                     cost = pool.price.cost(reply.input_tokens, reply.output_tokens) if pool.price else 0.0
@@ -166,6 +181,11 @@ class _Run:
                     if pool.limiter is not None:
                         pool.limiter.settle(est_in + est_out, reply.input_tokens + reply.output_tokens)
                 self.budget.settle(est_cost, cost)
+            if self.adaptive is not None and token is not None:
+                if reply is not None:
+                    self.adaptive.succeeded(token, reply.output_tokens)
+                elif err is not None:
+                    self.adaptive.congested(token, err.kind)
             if reply is not None:
                 res.text, res.reply = reply.text, reply
                 try:
@@ -205,7 +225,7 @@ class ApiPool:
                  retry: RetryPolicy | None = None, max_calls: int | None = None,
                  max_cost: float | None = None, price: Price | None = None,
                  attempt_timeout: float | None = None, assumed_output_tokens: int = 512,
-                 seed: int | None = None):
+                 seed: int | None = None, adaptive: bool = False, timeouts: AttemptTimeouts | None = None):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         if max_cost is not None and price is None:
@@ -214,7 +234,7 @@ class ApiPool:
         self.retry = retry or RetryPolicy()
         self.max_calls, self.max_cost, self.price = max_calls, max_cost, price
         self.attempt_timeout, self.assumed_output_tokens = attempt_timeout, assumed_output_tokens
-        self.seed = seed
+        self.seed, self.adaptive, self.timeouts = seed, adaptive, timeouts
         self._runs: dict[_Run, asyncio.AbstractEventLoop] = {}
         self._lock = threading.Lock()
 
@@ -233,7 +253,8 @@ class ApiPool:
         run, t0 = _Run(self, send, on_result, parse), time.monotonic()
         with self._lock:
             self._runs[run] = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self.max_concurrency)
+        adaptive = run.adaptive
+        slots = Slots(lambda: adaptive.limit if adaptive is not None else self.max_concurrency)
         tasks: set[asyncio.Task] = set()
         try:
             prepare = getattr(send, "prepare", None)  # a backend's one-time set-up, off the clock
@@ -252,6 +273,8 @@ class ApiPool:
                 if run.callback_error is not None:
                     break
                 await run.deliver(ApiResult(req.key, "not_run", reason=run.stop_reason))
+            if adaptive is not None:
+                adaptive.drained()
             if tasks:
                 await asyncio.gather(*tasks)
         except BaseException:
@@ -262,6 +285,8 @@ class ApiPool:
             with self._lock:
                 self._runs.pop(run, None)
             run.summary.elapsed_s = time.monotonic() - t0
+            if adaptive is not None:
+                run.summary.concurrency = adaptive.path
         if run.callback_error is not None:
             raise ResultCallbackError(run.summary) from run.callback_error
         log.info("api pool: %s", run.summary)

@@ -23,7 +23,7 @@ import queue
 import threading
 from typing import Any
 
-from dslrun.runtime.api.types import CallError, Reply
+from dslrun.runtime.api.types import CallError, Reply, raw_text
 
 DEFAULT_MAX_TOKENS = 256
 CPU_MICRO_BATCH = 4  # replies land (and are cached) every few samples: on a CPU a batch of 16 takes many minutes
@@ -51,7 +51,7 @@ class LocalChatBackend:
     def prompt_text(self, messages: list[dict[str, Any]], raw: bool) -> tuple[str, bool]:
         """The text to continue, and whether the tokenizer should add its special tokens."""
         if raw or not getattr(self.tokenizer, "chat_template", None):
-            return "\n\n".join(str(m.get("content", "")) for m in messages), True
+            return raw_text(messages), True
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), False
 
     async def chat(self, messages: list[dict[str, Any]], **opts: Any) -> Reply:

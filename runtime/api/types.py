@@ -51,6 +51,13 @@ class CallError(Exception):
         return f"CallError({self.kind!r}, {self.message!r}, retryable={self.retryable})"
 
 
+def raw_text(messages: list[dict[str, Any]]) -> str:
+    """The plain text a raw (completion-style) prompt sends: the messages' contents joined by a
+    blank line, with no chat template. The local backend and ``/v1/completions`` send the same
+    text, so both score the same tokens."""
+    return "\n\n".join(str(m.get("content", "")) for m in messages)
+
+
 @dataclass(frozen=True)
 class ApiRequest:
     """One call to make. ``key`` is the caller's id (sample id or cache key), echoed in the result;
@@ -118,6 +125,9 @@ class RunSummary:
     fatal: str | None = None
     fatal_status: int | None = None
     fatal_message: str | None = None
+    abandoned: int = 0  # attempts given up at their timeout (charged to the budget at their worst case)
+    concurrency: list[int] = field(default_factory=list)  # the adaptive limit's path, when it adapts
+    priced: bool = True  # False: no price, so no cost to show
 
     @property
     def accounted(self) -> bool:
@@ -141,8 +151,13 @@ class RunSummary:
             parts.append("failed " + ", ".join(f"{k}={v}" for k, v in sorted(self.failed.items())))
         if self.not_run:
             parts.append("not run " + ", ".join(f"{k}={v}" for k, v in sorted(self.not_run.items())))
-        parts.append(f"{self.calls} calls, {self.retries} retries, {self.rate_limited} rate-limited")
-        parts.append(f"{self.input_tokens}+{self.output_tokens} tokens, cost {self.cost:.4f}")
+        parts.append(f"{self.calls} calls, {self.retries} retries, {self.rate_limited} rate-limited"
+                     + (f", {self.abandoned} timed out" if self.abandoned else ""))
+        if self.concurrency:
+            path = self.concurrency if len(self.concurrency) <= 8 else [*self.concurrency[:3], "…",
+                                                                         *self.concurrency[-3:]]
+            parts.append("concurrency " + "→".join(map(str, path)))
+        parts.append(f"{self.input_tokens}+{self.output_tokens} tokens" + (f", cost {self.cost:.4f}" if self.priced else ""))
         return "; ".join(parts) + f" in {self.elapsed_s:.1f}s"
 
 

@@ -74,24 +74,16 @@ def dry_run(plan: Plan, ctx: RunContext, runners: Runners = LOCAL) -> list[PlanR
     return rows
 
 
-# Endpoints that bill per token: only for these does a `price` become a cost in the plan.
-# Anything else (loopback, a vLLM or llama.cpp server on the LAN, `backend: local`) costs no money here.
-PAID_HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "api.mistral.ai",
-              "api.together.xyz", "api.groq.com", "api.deepseek.com", "openrouter.ai", "api.fireworks.ai",
-              "openai.azure.com", "api.cohere.com")
-
-
 def paid_endpoint(op: Any) -> bool:
-    """Whether the op's LLM calls go to a known paid provider (OpenAI when no base_url is given)."""
-    from urllib.parse import urlparse
+    """Whether the op's LLM calls go to a known paid provider (``runtime/api/endpoints.py``); only
+    there does a `price` become a cost in the plan (a loopback or LAN server costs no money)."""
+    from dslrun.runtime.api.backends import resolve_base_url
+    from dslrun.runtime.api.endpoints import paid_host
 
     llm = getattr(op, "llm", None)
     if llm is None or getattr(llm, "backend", None) == "local":
         return False
-    if not llm.base_url:
-        return True
-    host = (urlparse(llm.base_url).hostname or "").lower()
-    return any(host == h or host.endswith("." + h) for h in PAID_HOSTS)
+    return paid_host(resolve_base_url(llm.base_url)[0])
 
 
 def label(op: Any) -> str:

@@ -46,9 +46,14 @@ def unit_hash(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def request_prompt(request: dict) -> Any:
+    """What a request asks about: a chat's ``messages``, or a text completion's ``prompt``."""
+    return request["prompt"] if "prompt" in request and "messages" not in request else request.get("messages")
+
+
 def default_reply(request: dict) -> str:
     """A score from 1.0 to 5.0 (step 0.5) on the first line, derived from the prompt."""
-    h = prompt_hash(request.get("messages"))
+    h = prompt_hash(request_prompt(request))
     score = 1 + (int(h[:8], 16) % 9) / 2
     return f"{score:.1f}\nThe response is judged on helpfulness and accuracy ({h[:8]})."
 
@@ -129,6 +134,30 @@ def completion_body(request: dict, text: str, *, model: str, top_fn: TopLogprobs
             "total_tokens": prompt_tokens + len(tokens),
         },
     }
+
+
+def text_completion_body(request: dict, text: str, *, model: str, top_fn: TopLogprobsFn | None) -> dict:
+    """The JSON of a non-streaming ``text_completion`` (``/v1/completions``) for ``text``: its
+    ``logprobs`` (an int, as vLLM and llama.cpp take it) is the number of top tokens per position."""
+    chat = completion_body({**request, "messages": None, "logprobs": False}, text, model=model, top_fn=top_fn)
+    choice = chat["choices"][0]
+    text, tokens = choice["message"]["content"], tokenize(choice["message"]["content"])
+    logprobs = None
+    k = request.get("logprobs")
+    if isinstance(k, int) and not isinstance(k, bool):
+        first = (top_fn or default_top_logprobs)(request, tokens[0])
+        ranked = sorted(first.items(), key=lambda kv: -kv[1])
+        chosen = first.get(tokens[0], first.get(tokens[0].strip(), ranked[0][1] if ranked else 0.0))
+        logprobs = {"tokens": tokens, "token_logprobs": [chosen] + [0.0] * (len(tokens) - 1),
+                    "top_logprobs": [dict(ranked[:k])] + [{t: 0.0} for t in tokens[1:]],
+                    "text_offset": [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]}
+    prompt = request.get("prompt")
+    prompt_tokens = len(tokenize(prompt)) if isinstance(prompt, str) else 0
+    return {"id": "cmpl-" + prompt_hash(prompt)[:24], "object": "text_completion", "created": chat["created"],
+            "model": chat["model"],
+            "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": choice["finish_reason"]}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
+                      "total_tokens": prompt_tokens + len(tokens)}}
 
 
 def error_body(message: str, kind: str, code: str | None = None) -> dict:

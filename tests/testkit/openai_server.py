@@ -1,7 +1,8 @@
 """A real OpenAI-compatible HTTP server for tests and benchmarks.
 
 ``POST /v1/chat/completions`` (non-streaming, ``logprobs``/``top_logprobs``,
-``usage``) and ``GET /v1/models``, on 127.0.0.1 and a free port. HTTP/1.1 with
+``usage``), ``POST /v1/completions`` (a raw ``prompt``; ``logprobs`` as a count, as vLLM
+takes it) and ``GET /v1/models``, on 127.0.0.1 and a free port. HTTP/1.1 with
 keep-alive on asyncio streams in a background thread, so a per-call latency
 never blocks other requests (hundreds can be in flight).
 
@@ -51,6 +52,8 @@ from testkit.openai_replies import (
     default_reply,
     error_body,
     prompt_hash,
+    request_prompt,
+    text_completion_body,
 )
 
 RetryAfter = float | str | Callable[[], str] | None
@@ -247,14 +250,20 @@ class OpenAITestServer:
             return await self._send(writer, 200, {"object": "list", "data": data})
         if method == "GET" and path == "/_stats":
             return await self._send(writer, 200, self.stats().as_json())
-        if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
+        chat = path in ("/v1/chat/completions", "/chat/completions")
+        if method == "POST" and (chat or path in ("/v1/completions", "/completions")):
+            field, kind = ("messages", list) if chat else ("prompt", str)
             try:
                 request = json.loads(body)
-                assert isinstance(request, dict) and isinstance(request.get("messages"), list)
+                assert isinstance(request, dict) and isinstance(request.get(field), kind)
             except (ValueError, AssertionError):
                 self._outcome("400")
                 return await self._send(writer, 400, error_body(
-                    "request body must be JSON with a 'messages' list", "invalid_request_error"))
+                    f"request body must be JSON with a '{field}' {kind.__name__}", "invalid_request_error"))
+            if chat:
+                request.pop("prompt", None)
+            else:
+                self._outcome("completions")
             if self.strict_models and request.get("model") not in self.models:
                 self._outcome("404")
                 return await self._send(writer, 404, error_body(
@@ -265,7 +274,7 @@ class OpenAITestServer:
 
     async def _completion(self, request: dict, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> bool:
-        phash = prompt_hash(request["messages"])
+        phash = prompt_hash(request_prompt(request))
         with self._lock:
             s = self._stats
             s.total += 1
@@ -315,11 +324,14 @@ class OpenAITestServer:
                     else self.reply(request))
             self._outcome(fault if fault in ("malformed", "empty_choices", "null_content", *REPLY_FAULTS) else "ok")
             model = self.models[0] if self.models else "test-model"
-            body = completion_body(request, text, model=model, top_fn=self.top_logprobs)
+            make = completion_body if "messages" in request else text_completion_body
+            body = make(request, text, model=model, top_fn=self.top_logprobs)
             if fault == "empty_choices":
                 body["choices"] = []
-            elif fault == "null_content":
+            elif fault == "null_content" and "messages" in request:
                 body["choices"][0]["message"]["content"] = None
+            elif fault == "null_content":
+                body["choices"][0]["text"] = None
             return await self._send(writer, 200, body)
         finally:
             with self._lock:
