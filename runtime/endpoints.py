@@ -18,12 +18,13 @@ terminal; ``--yes`` agrees in advance; without a terminal, and in the Python API
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from dslrun.runtime.api.endpoints import loopback_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -56,17 +57,9 @@ class EndpointPolicy:
 
 
 def is_loopback(host: str) -> bool:
-    """A literal loopback address or ``localhost``. Names are not resolved: what a name points
-    to can change between this check and the request."""
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+    """A literal loopback address or ``localhost`` (one rule with the API layer's timeouts;
+    a module-level name so that a test can make the test server count as remote)."""
+    return loopback_host(host)
 
 
 def _parts(url: str) -> tuple[str, str, int | None, str]:
