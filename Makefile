@@ -11,7 +11,7 @@ venv:
 	$(PY) -m pip install -q "torch==2.13.0+cpu" || $(PY) -m pip install -q torch
 
 install-dev: venv
-	$(PY) -m pip install -q -e ".[dev,models,llm,eval,ray]"
+	$(PY) -m pip install -q -e ".[dev,models,llm,eval,ray,less]"
 
 check:
 	$(PY) -m ruff check dslrun core dsl operators runtime tests bench tools

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dslrun.core.params import ColumnName, FieldKind, NoCache, field_kind, marked
+from dslrun.core.params import ColumnName, FieldKind, KeyedWhenSet, NoCache, field_kind, marked
 
 if TYPE_CHECKING:
     from dslrun.operators.base import CachedOperator
@@ -65,9 +65,10 @@ def fingerprint(op: str, version: str, params: Mapping[str, Any], model: str = "
 def cache_params(op: CachedOperator) -> dict[str, Any]:
     """The parameters that change what ``op`` computes, canonical.
 
-    Left out: ``NoCache`` fields (how, not what), output paths, and ``ColumnName`` fields
-    (where a result goes). An input file enters by the SHA-256 of its content, never by
-    its path, so the same recipe in a moved or re-cloned folder finds its scores.
+    Left out: ``NoCache`` fields (how, not what), output paths, ``ColumnName`` fields
+    (where a result goes), and ``KeyedWhenSet`` fields at their default (entries cached
+    before the field existed). An input file enters by the SHA-256 of its content, never
+    by its path, so the same recipe in a moved or re-cloned folder finds its scores.
     """
     params = op.params
     cls = type(params)
@@ -79,6 +80,8 @@ def cache_params(op: CachedOperator) -> dict[str, Any]:
         if kind == FieldKind.OUTPUT_PATH:
             continue
         value = params.model_dump(mode="json", include={name})[name]
+        if marked(cls, name, KeyedWhenSet) and getattr(params, name) == cls.model_fields[name].get_default():
+            continue
         out[name] = file_digest(value) if kind == FieldKind.INPUT_PATH else value
     return out
 

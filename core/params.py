@@ -7,7 +7,8 @@ file that must exist, relative to the spec), ``OutputPath`` (relative to the run
 output directory), ``EnvVar`` (the *name* of an environment variable holding a
 secret; checked when run, not when checked). ``NoCache`` marks a field that changes
 how, not what, is computed, and ``ColumnName`` one that names an output column; both
-stay out of cache keys (``core/keys.py``).
+stay out of cache keys (``core/keys.py``). ``KeyedWhenSet`` marks a field added after
+entries were cached: it enters the key only when it differs from its default.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class NoCache:
 class ColumnName:
     """Marks a Params field that names an output column: where a result is put, not what was
     computed. Kept out of cache keys; the cache stores values under the default names."""
+
+
+class KeyedWhenSet:
+    """Marks a Params field added to an operator whose values are already cached: it enters the
+    cache key only when it differs from its default, so entries computed before it existed
+    (which the default reproduces) stay valid and every other value gets its own key."""
 
 
 def marked(params_cls: type[BaseModel], key: str, marker: type) -> bool:

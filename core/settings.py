@@ -68,6 +68,9 @@ class RunSettings(BaseModel):
     # Never a spec setting: a spec cannot widen its own trust boundary (dsl/trust.py).
     allow_paths: list[str] = Field(default_factory=list, description="folders a spec may read besides its "
                                    "own and the current one (see README: Security)")
+    allow_endpoints: list[str] = Field(default_factory=list, description="servers a run may call without asking "
+                                       "(a URL, or host[:port]) besides loopback and those named on the command "
+                                       "line (see README: Security)")
 
     @classmethod
     def spec_keys(cls) -> tuple[str, ...]:

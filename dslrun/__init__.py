@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CompiledPlan", "ErrorList", "Result", "SpecError", "check", "compile", "run"]
+__all__ = ["CompiledPlan", "EndpointNotAllowed", "ErrorList", "Result", "SpecError", "check", "compile", "run"]
 
 _WHERE = {
     "run": "dslrun.runtime.python_api.specs",
@@ -27,6 +27,7 @@ _WHERE = {
     "Result": "dslrun.runtime.python_api.result",
     "SpecError": "dslrun.core.errors",
     "ErrorList": "dslrun.core.errors",
+    "EndpointNotAllowed": "dslrun.runtime.endpoints",
 }
 
 

@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="output directory (default: out/<spec name>)")
     r.add_argument("--cache-dir", type=Path, help="score cache directory (default: .dslrun, or $DSLRUN_CACHE_DIR)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines")
+    r.add_argument("--yes", "-y", action="store_true",
+                   help="send requests to endpoints you have not named without asking (see README: Security)")
+    r.add_argument("--allow-endpoint", action="append", default=[], metavar="URL",
+                   help="let the run call this server (a URL, or host[:port]) without asking (repeatable)")
     add_setting_flags(r)
     spec_cmd("check", "static checks only; computes nothing")
     pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
@@ -246,12 +250,14 @@ def cache_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def cmd_run(args) -> int:
     from dslrun.runtime.config import run_settings
+    from dslrun.runtime.endpoints import EndpointPolicy, ask_on_terminal
     from dslrun.runtime.run import run_plan
 
     plan, overrides, text = _compile(args)
     out = args.out or Path("out") / Path(args.spec).stem
+    policy = EndpointPolicy(tuple(args.allow_endpoint), args.yes, ask_on_terminal if sys.stdin.isatty() else None)
     return run_plan(plan, overrides, text, out, cache_dir(args.cache_dir), quiet=args.quiet, version=version(),
-                    settings=run_settings(args, plan.settings))
+                    settings=run_settings(args, plan.settings), endpoints=policy)
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -270,7 +276,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, choices=get_args(field.annotation), help=help_text)
             continue
         kinds = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
-        if get_origin(field.annotation) is list:  # allow_paths: its own repeatable --allow-path
+        if get_origin(field.annotation) is list:  # allow_paths, allow_endpoints: their own repeatable flags
             continue
         if kinds[0] is bool:
             group.add_argument(flag, action="store_true", default=None, help=field.description)
@@ -279,10 +285,12 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args) -> int:
+    from dslrun.runtime.data.out_paths import guard
     from dslrun.runtime.report import render_dir
 
     try:
-        print(f"report: {render_dir(args.run_dir)}")
+        with guard(args.run_dir):
+            print(f"report: {render_dir(args.run_dir)}")
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -12,6 +12,7 @@ the ones that belong to a place rather than to a recipe::
     tmp_dir: /scratch/dslrun # where that text goes
     token_budget: 65536      # padded tokens per model forward pass
     allow_paths: [/data/pools]  # folders specs may read besides their own and the current one
+    allow_endpoints: [https://vllm.lab.example/v1]  # servers a run may call without asking
 """
 
 from __future__ import annotations

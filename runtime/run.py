@@ -16,7 +16,9 @@ from dslrun.core.values import to_python
 from dslrun.dsl.compile import Plan
 from dslrun.runtime.cache.unsaved import describe_write_error
 from dslrun.runtime.config import run_settings
+from dslrun.runtime.data.out_paths import guard
 from dslrun.runtime.data.pool_files import atomic_write
+from dslrun.runtime.endpoints import EndpointNotAllowed, EndpointPolicy, check_endpoints
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.executor import NodeFailed, RunResult
 from dslrun.runtime.execution.llm_runner import CacheWriteFailed, EndpointRefused
@@ -118,11 +120,32 @@ class RunOutcome:
 
 def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
                 progress: bool = True, version: str = "0", settings: RunSettings | None = None,
-                handle_sigint: bool = True) -> RunOutcome:
+                handle_sigint: bool = True, endpoints: EndpointPolicy | None = None) -> RunOutcome:
     """One whole run, for the CLI and the Python API alike. Raises ``ErrorList`` (missing
-    credentials), ``EngineError`` (no engine) or ``NodeFailed`` (a step failed, or the run was
-    interrupted; everything computed before it is cached). ``handle_sigint``: the CLI's
-    two-stage Ctrl-C (a notebook keeps its own)."""
+    credentials), ``EndpointNotAllowed`` (a server the user has not agreed to; nothing sent,
+    nothing written), ``EngineError`` (no engine) or ``NodeFailed`` (a step failed, or the run
+    was interrupted; everything computed before it is cached). ``handle_sigint``: the CLI's
+    two-stage Ctrl-C (a notebook keeps its own). ``endpoints``: what the user agreed to (default:
+    loopback and the URLs in ``overrides`` and ``settings.allow_endpoints``, asking no one)."""
+    from dslrun.runtime.cache.open_store import open_store
+
+    check_credentials(plan)
+    settings = settings or run_settings(spec=plan.settings)
+    cache = open_store(cache_dir)
+    try:  # before anything is sent or written
+        check_endpoints(plan, [to_python(v) for v in overrides.values()], settings, endpoints or EndpointPolicy(),
+                        cache)
+    except BaseException:
+        cache.close()
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    with guard(out):  # every write below --out stays below it (runtime/data/out_paths.py)
+        return _run_and_record(plan, overrides, spec_text, out, cache, settings, progress=progress,
+                               version=version, handle_sigint=handle_sigint)
+
+
+def _run_and_record(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache: Any,
+                    settings: RunSettings, *, progress: bool, version: str, handle_sigint: bool) -> RunOutcome:
     from contextlib import nullcontext
 
     from dslrun.runtime.execution.engines import make_engine
@@ -130,13 +153,7 @@ def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path
     from dslrun.runtime.execution.outcomes import warning_lines
     from dslrun.runtime.execution.progress import make_progress
 
-    check_credentials(plan)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = settings or run_settings(spec=plan.settings)
     runner = make_engine(settings)
-    from dslrun.runtime.cache.open_store import open_store
-
-    cache = open_store(cache_dir)
     ctx = RunContext(out_dir=out, spec_dir=plan.spec_dir, cache=cache, settings=settings)
     try:
         engine_info = runner.describe()
@@ -181,14 +198,18 @@ def execute_run(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path
 
 
 def run_plan(plan: Plan, overrides: dict[str, Any], spec_text: str, out: Path, cache_dir: Path, *,
-             quiet: bool = False, version: str = "0", settings: RunSettings | None = None) -> int:
+             quiet: bool = False, version: str = "0", settings: RunSettings | None = None,
+             endpoints: EndpointPolicy | None = None) -> int:
     """``dslrun run``: ``execute_run`` with its summary printed; returns the exit code."""
     from dslrun.runtime.execution.engines import EngineError
     from dslrun.runtime.execution.interrupt import EXIT_INTERRUPTED, Interrupted
 
     try:
         done = execute_run(plan, overrides, spec_text, out, cache_dir, progress=not quiet, version=version,
-                           settings=settings)
+                           settings=settings, endpoints=endpoints)
+    except EndpointNotAllowed as e:
+        print(f"error: {e.hint}" if e.asked else f"error: {e}", file=sys.stderr)
+        return 2
     except EngineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -61,45 +61,49 @@ def test_schedule_is_linear_with_warmup():
                                                               1 / 8, 0]
 
 
-def test_adam_features_equal_hand_reference_from_optimizer_state(lm, tmp_path):
-    """Warm up, then rebuild one candidate's feature by hand from the checkpoint file."""
-    from dslrun.operators.gradient_sim import GradientSimParams
-    from dslrun.operators.influence.runner import Runner
-    from dslrun.runtime.execution.context import RunContext
-
+@pytest.fixture(scope="module")
+def warm(lm, tmp_path_factory):
+    """The tiny model's LoRA warmed up on 8 samples (2 epochs, one checkpoint each)."""
     base, tok = lm
     enc = encode_samples(tok, conversations(alpaca(8)), "tulu", 512)
     model = lora_model(base, CFG)
-    ckpts = train(model, enc, CFG, tmp_path / "w", tok.pad_token_id)
-    assert [c.epoch for c in ckpts] == [1, 2]
-    steps = 2 * 2  # 8 samples / 4 per step, 2 epochs; warm-up ceil(0.03 · 4) = 1 step
-    lrs = [1e-3 * linear_schedule(s, steps, 1) for s in range(steps)]
-    assert [c.avg_lr for c in ckpts] == pytest.approx([np.mean(lrs[:2]), np.mean(lrs[2:])])
+    return model, train(model, enc, CFG, tmp_path_factory.mktemp("warm") / "w", tok.pad_token_id), enc
 
-    state = torch.load(ckpts[0].path, weights_only=True)
+
+def hand_gradients(model, ckpt, e):
+    """One sample's plain gradient and its Adam-preconditioned one, by hand from the checkpoint file."""
+    state = torch.load(ckpt.path, weights_only=True)
     model.eval()
     with torch.no_grad():
         for name, p in trainable(model):
             p.copy_(state[name])
     names = [n for n, _ in trainable(model)]
-    e = enc[3]
     labels = torch.tensor([t if s else -100 for t, s in zip(e.ids, e.labels)])[None]
     model.zero_grad()
     model(input_ids=torch.tensor([e.ids]), labels=labels).loss.backward()
     g = torch.cat([p.grad.flatten() for _, p in trainable(model)])
     m = torch.cat([state[n + "::exp_avg"].flatten() for n in names])
     v = torch.cat([state[n + "::exp_avg_sq"].flatten() for n in names])
-    pre = (0.9 * m + 0.1 * g) / torch.sqrt(0.999 * v + 0.001 * g * g + 1e-8)
+    return g, (0.9 * m + 0.1 * g) / torch.sqrt(0.999 * v + 0.001 * g * g + 1e-8)
+
+
+def test_adam_features_equal_hand_reference_from_optimizer_state(lm, warm, tmp_path):
+    """Warm up, then rebuild one candidate's feature by hand from the checkpoint file."""
+    from dslrun.runtime.execution.context import RunContext
+
+    model, ckpts, enc = warm
+    assert [c.epoch for c in ckpts] == [1, 2]
+    steps = 2 * 2  # 8 samples / 4 per step, 2 epochs; warm-up ceil(0.03 · 4) = 1 step
+    lrs = [1e-3 * linear_schedule(s, steps, 1) for s in range(steps)]
+    assert [c.avg_lr for c in ckpts] == pytest.approx([np.mean(lrs[:2]), np.mean(lrs[2:])])
+
+    g, pre = hand_gradients(model, ckpts[0], enc[3])
     full_r = torch.cat([project.rademacher_block(7, b, 64) for b in range(len(g) // project.BLOCK_ROWS + 1)])
     want = pre.half().float() @ full_r[:len(g)]
     want = want / want.norm()
 
-    params = GradientSimParams(target=str(tmp_path), model="x", r=4, alpha=16, target_modules=["c_attn"], epochs=2,
-                               lr=1e-3, grad_accum=4, dim=64, projection_seed=7)
     ctx = RunContext(out_dir=tmp_path, spec_dir=tmp_path, cache=None)
-    runner = Runner.__new__(Runner)  # bypass model resolution: hand it the model we trained
-    runner.p, runner.ctx, runner.cfg, runner._model = params, ctx, CFG, model
-    runner._loaded_model, runner._template, runner._loaded, runner.checkpoints = (base, tok), None, None, ckpts
+    runner = bypassed_runner(ctx, lm, model, ckpts, dim=64, projection_seed=7)
     rows = alpaca(8)
     got = runner.features(conversations(rows)[3:4], "adam", ctx)[0]
     assert got.shape == (2, 64) and got.dtype == np.float16
@@ -107,6 +111,42 @@ def test_adam_features_equal_hand_reference_from_optimizer_state(lm, tmp_path):
     sgd = runner.features(conversations(rows)[3:4], "sgd", ctx)[0]
     plain = g.half().float() @ full_r[:len(g)]
     assert np.allclose(sgd[0].astype(np.float32), (plain / plain.norm()).numpy(), atol=2e-3)
+
+
+def test_trak_projector_features_are_basic_projectors_with_less_arguments(lm, warm, tmp_path):
+    """``projector: trak``: the same gradients through TRAK's BasicProjector as LESS calls it
+    (exact equality of the projection itself: tests/fidelity/test_less_projection.py)."""
+    pytest.importorskip("trak")
+    from trak.projectors import BasicProjector, ProjectionType
+
+    from dslrun.runtime.execution.context import RunContext
+
+    model, ckpts, enc = warm
+    ctx = RunContext(out_dir=tmp_path, spec_dir=tmp_path, cache=None)
+    runner = bypassed_runner(ctx, lm, model, ckpts, dim=200, projection_seed=7, projector="trak")
+    assert runner.projector_key.endswith(":cpu:float32")
+    got = runner.features(conversations(alpaca(8))[3:4], "adam", ctx)[0]
+    assert got.shape == (2, 200) and got.dtype == np.float32  # TRAK's values, not rounded to float16
+    for k, ckpt in enumerate(ckpts):  # one matrix for every checkpoint (LESS: model_id=0)
+        pre = hand_gradients(model, ckpt, enc[3])[1]
+        less = BasicProjector(grad_dim=len(pre), proj_dim=200, seed=7, proj_type=ProjectionType.rademacher,
+                              device="cpu", dtype=torch.float32, block_size=128, max_batch_size=16)
+        want = torch.nn.functional.normalize(less.project(pre.half()[None], model_id=0), dim=1)[0]
+        assert np.allclose(got[k], want.detach().numpy(), atol=1e-3)
+
+
+def bypassed_runner(ctx, base_tok, model, ckpts, **params):
+    """A Runner handed the model we trained (no model resolution)."""
+    from dslrun.operators.gradient_sim import GradientSimParams
+    from dslrun.operators.influence.runner import Runner
+
+    runner = Runner.__new__(Runner)
+    runner.p = GradientSimParams(target=str(ctx.spec_dir), model="x", r=4, alpha=16, target_modules=["c_attn"],
+                                 epochs=2, lr=1e-3, grad_accum=4, **params)
+    runner.ctx, runner.cfg, runner._model, runner.checkpoints = ctx, CFG, model, ckpts
+    runner._loaded_model, runner._template, runner._loaded = base_tok, None, None
+    runner._projector_key = runner._trak = None
+    return runner
 
 
 def test_projection_is_seeded_reproducible_and_block_independent():
@@ -179,3 +219,34 @@ def test_recipe_step_caches_features_and_never_retrains(tiny, tmp_path):
     row = next(line.split() for line in third.stdout.splitlines() if line.startswith("s "))
     assert row[4:6] == ["0", "28"]
     assert (folder / "epoch-1.pt").stat().st_mtime_ns == stamp
+
+
+def test_the_projector_keys_the_features_and_the_default_keeps_its_entries(tiny, tmp_path):
+    """``projector: trak`` computes its own features (warm-up reused); the default's cached
+    entries stay valid (the key of features cached before the option existed did not move)."""
+    pytest.importorskip("trak")
+    write_pool(tmp_path / "p.json", alpaca(8))
+    write_pool(tmp_path / "t.json", alpaca(2, start=50))
+
+    def spec(extra: str) -> str:
+        (tmp_path / "s.sel").write_text(
+            f'p = load(path: "p.json")\ns = gradient-sim(p, target: "t.json", model: "{tiny}", r: 2, alpha: 8, '
+            f'target_modules: ["c_attn"], epochs: 1, dim: 32, warmup_fraction: 0.5, grad_accum: 2{extra})\n'
+            f'save(s, path: "o.json")\n')
+        return str(tmp_path / "s.sel")
+
+    env = {"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}
+    dslrun(spec(""), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    trak = dslrun(spec(", projector: trak"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True).stdout
+    assert "checkpoints reused" in trak
+    assert next(line.split() for line in trak.splitlines() if line.startswith("s "))[4:6] == ["0", "10"]
+    for extra in ("", ", projector: trak"):
+        assert "10/10" in dslrun("plan", spec(extra), cwd=tmp_path, env=env, check=True).stdout
+
+    from dslrun.core.keys import cache_params
+    from dslrun.operators.gradient_sim import FeatureParams, GradFeatures
+
+    base = dict(warmup="w", kind="adam", dim=32, projection_seed=0, template="tulu", max_length=64, dtype="auto")
+    assert "projector" not in cache_params(GradFeatures(FeatureParams(**base), None, "m"))
+    assert cache_params(GradFeatures(FeatureParams(**base, projector="trak-0.3.2:cpu:float32"), None, "m"))[
+        "projector"] == "trak-0.3.2:cpu:float32"

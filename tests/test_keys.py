@@ -139,3 +139,25 @@ def test_sample_ids_are_the_hash_of_json_dumps(turns, alpaca):
     assert sample_id(messages) == reference([[r, normalise(c)] for r, c in turns])
     assert sample_id(messages, alpaca) == reference(
         {"instruction": normalise(alpaca[0]), "input": normalise(alpaca[1]), "output": normalise(alpaca[2])})
+
+
+def test_a_field_keyed_when_set_leaves_the_keys_cached_before_it():
+    """A parameter added to a cached operator (gradient-sim's projector) keeps the entries
+    computed before it: at its default it is not in the key; set, it is."""
+    from types import SimpleNamespace
+    from typing import Annotated
+
+    from dslrun.core.params import KeyedWhenSet, Params
+
+    class Before(Params):
+        dim: int = 8
+
+    class After(Params):
+        dim: int = 8
+        projector: Annotated[str, KeyedWhenSet()] = "dslrun"
+
+    def key(params):
+        return cache_params(SimpleNamespace(params=params))
+
+    assert key(After()) == key(Before()) == {"dim": 8}
+    assert key(After(projector="trak")) == {"dim": 8, "projector": "trak"}

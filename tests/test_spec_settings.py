@@ -274,7 +274,8 @@ def test_every_setting_has_one_name_in_flags_environment_and_file(tmp_path, monk
     assert set(SETTINGS) == set(RunSettings.spec_keys())  # what a spec may set, checked at compile
     run = _parser().parse_args(["run", "x.sel"])
     for name in RunSettings.model_fields:
-        assert hasattr(run, "allow_path" if name == "allow_paths" else name), name  # --token-budget -> token_budget
+        flag = name.removesuffix("s") if name.startswith("allow_") else name  # repeatable: --allow-path DIR
+        assert hasattr(run, flag), name  # --token-budget -> token_budget
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DSLRUN_CONFIG", raising=False)
     monkeypatch.setenv("DSLRUN_MODEL_BATCH_ROWS", "7")

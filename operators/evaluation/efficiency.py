@@ -118,8 +118,9 @@ def plot(path: str | Path, ours: Sequence[Point] = (), points: Sequence[Point] =
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    from dslrun.runtime.data.pool_files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png"))  # stays in --out
     plt.close(fig)
     return path

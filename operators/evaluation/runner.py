@@ -14,6 +14,7 @@ import numpy as np
 from dslrun.operators.evaluation import efficiency as eff
 from dslrun.operators.evaluation.finetune import FinetuneConfig
 from dslrun.operators.evaluation.pairwise import Pair
+from dslrun.runtime.data.out_paths import make_dirs
 from dslrun.runtime.data.pool_files import atomic_write
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def run_evaluation(op: Evaluate, selected: Table, ctx: RunContext) -> dict[str, 
 
     p = op.p
     out = ctx.out_dir / (p.out or ctx.node)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)  # below --out, whatever links it holds
     results: dict[str, Any] = {"node": ctx.node, "pfm": p.pfm, "selected": len(selected), "counterparts": {}}
     pool_table = ctx.refs.get(p.pool) if p.pool else None
     if pool_table is not None:

@@ -10,6 +10,7 @@ does not import torch.
   checkpoint (adapter + optimizer moments) per epoch, stored once per key.
 - :mod:`.grads`   — per-sample LoRA gradients in one batched backward, Adam preconditioning.
 - :mod:`.project` — seeded, chunked Rademacher projection that any device reproduces.
+- :mod:`.trak_projection` — ``projector: trak``: TRAK's ``BasicProjector`` as LESS calls it.
 - :mod:`.match`   — checkpoint-weighted cosine similarity, mean per subtask, max over subtasks.
 - :mod:`.golden`  — Nuggets' zero-shot and one-shot answer log-probabilities, KV cache reuse.
 """

@@ -9,7 +9,9 @@ from a CPU generator seeded by a hash of (seed, b), and each word gives 32 signs
 byte → 8 signs lookup table (one gather per block; the words are 32× smaller than the
 block, so moving them to a GPU is cheap). ``R`` therefore depends only on (seed, P, dim):
 not on the device or the batch, and row ``i`` is the same whatever P is. The scale of
-``R`` does not matter: features are L2-normalised after projection.
+``R`` does not matter: features are L2-normalised after projection. Inner products are
+preserved as well as by TRAK's matrix (both Rademacher), but the features are not LESS's:
+``projector: trak`` (``trak_projection.py``) calls TRAK itself for those.
 """
 
 from __future__ import annotations

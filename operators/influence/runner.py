@@ -3,7 +3,8 @@
 Features are computed checkpoint by checkpoint on groups of samples small enough that
 their full per-sample gradients fit in ``grad_memory`` bytes (setting; default 2 GiB);
 all checkpoints' gradients of a group are projected together, so the projection matrix
-is generated once per group rather than once per checkpoint.
+is generated once per group rather than once per checkpoint (``projector: trak`` too:
+LESS projects every checkpoint with the same matrix, ``model_id=0``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Runner:
         self.key = ""
         self.checkpoints: list[Checkpoint] = []
         self._loaded: tuple[int, Any, Any] | None = None
+        self._projector_key: str | None = None
+        self._trak: Any = None
 
     # The model loads only when something is computed: a fully cached re-run loads nothing.
     @property
@@ -73,6 +76,34 @@ class Runner:
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return int(pad or 0)
+
+    @property
+    def projector_key(self) -> str:
+        """``dslrun`` (one matrix on every device), or TRAK's version, device kind and dtype:
+        LESS projects on its model's device in its model's dtype, and both change the features."""
+        if self._projector_key is None:
+            self._projector_key = "dslrun"
+            if self.p.projector == "trak":
+                from dslrun.runtime.models import pick_device, pick_dtype
+
+                from .trak_projection import trak_key
+
+                device = pick_device(self.p.device)
+                self._projector_key = trak_key(device, dtype_name(pick_dtype(self.p.dtype, device)))
+        return self._projector_key
+
+    def project(self, grads: Any) -> Any:
+        """(B × P) float16 gradients → (B × dim) L2-normalised features."""
+        if self.p.projector != "trak":
+            return project_features(grads, self.p.dim, self.p.projection_seed)
+        dtype = self._base()[0].dtype
+        if not self.projector_key.endswith(":" + dtype_name(dtype)):  # the key must name what computes
+            raise RuntimeError(f"the model loaded in {dtype}, not as keyed ({self.projector_key})")
+        if self._trak is None:
+            from .trak_projection import TrakProjector
+
+            self._trak = TrakProjector(self.p.dim, self.p.projection_seed, dtype)
+        return self._trak(grads)
 
     def encode(self, conversations: list) -> list[Encoded]:
         if self._template is None:
@@ -126,7 +157,8 @@ class Runner:
         return self._loaded[1], self._loaded[2]
 
     def features(self, conversations: list, kind: str, ctx: Any) -> list[np.ndarray | None]:
-        """(K × dim) float16 features per conversation (None when nothing is scored)."""
+        """(K × dim) features per conversation (None when nothing is scored): float16, or
+        float32 for ``projector: trak`` (its values exactly, whatever its dtype)."""
         import torch
 
         encoded = self.encode(conversations)
@@ -150,11 +182,11 @@ class Runner:
                         g = adam_precondition(g, m, v)
                     grads[mb] = g.to(torch.float16)
                 rows.append(grads)
-            feats = project_features(torch.cat(rows), self.p.dim, self.p.projection_seed)
+            feats = self.project(torch.cat(rows))
             feats = feats.reshape(k_ckpt, len(group), self.p.dim).transpose(0, 1)
-            half = feats.to(torch.float16).cpu().numpy()
+            stored = feats.to(torch.float32 if self.p.projector == "trak" else torch.float16).cpu().numpy()
             for j, i in enumerate(group):
-                out[i] = half[j]
+                out[i] = stored[j]
         return out
 
 
@@ -162,3 +194,7 @@ def _template_id(template: str) -> str:
     from dslrun.operators.gradient_sim import template_key
 
     return template_key(template)
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")

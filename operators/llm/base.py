@@ -229,17 +229,29 @@ class LlmOperator(CachedOperator[LP]):
         return Cost(samples=n_samples, api_calls=n_samples if self.resource == Resource.API else 0,
                     forward_passes=n_samples if self.resource == Resource.MODEL else 0)
 
+    def chats(self, sample: Mapping[str, Any]) -> list[list[dict[str, str]]]:
+        """Every chat a run sends for *sample*: its :meth:`calls`, else the one of :meth:`messages`."""
+        calls = self.calls(sample)
+        return [self.messages(sample)] if calls is None else calls
+
     def estimate_rows(self, table: Any, rows: list[int]) -> Cost:
-        """Calls, input tokens (counted) and output tokens (``max_tokens`` bound) for *rows*."""
+        """Calls (one per chat: per turn with ``calls``), input tokens and output tokens for *rows*."""
+        cols = {c: table.column(c) for c in self.sample_columns}
+        chats = [chat for r in rows for chat in self.chats({c: v[r] for c, v in cols.items()})]
+        return self.estimate_chats(len(rows), chats)
+
+    def estimate_chats(self, n_samples: int, chats: list[list[dict[str, str]]]) -> Cost:
+        """The cost of sending *chats* for *n_samples* samples: input tokens counted, output
+        tokens bounded by ``max_tokens``, money where a price is given."""
         from dslrun.operators.llm.tokens import token_counter
 
         count = token_counter(self)
-        cols = {c: table.column(c) for c in ("instruction", "input", "output")}
-        n_in = sum(count(self.messages({c: v[r] for c, v in cols.items()})) for r in rows)
-        n_out = len(rows) * int(self.request_options().get("max_tokens") or 512)
         from dslrun.runtime.api.endpoints import price_for
 
-        price = price_for(self.endpoint_url(), self.model_name, self.llm.price) if self.resource == Resource.API else None
+        n_in = sum(count(chat) for chat in chats)
+        n_out = len(chats) * int(self.request_options().get("max_tokens") or 512)
+        api = self.resource == Resource.API
+        price = price_for(self.endpoint_url(), self.model_name, self.llm.price) if api else None
         money = price.cost(n_in, n_out) if price is not None else None
-        cost = self.estimate(len(rows))
-        return cost.model_copy(update={"input_tokens": n_in, "output_tokens": n_out, "money": money})
+        return Cost(samples=n_samples, api_calls=len(chats) if api else 0,
+                    forward_passes=0 if api else len(chats), input_tokens=n_in, output_tokens=n_out, money=money)

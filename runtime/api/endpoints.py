@@ -10,6 +10,7 @@ new account's first run from a 429 storm; a step's ``rpm``/``tpm`` always win.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlparse
 
 from dslrun.runtime.api.types import Price, PriceTable
@@ -44,3 +45,17 @@ def price_for(url: str, model: str, given: dict[str, float] | None) -> Price | N
 
 def default_rpm(url: str, rpm: float | None) -> float | None:
     return rpm if rpm is not None else (PAID_DEFAULT_RPM if paid_host(url) else None)
+
+
+def loopback_host(host: str) -> bool:
+    """A literal loopback address (IPv4-mapped too) or ``localhost``. Names are not resolved:
+    what a name points to can change between this check and the request."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)

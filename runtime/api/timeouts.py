@@ -27,7 +27,6 @@ say the request failed there: they charge nothing.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -35,13 +34,9 @@ from urllib.parse import urlparse
 
 def is_loopback(url: str | None) -> bool:
     """Whether ``url`` names this machine (``localhost``, 127.0.0.0/8, ::1)."""
-    host = (urlparse(url or "").hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from dslrun.runtime.api.endpoints import loopback_host
+
+    return loopback_host(urlparse(url or "").hostname or "")
 
 
 @dataclass

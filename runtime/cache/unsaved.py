@@ -33,6 +33,8 @@ def describe_write_error(exc: BaseException, path: Path | str) -> str:
         return f"no space left on {where}"
     if code in (errno.EACCES, errno.EPERM) or "readonly database" in text:
         return f"permission denied: {getattr(exc, 'filename', None) or path}"
+    if code == errno.ELOOP:  # out_paths.UnsafeOutput, or a link where a file was opened without following
+        return f"refused to write {getattr(exc, 'filename', None) or path}: {getattr(exc, 'strerror', None) or exc}"
     if code == errno.EROFS:
         return f"read-only file system: {getattr(exc, 'filename', None) or path}"
     return f"cannot write {path}: {type(exc).__name__}: {exc}"
@@ -58,7 +60,9 @@ class SideFile:
             for path in ([self.path] if self.path else []) + self.candidates:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    with open(path, "a", encoding="utf-8") as f:
+                    # never through a link: OUT may hold one, and the fallback's name in /tmp is known
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+                    with open(fd, "a", encoding="utf-8") as f:
                         f.write(line)
                         f.flush()
                         os.fsync(f.fileno())
@@ -104,6 +108,6 @@ def import_unsaved(out_dir: Path, node: str, put_many: Any) -> int:
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    from dslrun.runtime.data.pool_files import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8"))

@@ -9,12 +9,17 @@ An element is accepted only when something that cannot continue a number follows
 the buffer: a number cut at the buffer's end ("12" of "1234", "1" of "1.5") would otherwise
 decode as a shorter number. Strings, objects and arrays cannot be cut that way; a cut one
 fails to decode and more is read.
+
+An element nested deeper than the decoder's stack (``RecursionError``) is skipped by counting
+brackets outside strings, and a ``TooDeep`` stands in its place: one hostile record is
+quarantined, the rest of the file is read.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,13 @@ class JsonStreamError(ValueError):
     def __init__(self, msg: str, lineno: int, colno: int):
         super().__init__(f"{msg}: line {lineno} column {colno}")
         self.msg, self.lineno, self.colno = msg, lineno, colno
+
+
+class TooDeep:
+    """In place of an element too deeply nested to decode; ``text``: its first characters."""
+
+    def __init__(self, text: str):
+        self.text = text
 
 
 class NotAnArray(Exception):
@@ -135,8 +147,43 @@ def _element(buf: _Buffer, decoder: json.JSONDecoder) -> Any:
             failure = None
         except json.JSONDecodeError as e:
             failure = e
+        except RecursionError:
+            return _skip_deep(buf)
         if len(buf.text) - buf.pos > MAX_ELEMENT:
             raise buf.error(f"an element longer than {MAX_ELEMENT} characters (malformed?)", buf.pos)
         if not buf.more():
             assert failure is not None  # at the end of the file a complete value decodes
             raise buf.error(failure.msg, failure.pos)
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|["\[\]{}]')  # a whole string, a lone quote, a bracket
+
+
+def _skip_deep(buf: _Buffer) -> TooDeep:
+    """Past the array or object at ``buf.pos`` without decoding it (reading more as needed)."""
+    start = buf.pos
+    while True:
+        end = _container_end(buf.text, start)
+        if end is not None:
+            buf.pos = end
+            return TooDeep(buf.text[start:start + 200])
+        if len(buf.text) - start > MAX_ELEMENT:
+            raise buf.error(f"an element longer than {MAX_ELEMENT} characters (malformed?)", start)
+        if not buf.more():
+            raise buf.error("Unterminated array or object", start)
+
+
+def _container_end(text: str, start: int) -> int | None:
+    """Where the container opened at ``start`` closes; None when the text ends first."""
+    depth = 0
+    for m in _TOKEN.finditer(text, start):
+        token = m.group()
+        if token == '"':  # a string cut at the end of the buffer
+            return None
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return None

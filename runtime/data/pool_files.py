@@ -14,6 +14,7 @@ every run — which is what makes per-sample caching work across pools.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.keys import sample_id
+from dslrun.runtime.data.out_paths import fresh_file, make_dirs
 from dslrun.runtime.data.pool_table import PoolTableBuilder
+from dslrun.runtime.data.record_checks import TOO_DEEP, for_quarantine, record_problem, snippet
 from dslrun.runtime.data.table import Table
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -77,22 +80,33 @@ def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]
     if fmt == "jsonl":
         yield from _read_jsonl(path)
         return
-    from dslrun.runtime.data.json_stream import JsonStreamError, NotAnArray, iter_json_array
+    from dslrun.runtime.data.json_stream import (
+        JsonStreamError,
+        NotAnArray,
+        TooDeep,
+        iter_json_array,
+    )
 
     try:
         for i, rec in enumerate(iter_json_array(path)):
-            yield i, rec, None
+            if isinstance(rec, TooDeep):
+                yield i, rec.text, TOO_DEEP
+            else:
+                yield i, rec, None
         return
     except JsonStreamError as e:
         raise PoolError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except NotAnArray:
         pass
     # Not an array: an object wrapping one ({"data": [...]}), read whole.
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise PoolError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except RecursionError:  # read whole (not an array), so it cannot be skipped record by record
+        raise PoolError(f"{path}: {TOO_DEEP}; a pool file that is one JSON array or JSONL is read "
+                        "record by record, and such a record is quarantined alone") from None
     if isinstance(data, dict):
         for key in ("data", "examples", "samples", "train"):
             if isinstance(data.get(key), list):
@@ -106,12 +120,14 @@ def _read_records(path: Path, fmt: str) -> Iterator[tuple[int, Any, str | None]]
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """Line by line from the file (never the whole file in memory), with the line breaks of
-    ``bytes.splitlines`` so row numbers match the file as editors count them."""
+    ``bytes.splitlines`` so row numbers match the file as editors count them. A UTF-8 byte
+    order mark starting a line (the file, or files concatenated) is not part of the record."""
     i = -1
     with path.open("rb") as f:
         for chunk in f:
             for line in chunk.splitlines() or [b""]:
                 i += 1
+                line = line.removeprefix(codecs.BOM_UTF8)
                 if not line.strip():
                     continue
                 try:
@@ -123,20 +139,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                     yield i, json.loads(text), None
                 except json.JSONDecodeError as e:
                     yield i, text, f"invalid JSON: {e.msg} at column {e.colno}"
-
-
-def _has_bad_text(x: Any) -> bool:
-    if isinstance(x, str):
-        try:
-            x.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(x, dict):
-        return any(_has_bad_text(v) for v in x.values())
-    if isinstance(x, list):
-        return any(_has_bad_text(v) for v in x)
-    return False
+                except RecursionError:
+                    yield i, snippet(text), TOO_DEEP
 
 
 def detect_schema(rec: dict, fields: dict[str, str]) -> str:
@@ -171,10 +175,11 @@ def _conversation(turns: Any, role_key: str, text_key: str) -> tuple[list[dict[s
 
 def parse_record(rec: Any, schema: str, fields: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
     """The base columns of one record, or (None, reason) to quarantine it."""
+    problem = record_problem(rec)
+    if problem is not None:
+        return None, problem
     if not isinstance(rec, dict):
         return None, f"record is a {type(rec).__name__}, not an object"
-    if _has_bad_text(rec):
-        return None, "bad UTF-8 (undecodable bytes or lone surrogates in text)"
     if schema in ("sharegpt", "messages"):
         key = "conversations" if schema == "sharegpt" else "messages"
         role_key, text_key = ("from", "value") if schema == "sharegpt" else ("role", "content")
@@ -223,7 +228,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
     for i, rec, problem in source.records():
         if limit and kept >= limit:
             break
-        if problem is None and schema is None and isinstance(rec, dict):
+        if problem is None and schema is None and isinstance(rec, dict) and record_problem(rec) is None:
             schema = detect_schema(rec, fields)
             if schema == "unknown":
                 raise PoolError(f"{path}: record {i} has none of the known layouts "
@@ -232,7 +237,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
         if problem is None:
             base, problem = parse_record(rec, schema or "alpaca", fields)
         if problem is not None:
-            quarantined.append(Quarantined(i, problem, rec))
+            quarantined.append(Quarantined(i, problem, for_quarantine(rec, problem)))
             continue
         assert base is not None  # parse_record gives either the columns or a reason
         if builder is None:
@@ -269,14 +274,17 @@ def sniff_columns(path: str | Path, fields: dict[str, str] | None = None, split:
 # ---- writing ----
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write through a temporary file and rename, so a crash never leaves half a file. Below a
+    run's ``--out``, the write stays there (runtime/data/out_paths.py: a link at ``path`` is
+    replaced, a folder link leading out is refused)."""
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        fresh_file(tmp)
         write(tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
 
 
@@ -321,11 +329,8 @@ def _write_json_array(f: Any, records: Iterable[Any]) -> None:
 def write_quarantine(path: Path, items: list[Quarantined]) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8") as f:
-            for q in items:
-                rec = q.record
-                if _has_bad_text(rec):
-                    rec = json.loads(json.dumps(rec, ensure_ascii=True).encode("utf-8", "replace"))
-                f.write(json.dumps({"row": q.row, "reason": q.reason, "record": rec}, ensure_ascii=False,
+            for q in items:  # records are made writable when quarantined (for_quarantine)
+                f.write(json.dumps({"row": q.row, "reason": q.reason, "record": q.record}, ensure_ascii=False,
                                    default=str) + "\n")
 
     atomic_write(path, write)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from dslrun.runtime.data.out_paths import make_dirs
 from dslrun.runtime.data.pool_files import ROLE_ALIASES, PoolError, atomic_write, write_records
 
 INFO_NAME = "dataset_info.json"
@@ -26,14 +27,17 @@ def write_hf(path: Path, records: Iterable[Any]) -> None:
     from dslrun.runtime.data.arrow_records import records_to_arrow
 
     table = records_to_arrow(list(records))
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.unlink() if tmp.is_symlink() else shutil.rmtree(tmp, ignore_errors=True)
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # dslrun shows its own progress
     try:
         datasets.Dataset(table).save_to_disk(str(tmp))
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_symlink() or path.is_file():  # a link is replaced, never followed
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

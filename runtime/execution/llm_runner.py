@@ -226,7 +226,7 @@ class Parts:
         self.got: dict[str, tuple[dict[str, Any], bool]] = {}
 
     def plan(self, sid: str, chats: list) -> list[tuple[str, Any]]:
-        keys = [f"{sid}#{k}" for k in range(len(chats))]
+        keys = part_keys(sid, len(chats))
         self.keys[sid] = keys
         self.owner.update({k: sid for k in keys})
         return list(zip(keys, chats))
@@ -243,3 +243,26 @@ class Parts:
                 out.append((sid, self.op.combine([v for v, _ in got]), all(k for _, k in got)))
                 del self.keys[sid]
         return out
+
+
+def part_keys(sid: str, n: int) -> list[str]:
+    """The cache keys of a sample's *n* calls."""
+    return [f"{sid}#{k}" for k in range(n)]
+
+
+def pending_chats(op: LlmOperator, table: Table, rows: list[int], ctx: RunContext) -> list[Any]:
+    """The chats a run sends for *rows* (samples not cached): all of a sample's calls but
+    those an earlier, interrupted run already cached (``dslrun plan`` counts these)."""
+    cols = {c: table.column(c) for c in op.sample_columns}
+    ids = table.ids
+    chats: list[Any] = []
+    parts: dict[str, Any] = {}
+    for r in rows:
+        sample = {c: v[r] for c, v in cols.items()}
+        calls = op.calls(sample)
+        if calls is None:
+            chats.append(op.messages(sample))
+        else:
+            parts.update(zip(part_keys(str(ids[r]), len(calls)), calls))
+    done = ctx.cache.get_many(node_fingerprint(op), list(parts)) if parts and ctx.cache is not None else {}
+    return chats + [chat for key, chat in parts.items() if key not in done]

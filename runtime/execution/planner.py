@@ -16,10 +16,12 @@ from dslrun.core.cost import Cost
 from dslrun.core.keys import node_fingerprint
 from dslrun.dsl.compile import Plan
 from dslrun.operators.base import CachedOperator, TableOperator
+from dslrun.operators.llm.base import LlmOperator
 from dslrun.runtime.data.table import Table
 from dslrun.runtime.execution.context import RunContext
 from dslrun.runtime.execution.dispatch import LOCAL, Runners
 from dslrun.runtime.execution.executor import run_node
+from dslrun.runtime.execution.llm_runner import pending_chats
 from dslrun.runtime.execution.sample_runner import unique_first
 
 
@@ -97,7 +99,10 @@ def cached_work(op: CachedOperator, table: Table, ctx: RunContext) -> tuple[int,
         return samples, cached, op.estimate(0)
     uniq, first = unique_first(table.ids)
     done = ctx.cache.get_many(node_fingerprint(op), uniq) if (op.cacheable and ctx.cache) else {}
-    return samples, cached, op.estimate_rows(table, [r for sid, r in zip(uniq, first) if sid not in done])
+    missing = [r for sid, r in zip(uniq, first) if sid not in done]
+    if isinstance(op, LlmOperator):  # one call per chat: per turn with `multi_turn: per_turn`
+        return samples, cached, op.estimate_chats(len(missing), pending_chats(op, table, missing, ctx))
+    return samples, cached, op.estimate_rows(table, missing)
 
 
 def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
@@ -148,8 +153,6 @@ def render(plan: Plan, rows: list[PlanRow], cache_path: str) -> str:
 
 def endpoint_lines(plan: Plan, rows: list[PlanRow]) -> list[str]:
     """Which server each LLM step will call, and why that one (a line per step)."""
-    from dslrun.operators.llm.base import LlmOperator
-
     out = []
     for r in rows:
         op = plan.nodes[r.name].op

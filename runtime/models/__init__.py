@@ -20,6 +20,7 @@ __all__ = [
     "load_reward_model",
     "load_sentence_encoder",
     "pick_device",
+    "pick_dtype",
     "resolve_model",
 ]
 
@@ -33,7 +34,8 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _pick_dtype(dtype: Any, device: str) -> Any:
+def pick_dtype(dtype: Any, device: str) -> Any:
+    """``auto`` → bf16 on a GPU, fp32 on a CPU; a name (``bf16``, ``float32``, …) → its torch dtype."""
     import torch
 
     if dtype == "auto":
@@ -57,7 +59,7 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", dtype: Any = "
 
     dev = pick_device(device)
     model = AutoModelForCausalLM.from_pretrained(
-        str(resolved.path), dtype=_pick_dtype(dtype, dev), attn_implementation="sdpa")
+        str(resolved.path), dtype=pick_dtype(dtype, dev), attn_implementation="sdpa")
     # transformers wraps this .to() in a decorator typed as taking the model, not a device
     # (other versions may type it right, hence unused-ignore too).
     model.to(dev)  # type: ignore[arg-type, unused-ignore]
@@ -73,7 +75,7 @@ def load_reward_model(resolved: ResolvedModel, device: str = "auto", dtype: Any 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     dev = pick_device(device)
-    model = AutoModelForSequenceClassification.from_pretrained(str(resolved.path), dtype=_pick_dtype(dtype, dev))
+    model = AutoModelForSequenceClassification.from_pretrained(str(resolved.path), dtype=pick_dtype(dtype, dev))
     model.to(dev)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))

@@ -106,11 +106,12 @@ class CompiledPlan:
         return to_mermaid(self.plan) if format == "mermaid" else to_dot(self.plan)
 
     def run(self, out: str | Path | None = None, *, cache_dir: str | Path | None = None,
-            settings: Mapping[str, Any] | None = None, progress: bool = False) -> Result:
+            settings: Mapping[str, Any] | None = None, progress: bool = False, yes: bool = False) -> Result:
         """Execute the plan (see ``dslrun.run``)."""
         from dslrun.runtime.cli import cache_dir as default_cache_dir
         from dslrun.runtime.cli import version
         from dslrun.runtime.config import run_settings
+        from dslrun.runtime.endpoints import EndpointPolicy
         from dslrun.runtime.python_api.result import Result, output_folder
         from dslrun.runtime.run import execute_run
 
@@ -119,7 +120,8 @@ class CompiledPlan:
         folder, cleanup = output_folder(out)
         done = execute_run(self.plan, self.overrides, self.text, folder,
                            default_cache_dir(Path(cache_dir) if cache_dir else None), progress=progress,
-                           version=version(), settings=resolved, handle_sigint=False)
+                           version=version(), settings=resolved, handle_sigint=False,
+                           endpoints=EndpointPolicy(yes=yes))  # a notebook is never asked: refused or allowed
         return Result(self, done, cleanup)
 
     def __repr__(self) -> str:
@@ -166,13 +168,19 @@ def check(spec: str | Path, *, set: Mapping[str, Any] | None = None, pool: Any =
 
 def run(spec: str | Path, *, set: Mapping[str, Any] | None = None, pool: Any = None,
         out: str | Path | None = None, cache_dir: str | Path | None = None,
-        settings: Mapping[str, Any] | None = None, progress: bool = False, syntax: str | None = None) -> Result:
+        settings: Mapping[str, Any] | None = None, progress: bool = False, syntax: str | None = None,
+        yes: bool = False) -> Result:
     """Compile and run a spec, as ``dslrun run`` does, and return a ``Result``.
 
     ``out=None`` writes the run's files (subset, scores, lock file, report) to a temporary
     folder removed with the result; the score cache is the CLI's (``cache_dir``, else
     ``$DSLRUN_CACHE_DIR``, else ``.dslrun``), so the CLI and notebooks share cached scores.
     ``settings`` are run settings by their dslrun.yaml names (``{"engine": "ray",
-    "workers": 2}``), taken as the CLI takes its flags."""
+    "workers": 2}``), taken as the CLI takes its flags.
+
+    Endpoints: a step calling a server that is not loopback, not a URL in ``set``, not in
+    ``settings["allow_endpoints"]`` or dslrun.yaml's ``allow_endpoints`` and not
+    ``$OPENAI_BASE_URL`` raises ``EndpointNotAllowed`` before anything is sent (its message
+    gives the plan's calls and cost); nothing prompts. ``yes=True`` allows every endpoint."""
     plan = compile(spec, set=set, pool=pool, syntax=syntax)
-    return plan.run(out, cache_dir=cache_dir, settings=settings, progress=progress)
+    return plan.run(out, cache_dir=cache_dir, settings=settings, progress=progress, yes=yes)
