@@ -3,12 +3,14 @@ ShareGPT), and leaves out the turns an interrupted run already cached."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from dslrun.operators.llm.prompts import JUDGES
 from testkit.cli import dslrun, write_pool
+from testkit.openai_replies import request_prompt
 from testkit.openai_server import OpenAITestServer
 
 pytest.importorskip("openai")
@@ -64,7 +66,7 @@ def test_plan_leaves_out_turns_an_earlier_run_cached(tmp_path):
     project(tmp_path, [conversation(0, 4), conversation(1, 2)])
 
     def fault(request: dict, n: int) -> str | None:
-        text = request["messages"][-1]["content"]
+        text = json.dumps(request_prompt(request))  # chat messages, or a raw completion prompt
         return "500" if "Question 1 of conversation 0" in text or "Question 2 of conversation 0" in text else None
 
     with OpenAITestServer(fault_fn=fault) as srv:
