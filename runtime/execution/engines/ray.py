@@ -7,7 +7,7 @@ writer of the score cache. What it ships out:
   on CPU clusters), each holding one loaded model; the driver's length-bucketed batches
   stream to idle replicas, results come back per batch and are committed as they land.
   A killed replica is restarted by Ray and its batch retried; nothing committed is lost.
-* cheap per-sample operators (``length`` …) → Ray Data ``map_batches`` over Arrow
+* cheap per-sample operators (CPU-resource ``SampleOperator``s, e.g. plugins) → Ray Data ``map_batches`` over Arrow
   blocks of the missing rows; each finished block is committed as it arrives.
 * API operators → one async actor per endpoint (``ApiEndpoint``, named, on the driver's
   node) that owns the endpoint's rate limiter and API pool; outcomes stream back one by
