@@ -245,3 +245,17 @@ def test_killed_replica_and_killed_driver_lose_nothing_and_pay_nothing_twice(clu
     # Only batches finished but not yet committed when the driver died (at most two per replica) ran twice.
     assert scored["cache_hits"] >= len(before) - 2 * 2 * rows
     assert len({s for _, s in log_lines(ops_log)}) == n
+
+
+def test_a_cheap_per_sample_step_goes_through_ray_data_with_the_local_output(cluster, tmp_path):
+    # No shipped recipe has a CPU per-sample step since `length` counts in the driver: a plugin's keeps
+    # the Ray Data path (map_batches over Arrow blocks) compared with the local engine.
+    write_pool(tmp_path / "pool.json", alpaca(300))
+    (tmp_path / "spec.sel").write_text('p = load(path: "pool.json")\ns = slow-score(p, delay: 0)\n'
+                                       't = rank(s, by: slow_score, top: 40)\nsave(t)\n')
+    args = ["--plugin", "testkit.slow_ops", "--batch-rows", "64"]
+    run(tmp_path, "spec.sel", *args)
+    proc = run(tmp_path, "spec.sel", *args, cluster=cluster)
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+    line = next(x.split() for x in proc.stdout.splitlines() if x.startswith("s "))
+    assert line[4:6] == ["0", "300"], proc.stdout  # computed on the cluster, nothing from the local cache
