@@ -8,7 +8,7 @@ its default batch settings does: ``OpenAILLM`` (its defaults: ``timeout`` 120 s,
 replies). The ``Pipeline`` around it is left out: its start-up is not timed, and on this
 machine it failed after generating, building its dataset from batches where some generations
 were None (an Arrow cast error). Reads ``{"base_url", "model", "chats", "max_tokens",
-"temperature"}`` as JSON from the file named by argv[1]; prints ``{"seconds", "n", "ok",
+"temperature", "timeout"}`` (``timeout`` null: distilabel's default) as JSON from the file named by argv[1]; prints ``{"seconds", "n", "ok",
 "output_tokens"}`` as JSON on the last line.
 """
 
@@ -26,7 +26,8 @@ def main() -> None:
     from distilabel.models import OpenAILLM
 
     job = json.loads(Path(sys.argv[1]).read_text())
-    llm = OpenAILLM(model=job["model"], base_url=job["base_url"], api_key="none")
+    extra = {} if job.get("timeout") is None else {"timeout": int(job["timeout"])}
+    llm = OpenAILLM(model=job["model"], base_url=job["base_url"], api_key="none", **extra)
     llm.load()
     chats = job["chats"]
     ok = tokens = 0

@@ -92,11 +92,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--seq-sample", type=int, default=25)
     ap.add_argument("--rpm", type=float, default=600)
+    ap.add_argument("--distilabel-timeout", type=float, default=None,
+                    help="--server vllm: OpenAILLM's per-request timeout (default: distilabel's own, 120 s)")
     args = ap.parse_args()
     if args.server == "vllm":
         from judge_vllm import main as vllm_main
 
-        vllm_main(args.n or 200)
+        vllm_main(args.n or 200, args.distilabel_timeout)
         return
     os.environ.setdefault(KEY_ENV, "bench-not-a-secret")
     n = args.n or 500

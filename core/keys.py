@@ -43,6 +43,17 @@ def sample_id(messages: list[dict[str, str]], alpaca: tuple[str, str, str] | Non
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def alpaca_sample_ids(instructions: list[str], inputs: list[str], outputs: list[str]) -> np.ndarray:
+    """``sample_id`` of many Alpaca samples (an object array of ids): the same text, the loop
+    kept tight because a pool of millions computes one per row."""
+    sha, norm, enc = hashlib.sha256, normalise, _json_str
+    ids = [sha(f'{{"input":{enc(norm(b))},"instruction":{enc(norm(a))},"output":{enc(norm(c))}}}'
+               .encode()).hexdigest()[:16] for a, b, c in zip(instructions, inputs, outputs)]
+    out = np.empty(len(ids), dtype=object)
+    out[:] = ids
+    return out
+
+
 def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
 

@@ -13,6 +13,7 @@ from dslrun.core.context import RunContext
 from dslrun.core.params import Params
 from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
+from dslrun.runtime.data.arrow_text import char_counts, word_counts
 from dslrun.runtime.data.table import Table
 
 PARTS = ("instruction", "input", "output")
@@ -49,12 +50,18 @@ class Length(TableOperator[LengthParams]):
         out: dict[str, np.ndarray] = {}
         for p in PARTS:
             parts: dict[str, list[np.ndarray]] = {u: [] for u in units}
-            for block in table.blocks(p, ctx.settings.batch_rows):
-                texts = block.tolist() if isinstance(block, np.ndarray) else list(block)
-                parts["chars"].append(np.fromiter(map(len, texts), np.int64, len(texts)))
-                parts["words"].append(np.fromiter((len(t.split()) for t in texts), np.int64, len(texts)))
-                if tok is not None:
-                    parts["tokens"].append(_token_counts(tok, texts))
+            arrow = table.arrow_blocks(p, ctx.settings.batch_rows) if tok is None else None
+            if arrow is not None:  # text held in Arrow: count in C++, no Python string per row
+                for arr in arrow:
+                    parts["chars"].append(char_counts(arr))
+                    parts["words"].append(word_counts(arr))
+            else:
+                for block in table.blocks(p, ctx.settings.batch_rows):
+                    texts = block.tolist() if isinstance(block, np.ndarray) else list(block)
+                    parts["chars"].append(np.fromiter(map(len, texts), np.int64, len(texts)))
+                    parts["words"].append(np.fromiter((len(t.split()) for t in texts), np.int64, len(texts)))
+                    if tok is not None:
+                        parts["tokens"].append(_token_counts(tok, texts))
             for u in units:
                 out[f"{p}_{u}"] = np.concatenate(parts[u]) if parts[u] else np.zeros(0, np.int64)
         for u in units:

@@ -134,15 +134,25 @@ def test_recipes_write_identical_files_with_the_pool_on_disk(tmp_path, spec):
         assert (tmp_path / "mem" / name).read_bytes() == (tmp_path / "disk" / name).read_bytes(), name
 
 
-def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeypatch):
-    """Only the rows a step works on are read: the length step's batches, the selected records."""
+def _length_rank_save(tmp_path, fmt):
     from dslrun.dsl.compile import compile_spec
     from dslrun.dsl.load import load_spec
     from dslrun.runtime.run import run_plan
 
-    write_pool(tmp_path / "p.jsonl", alpaca(600), "jsonl")
+    write_pool(tmp_path / f"p.{fmt}", alpaca(600), fmt)
     spec = tmp_path / "s.sel"
-    spec.write_text('p = load(path: "p.jsonl")\nl = length(p)\ntop = rank(l, by: output_chars, top: 30)\nsave(top)\n')
+    spec.write_text(f'p = load(path: "p.{fmt}")\nl = length(p)\ntop = rank(l, by: output_chars, top: 30)\nsave(top)\n')
+    plan = compile_spec(load_spec(spec), {})
+    settings = RunSettings(spill_rows=0, batch_rows=100)
+    assert run_plan(plan, {}, spec.read_text(), tmp_path / "out", tmp_path / "cache", quiet=True,
+                    settings=settings) == 0
+    assert len(json.loads((tmp_path / "out" / "selected.json").read_text())) == 30 if fmt == "json" else \
+        len((tmp_path / "out" / "selected.jsonl").read_text().splitlines()) == 30
+
+
+def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeypatch):
+    """Only the rows a step works on are read: the length step's batches, the selected records
+    (a JSON array pool: read record by record, text in a ColumnStore)."""
     reads: list[int] = []
     real = ColumnStore.read
 
@@ -151,12 +161,35 @@ def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeyp
         return real(self, name, positions)
 
     monkeypatch.setattr(ColumnStore, "read", counting)
-    plan = compile_spec(load_spec(spec), {})
-    settings = RunSettings(spill_rows=0, batch_rows=100)
-    assert run_plan(plan, {}, spec.read_text(), tmp_path / "out", tmp_path / "cache", quiet=True,
-                    settings=settings) == 0
+    _length_rank_save(tmp_path, "json")
     assert reads and max(reads) <= 100  # the length batches; no step read all 600 rows of a column
-    assert len((tmp_path / "out" / "selected.jsonl").read_text().splitlines()) == 30
+
+
+def test_a_clean_jsonl_pool_spilled_to_arrow_files_is_read_a_batch_at_a_time(tmp_path, monkeypatch):
+    """Through Arrow: length walks the spilled batches one at a time, save decodes only the 30
+    selected lines of the source file."""
+    from dslrun.runtime.data import arrow_jsonl
+    from dslrun.runtime.data.arrow_columns import ArrowStore
+    from dslrun.runtime.data.disk_columns import SourceLines
+
+    monkeypatch.setattr(arrow_jsonl, "CHUNK_BYTES", 4096)  # about 40 rows a batch
+    batches: list[int] = []
+    lines: list[int] = []
+    real_batch, real_lines = ArrowStore.batch, SourceLines.read
+
+    def batch(self, name, b):
+        arr = real_batch(self, name, b)
+        batches.append(len(arr))
+        return arr
+
+    def read_lines(self, name, positions):
+        lines.append(len(positions))
+        return real_lines(self, name, positions)
+
+    monkeypatch.setattr(ArrowStore, "batch", batch)
+    monkeypatch.setattr(SourceLines, "read", read_lines)
+    _length_rank_save(tmp_path, "jsonl")
+    assert batches and max(batches) < 100 and sum(lines) == 30
 
 
 def test_disk_column_is_not_an_ndarray_so_it_cannot_leak_into_numpy_math():

@@ -16,6 +16,7 @@ driver whose peak memory does not grow with the pool's text.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pickle
 import shutil
@@ -23,13 +24,14 @@ import socket
 import tempfile
 import weakref
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BLOCK_ROWS = 65_536  # rows read at a time when a caller walks a column
+from dslrun.runtime.data.lazy_column import StoredColumn
+
 GAP = 64 * 1024  # bytes between two wanted values still read through rather than skipped
 SPAN = 8 * 2**20  # the most bytes one read brings in
 
@@ -58,11 +60,7 @@ class ColumnStore:
     """
 
     def __init__(self, root: str | Path | None = None):
-        if root is not None:
-            Path(root).mkdir(parents=True, exist_ok=True)
-        prefix = f"dslrun-columns-{socket.gethostname()}-{os.getpid()}-"
-        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-        remove_orphans(self.dir.parent)
+        self.dir = spill_dir(root)
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
         self.offsets: dict[str, np.ndarray] = {}
         self.codecs: dict[str, str] = {}
@@ -79,27 +77,41 @@ class ColumnStore:
 
     def read(self, name: str, positions: np.ndarray) -> list[Any]:
         """The values at ``positions`` (rows of the stored column), in that order."""
-        off = self.offsets[name]
-        positions = np.asarray(positions, dtype=np.int64)
-        decode = CODECS[self.codecs[name]][1]
-        order = np.argsort(positions, kind="stable")
-        starts, ends = off[positions[order]].tolist(), off[positions[order] + 1].tolist()
-        values: list[Any] = [None] * len(positions)
-        fd = os.open(self.path(name), os.O_RDONLY)
-        try:
-            i = 0
-            while i < len(starts):  # one read per run of nearby values, in file order
-                j = i + 1
-                while j < len(starts) and starts[j] - ends[j - 1] <= GAP and ends[j] - starts[i] <= SPAN:
-                    j += 1
-                base = starts[i]
-                chunk = os.pread(fd, max(ends[i:j]) - base, base)
-                for k in range(i, j):
-                    values[order[k]] = decode(chunk[starts[k] - base:ends[k] - base])
-                i = j
-        finally:
-            os.close(fd)
-        return values
+        return read_spans(self.path(name), self.offsets[name], positions, CODECS[self.codecs[name]][1])
+
+
+def read_spans(path: str | Path, off: np.ndarray, positions: np.ndarray, decode: Callable[[bytes], Any]) -> list[Any]:
+    """``decode`` of the bytes ``off[p]:off[p + 1]`` of the file for each of ``positions``, in that order."""
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(positions, kind="stable")
+    starts, ends = off[positions[order]].tolist(), off[positions[order] + 1].tolist()
+    values: list[Any] = [None] * len(positions)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        i = 0
+        while i < len(starts):  # one read per run of nearby values, in file order
+            j = i + 1
+            while j < len(starts) and starts[j] - ends[j - 1] <= GAP and ends[j] - starts[i] <= SPAN:
+                j += 1
+            base = starts[i]
+            chunk = os.pread(fd, max(ends[i:j]) - base, base)
+            for k in range(i, j):
+                values[order[k]] = decode(chunk[starts[k] - base:ends[k] - base])
+            i = j
+    finally:
+        os.close(fd)
+    return values
+
+
+def spill_dir(root: str | Path | None) -> Path:
+    """A fresh folder for a table's spilled columns under ``root`` (the temp dir by default);
+    folders of killed runs on this host are removed first."""
+    if root is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    prefix = f"dslrun-columns-{socket.gethostname()}-{os.getpid()}-"
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    remove_orphans(folder.parent)
+    return folder
 
 
 def remove_orphans(root: Path) -> None:
@@ -144,65 +156,31 @@ class ColumnWriter:
         self.file.close()
         self.store.offsets[self.name] = np.frombuffer(self.ends, dtype=np.int64).copy()
         del self.ends
-        return DiskColumn(self.store, self.name, None)
+        return DiskColumn.of(self.store, self.name)
 
 
-class DiskColumn:
-    """Some rows of a stored column, in a table's order; quacks enough like a 1-D object array
-    for length and shape checks, and becomes one with ``values()``."""
+class DiskColumn(StoredColumn):
+    """Some rows of a ``ColumnStore`` (or ``SourceLines``) column, in a table's order."""
 
-    dtype = np.dtype(object)
-    ndim = 1
-
-    def __init__(self, store: ColumnStore, name: str, index: np.ndarray | None):
-        self.store, self.name = store, name
-        self.index = index  # rows of the stored column; None: all of them, in order
-        self._n = len(store.offsets[name]) - 1 if index is None else len(index)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def positions(self) -> np.ndarray:
-        return np.arange(self._n, dtype=np.int64) if self.index is None else self.index
-
-    def take(self, idx: np.ndarray) -> DiskColumn:
-        idx = np.asarray(idx, dtype=np.int64)
-        return DiskColumn(self.store, self.name, idx if self.index is None else self.index[idx])
-
-    def slice(self, start: int, stop: int) -> DiskColumn:
-        return self.take(np.arange(*slice(start, stop).indices(self._n), dtype=np.int64))
-
-    def values(self) -> np.ndarray:
-        out = np.empty(self._n, dtype=object)
-        out[:] = self.store.read(self.name, self.positions()) if self._n else []
-        return out
-
-    def value(self, row: int) -> Any:
-        return self.store.read(self.name, self.positions()[row:row + 1])[0]
-
-    def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[list[Any]]:
-        pos = self.positions()
-        for i in range(0, self._n, rows):
-            yield self.store.read(self.name, pos[i:i + rows])
-
-    def __reduce__(self) -> tuple:
-        # Another process (a Ray worker) cannot read this machine's temporary files: a
-        # pickled column travels as its values.
-        return _as_array, (self.values(),)
-
-    def __repr__(self) -> str:
-        return f"DiskColumn({self.name!r}, {self._n} rows in {self.store.dir})"
+    @classmethod
+    def of(cls, store: Any, name: str) -> DiskColumn:
+        return cls(store, name, None, len(store.offsets[name]) - 1)
 
 
-def _as_array(values: np.ndarray) -> np.ndarray:
-    return values
+class SourceLines:
+    """The lines of a JSONL pool file as a store of one column (``_record``): each row's record is
+    decoded from the file when a step asks for it (``save``), so a pool read through Arrow never
+    holds its records. The file must not change while a run reads it; if its size or
+    modification time moves, reading fails rather than returning other records."""
 
+    def __init__(self, path: str | Path, offsets: np.ndarray):
+        self.dir = Path(path)
+        self.offsets = {"_record": offsets}
+        st = os.stat(path)
+        self._stamp = (st.st_size, st.st_mtime_ns)
 
-def concat_disk(parts: list[DiskColumn]) -> DiskColumn | None:
-    """One column over the parts when they all index the same stored column, else None."""
-    first = parts[0]
-    if any(p.store is not first.store or p.name != first.name for p in parts):
-        return None
-    return DiskColumn(first.store, first.name, np.concatenate([p.positions() for p in parts]))
-
-
+    def read(self, name: str, positions: np.ndarray) -> list[Any]:
+        st = os.stat(self.dir)
+        if (st.st_size, st.st_mtime_ns) != self._stamp:
+            raise RuntimeError(f"{self.dir}: the pool file changed during the run; run again")
+        return read_spans(self.dir, self.offsets[name], positions, json.loads)

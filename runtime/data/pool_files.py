@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.keys import sample_id
+from dslrun.runtime.data.derived_column import alpaca_messages
 from dslrun.runtime.data.out_paths import fresh_file, make_dirs
 from dslrun.runtime.data.pool_table import PoolTableBuilder
 from dslrun.runtime.data.record_checks import TOO_DEEP, for_quarantine, record_problem, snippet
@@ -203,8 +204,7 @@ def parse_record(rec: Any, schema: str, fields: dict[str, str]) -> tuple[dict[st
         return None, "empty output"
     if not values["instruction"].strip():
         return None, "empty instruction"
-    user = values["instruction"] + ("\n\n" + values["input"] if values["input"].strip() else "")
-    msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": values["output"]}]
+    msgs = alpaca_messages(values["instruction"], values["input"], values["output"])
     sid = sample_id(msgs, (values["instruction"], values["input"], values["output"]))
     return {"id": sid, **values, "messages": msgs, "n_turns": 1}, None
 
@@ -221,6 +221,12 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
     source = open_pool(path, split, preview)
     path, fmt = source.label, source.fmt
     fields = fields or {}
+    if source.file is not None and not preview:
+        from dslrun.runtime.data.arrow_jsonl import read_clean_jsonl
+
+        clean = read_clean_jsonl(source.file, limit, fields, spill_rows, spill_dir)
+        if clean is not None:
+            return Loaded(clean, [], "alpaca", fmt)
     quarantined: list[Quarantined] = []
     schema: str | None = None
     builder: PoolTableBuilder | None = None

@@ -6,10 +6,11 @@ rows; they never mutate a table in place. Columns whose names start with ``_``
 are bookkeeping (``_row``: position in the source pool, ``_record``: the
 original record, written back by ``save``) and are hidden from expressions.
 
-A large pool's text columns are ``DiskColumn``s (runtime/data/disk_columns.py): row selection
-composes indices without reading them, and ``column`` reads a column's values only for a
-step that asks. Steps that only need to walk one (``save``) use ``blocks``; a glance at one
-value (the report) uses ``value``.
+A large pool's text, records and messages are ``LazyColumn``s (runtime/data/lazy_column.py:
+Arrow batches, files, or derived from other columns): row selection composes indices without
+reading them, and ``column`` reads a column's values only for a step that asks. Steps that
+only need to walk one (``save``) use ``blocks``, steps that compute on whole columns
+``arrow_blocks``; a glance at one value (the report) uses ``value``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.data.disk_columns import BLOCK_ROWS, DiskColumn, concat_disk
+from dslrun.runtime.data.lazy_column import BLOCK_ROWS, LazyColumn
 
 
 def as_column(values: Sequence[Any] | np.ndarray, kind: str | None = None) -> np.ndarray:
@@ -52,8 +53,8 @@ def _object(values: list) -> np.ndarray:
     return arr
 
 
-# A stored column: in memory, or a large pool's text on disk.
-Stored = np.ndarray | DiskColumn
+# A stored column: in memory, or read when asked for.
+Stored = np.ndarray | LazyColumn
 
 
 class Table:
@@ -82,13 +83,13 @@ class Table:
 
     def column(self, name: str) -> np.ndarray:
         col = self._cols[name]
-        return col.values() if isinstance(col, DiskColumn) else col
+        return col.values() if isinstance(col, LazyColumn) else col
 
     def get(self, name: str, default=None):
         return self.column(name) if name in self._cols else default
 
     def on_disk(self, name: str) -> bool:
-        return isinstance(self._cols[name], DiskColumn)
+        return isinstance(self._cols[name], LazyColumn)
 
     def ndim(self, name: str) -> int:
         return self._cols[name].ndim
@@ -99,16 +100,21 @@ class Table:
     def value(self, name: str, row: int) -> Any:
         """One value, without reading the rest of an on-disk column."""
         col = self._cols[name]
-        return col.value(row) if isinstance(col, DiskColumn) else col[row]
+        return col.value(row) if isinstance(col, LazyColumn) else col[row]
 
     def blocks(self, name: str, rows: int = BLOCK_ROWS) -> Iterator[list[Any] | np.ndarray]:
         """A column's values a block of rows at a time (bounded memory for on-disk columns)."""
         col = self._cols[name]
-        if isinstance(col, DiskColumn):
+        if isinstance(col, LazyColumn):
             yield from col.blocks(rows)
             return
         for i in range(0, len(col), rows):
             yield col[i:i + rows]
+
+    def arrow_blocks(self, name: str, rows: int = BLOCK_ROWS) -> Iterator[Any] | None:
+        """A column's rows as ``pyarrow`` arrays a block at a time when it is held in Arrow, else None."""
+        col = self._cols[name]
+        return col.arrow_blocks(rows) if isinstance(col, LazyColumn) else None
 
     @property
     def ids(self) -> np.ndarray:
@@ -116,7 +122,7 @@ class Table:
 
     def take(self, indices: Iterable[int] | np.ndarray) -> Table:
         idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
-        return Table({k: v.take(idx) if isinstance(v, DiskColumn) else v[idx] for k, v in self._cols.items()},
+        return Table({k: v.take(idx) if isinstance(v, LazyColumn) else v[idx] for k, v in self._cols.items()},
                      self.meta)
 
     def mask(self, keep: np.ndarray) -> Table:
@@ -135,7 +141,7 @@ class Table:
         return Table(cols, self.meta)
 
     def slice(self, start: int, stop: int) -> Table:
-        return Table({k: v.slice(start, stop) if isinstance(v, DiskColumn) else v[start:stop]
+        return Table({k: v.slice(start, stop) if isinstance(v, LazyColumn) else v[start:stop]
                       for k, v in self._cols.items()}, self.meta)
 
     def rows(self, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -165,9 +171,9 @@ def concat(tables: Sequence[Table]) -> Table:
     cols: dict[str, Stored] = {}
     for n in names:
         stored = [t._cols[n] for t in tables]
-        on_disk = [p for p in stored if isinstance(p, DiskColumn)]
-        if len(on_disk) == len(stored):
-            joined = concat_disk(on_disk)
+        first = stored[0]
+        if isinstance(first, LazyColumn):
+            joined = first.concat(stored[1:])  # type: ignore[arg-type]
             if joined is not None:
                 cols[n] = joined
                 continue

@@ -1,0 +1,239 @@
+"""Reading a clean Alpaca JSONL pool with Arrow's JSON reader instead of record by record.
+
+Most pools are clean: every line one object with string ``instruction``/``input``/``output``.
+For those, Arrow parses each chunk of lines in C++ (multi-threaded), the text stays in Arrow
+arrays (arrow_columns.py), each record stays in the file until ``save`` wants it
+(``SourceLines``), and ``messages`` is derived on demand (derived_column.py). Only the sample
+ids are computed in Python, one hash per row.
+
+The fast path gives the table the per-record path (pool_files.py) gives, or nothing: at the
+first sign that some line would be treated differently there — a line to quarantine, a blank
+or whitespace-led line, a control character or carriage return, a field Arrow would type other
+than as ``json.loads`` does (dates, nested values, a string here and a number there) — it
+stops and ``read_pool`` reads the file record by record. So quarantine, row numbers and every
+value keep one definition.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dslrun.core.keys import alpaca_sample_ids
+from dslrun.runtime.data.arrow_columns import ArrowStore
+from dslrun.runtime.data.arrow_text import ONLY_SPACE
+from dslrun.runtime.data.derived_column import DerivedColumn, alpaca_messages
+from dslrun.runtime.data.disk_columns import DiskColumn, SourceLines
+from dslrun.runtime.data.table import Table, as_column
+
+CHUNK_BYTES = 32 << 20  # of the file parsed at a time (cut at a line break)
+BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
+PARTS = ("instruction", "input", "output")
+
+
+class NotClean(Exception):
+    """Some line needs the per-record path; the reason is for tests and debugging."""
+
+
+def read_clean_jsonl(path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
+                     spill_root: str | Path | None) -> Table | None:
+    """The pool's table, or None when some line needs the per-record path (nothing is kept)."""
+    try:
+        return _Reader(path, limit, fields, spill_rows, spill_root).read()
+    except NotClean:
+        return None
+
+
+class _Reader:
+    def __init__(self, path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
+                 spill_root: str | Path | None):
+        self.path, self.limit, self.fields = path, limit, fields
+        self.spill_rows, self.spill_root = spill_rows, spill_root
+        self.names = {k: fields.get(k, k) for k in PARTS}
+        self.text = ArrowStore(spill=False)
+        self.ids: list[np.ndarray] = []
+        self.starts: list[np.ndarray] = []  # each row's first byte in the file
+        self.end = 0  # the byte after the last row read
+        self.extra: dict[str, str] = {}  # record field -> column name, in order of first appearance
+        self.numbers: dict[str, list[Any]] = {}  # non-text extra fields: Python values so far
+        self.texts: set[str] = set()  # extra fields held as Arrow text
+        self.dates: set[str] = set()  # extra fields Arrow would read as dates: read as text
+        self.rows = 0
+
+    def read(self) -> Table:
+        self._check_first_record()
+        with self.path.open("rb") as f:
+            base, rest, done = 0, b"", False
+            while not done:
+                raw = f.read(CHUNK_BYTES)
+                data = rest + raw
+                if not raw:  # the end: the last line may have no line break
+                    cut, done = len(data), True
+                else:
+                    cut = data.rfind(b"\n") + 1
+                if cut:
+                    done = self._chunk(memoryview(data)[:cut], base) or done
+                base, rest = base + cut, data[cut:]
+        self.text.finish()
+        n = self.rows
+        offsets = np.concatenate([*self.starts, [self.end]]).astype(np.int64)
+        cols: dict[str, Any] = {"id": _join(self.ids)}
+        for k in PARTS:
+            cols[k] = self.text.column(k) if n else as_column([], "str")
+        cols["messages"] = (DerivedColumn(alpaca_messages, [cols[k] for k in PARTS]) if n
+                            else as_column([], "list"))
+        cols["n_turns"] = np.ones(n, dtype=np.int64)
+        for k, name in self.extra.items():
+            if k in self.texts:
+                cols[name] = self.text.column(name)
+            else:
+                cols[name] = as_column(self.numbers[k])
+        cols["_row"] = np.arange(n, dtype=np.int64)
+        cols["_record"] = DiskColumn.of(SourceLines(self.path, offsets), "_record") if n else as_column([], "any")
+        return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": "jsonl", "fields": dict(self.fields)})
+
+    def _check_first_record(self) -> None:
+        from dslrun.runtime.data.pool_files import detect_schema
+
+        with self.path.open("rb") as f:
+            first = f.readline()
+        try:
+            rec = json.loads(first)
+        except (ValueError, RecursionError):
+            raise NotClean("the first line is not a JSON object") from None
+        if not isinstance(rec, dict) or detect_schema(rec, self.fields) != "alpaca":
+            raise NotClean("not an Alpaca pool")
+
+    def _chunk(self, data: memoryview, base: int) -> bool:
+        """Parse one chunk of whole lines; True when ``limit`` rows have been read."""
+
+        a = np.frombuffer(data, dtype=np.uint8)
+        breaks = np.flatnonzero(a == 10)
+        if np.count_nonzero(a < 32) != len(breaks):
+            raise NotClean("a control character or carriage return")
+        starts = np.concatenate([[0], breaks + 1])
+        if starts[-1] == len(a):
+            starts = starts[:-1]  # the chunk ends with a line break
+        if not len(starts) or np.any(a[starts] != ord("{")):
+            raise NotClean("a blank line, or one that does not start with '{'")
+        table, order = self._parse(data)
+        if table.num_rows != len(starts):
+            raise NotClean("a line with more or less than one object")
+        ends = np.append(starts[1:], len(a))
+        take = len(starts) if not self.limit else min(len(starts), self.limit - self.rows)
+        if take <= 0:
+            return True
+        if take < len(starts):
+            table, starts, ends = table.slice(0, take), starts[:take], ends[:take]
+        text = self._parts(table, bytes(data[:ends[-1]]))
+        self._extras(table, order, text)
+        self.text.append(text)
+        if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
+            self.text.spill_now(self.spill_root)
+        self.ids.append(alpaca_sample_ids(*(text[k].to_pylist() for k in PARTS)))
+        self.starts.append(base + starts)
+        self.end = base + int(ends[-1])
+        self.rows += take
+        return bool(self.limit) and self.rows >= self.limit
+
+    def _parse(self, data: memoryview) -> Any:
+        """The chunk as an Arrow table; the Alpaca fields and every text field seen so far are
+        read as text, so a value that looks like a date stays the string json.loads gives."""
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        order: list[str] | None = None
+        while True:
+            text = [self.names[k] for k in PARTS] + [k for k in self.extra if k in self.texts or k in self.dates]
+            opts = pj.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in text]),
+                                   unexpected_field_behavior="infer")
+            try:
+                table = pj.read_json(pa.BufferReader(data), parse_options=opts)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as e:
+                raise NotClean(f"Arrow cannot read a line: {e}") from None
+            order = order or table.column_names  # new fields in order of first appearance
+            dates = {f.name for f in table.schema if pa.types.is_temporal(f.type)} - self.dates
+            if not dates:
+                return table, order
+            self.dates |= dates  # inferred from strings: read them again as text
+
+    def _parts(self, table: Any, data: bytes) -> dict[str, Any]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        out = {}
+        for k in PARTS:
+            src = self.names[k]
+            col = table.column(src).combine_chunks()
+            if col.null_count:
+                absent = k == "input" and col.null_count == len(col) and json.dumps(src).encode() not in data
+                if not absent:
+                    raise NotClean(f"a missing or null `{src}`")
+                col = pa.array([""] * len(col), type=pa.string())
+            _valid_text(col)
+            if k != "input" and len(col) and pc.any(pc.match_substring_regex(col, ONLY_SPACE)).as_py():
+                raise NotClean(f"an empty `{src}`")
+            out[k] = col
+        return out
+
+    def _extras(self, table: Any, order: list[str], text: dict[str, Any]) -> None:
+        import pyarrow as pa
+
+        skip = set(self.names.values())
+        for k in order:
+            if k in skip:
+                continue
+            col = table.column(k).combine_chunks()
+            kind = _kind(col.type)
+            if k not in self.extra:
+                self.extra[k] = "field_" + k if k in BASE or k.startswith("_") else k
+                if kind == "text":
+                    self.texts.add(k)
+                    self.text.add_missing(self.extra[k])
+                else:
+                    self.numbers[k] = [None] * self.rows
+            if k in self.texts:
+                if kind == "null":
+                    col = pa.nulls(len(col), pa.string())
+                elif kind != "text":
+                    raise NotClean(f"field `{k}` is text in some lines and not in others")
+                _valid_text(col)
+                text[self.extra[k]] = col
+            else:
+                if kind == "text":
+                    raise NotClean(f"field `{k}` is text in some lines and not in others")
+                self.numbers[k].extend(col.to_pylist())
+        for k in self.extra:  # a field this chunk lacks: null in its rows
+            if k not in table.column_names:
+                if k in self.texts:
+                    text[self.extra[k]] = pa.nulls(table.num_rows, pa.string())
+                else:
+                    self.numbers[k].extend([None] * table.num_rows)
+
+
+def _kind(t: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    if pa.types.is_null(t):
+        return "null"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return "number"
+    raise NotClean(f"a field Arrow reads as {t}")  # dates, nested values: json.loads differs
+
+
+def _valid_text(col: Any) -> None:
+    import pyarrow as pa
+
+    try:
+        col.validate(full=True)  # Arrow's reader does not check UTF-8; json.loads does
+    except pa.ArrowInvalid:
+        raise NotClean("bad UTF-8") from None
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else as_column([], "str")

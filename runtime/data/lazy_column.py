@@ -1,0 +1,106 @@
+"""A column whose values are read (or computed) only when a step asks for them.
+
+A large pool's text, its source records and its chat messages are not held as Python objects:
+they stay in Arrow batches (arrow_columns.py), in files (disk_columns.py) or are derived from
+other columns on demand (derived_column.py). Row selection (``take``, ``slice``, ``concat``)
+composes row indices and reads nothing; ``values`` turns the rows into a numpy object array,
+``blocks`` walks them with bounded memory, and ``arrow_blocks`` hands Arrow arrays to steps
+that compute on whole columns (``length``) without making a Python object per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+BLOCK_ROWS = 65_536  # rows read at a time when a caller walks a column
+
+
+class LazyColumn:
+    """Some rows of a column held elsewhere, in a table's order. Quacks enough like a 1-D
+    object array for length and shape checks; ``values()`` makes it one."""
+
+    dtype = np.dtype(object)
+    ndim = 1
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def take(self, idx: np.ndarray) -> LazyColumn:
+        raise NotImplementedError
+
+    def read(self, positions: np.ndarray) -> list[Any]:
+        """The values of these rows (of this column, in this order) as Python objects."""
+        raise NotImplementedError
+
+    def slice(self, start: int, stop: int) -> LazyColumn:
+        return self.take(np.arange(*slice(start, stop).indices(len(self)), dtype=np.int64))
+
+    def values(self) -> np.ndarray:
+        out = np.empty(len(self), dtype=object)
+        out[:] = self.read(np.arange(len(self), dtype=np.int64)) if len(self) else []
+        return out
+
+    def value(self, row: int) -> Any:
+        return self.read(np.array([row], dtype=np.int64))[0]
+
+    def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[list[Any]]:
+        for i in range(0, len(self), rows):
+            yield self.read(np.arange(i, min(i + rows, len(self)), dtype=np.int64))
+
+    def arrow_blocks(self, rows: int = BLOCK_ROWS) -> Iterator[Any] | None:
+        """The rows as ``pyarrow`` arrays a block at a time, or None when the column is not
+        held in Arrow (the caller then walks ``blocks``)."""
+        return None
+
+    def concat(self, others: Sequence[LazyColumn]) -> LazyColumn | None:
+        """One column over ``self`` and ``others`` without reading them, or None when they are
+        not rows of the same stored column (the caller then concatenates values)."""
+        return None
+
+    def __reduce__(self) -> tuple:
+        # Another process (a Ray worker) cannot read this process's temporary files or
+        # memory: a pickled column travels as its values.
+        return _as_array, (self.values(),)
+
+
+class StoredColumn(LazyColumn):
+    """Some rows of a column of ``store`` (``store.read(name, positions)``), in a table's order;
+    ``stored_rows``: how many rows the store holds."""
+
+    def __init__(self, store: Any, name: str, index: np.ndarray | None, stored_rows: int):
+        self.store, self.name = store, name
+        self.index = index  # rows of the stored column; None: all of them, in order
+        self._stored = stored_rows
+        self._n = stored_rows if index is None else len(index)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def positions(self) -> np.ndarray:
+        return np.arange(self._n, dtype=np.int64) if self.index is None else self.index
+
+    def take(self, idx: np.ndarray) -> StoredColumn:
+        idx = np.asarray(idx, dtype=np.int64)
+        return type(self)(self.store, self.name, idx if self.index is None else self.index[idx], self._stored)
+
+    def read(self, positions: np.ndarray) -> list[Any]:
+        if not len(positions):
+            return []
+        return self.store.read(self.name, self.positions()[np.asarray(positions, dtype=np.int64)])
+
+    def concat(self, others: Sequence[LazyColumn]) -> StoredColumn | None:
+        parts = [p for p in others if type(p) is type(self) and p.store is self.store and p.name == self.name]
+        if len(parts) != len(others):
+            return None
+        index = np.concatenate([self.positions(), *(p.positions() for p in parts)])
+        return type(self)(self.store, self.name, index, self._stored)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self._n} rows in {self.store.dir or 'memory'})"
+
+
+def _as_array(values: np.ndarray) -> np.ndarray:
+    return values

@@ -1,0 +1,150 @@
+"""A clean JSONL pool read through Arrow gives the table the per-record path gives, or falls back."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from dslrun.core.keys import alpaca_sample_ids, sample_id
+from dslrun.runtime.data import arrow_jsonl
+from dslrun.runtime.data.arrow_jsonl import read_clean_jsonl
+from dslrun.runtime.data.arrow_text import ONLY_SPACE, char_counts, word_counts
+from dslrun.runtime.data.pool_files import read_pool
+
+SHIPPED = Path(__file__).resolve().parents[1] / "specs" / "data" / "alpaca_random_1k.json"
+
+
+def per_record(monkeypatch, path, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(arrow_jsonl, "read_clean_jsonl", lambda *a, **k: None)
+        return read_pool(path, **kw)
+
+
+def same_table(a, b):
+    assert a.all_columns == b.all_columns
+    assert a.meta == b.meta
+    for c in a.all_columns:
+        x, y = a.column(c), b.column(c)
+        assert x.dtype == y.dtype, c
+        if x.dtype.kind == "f":
+            assert np.array_equal(x, y, equal_nan=True), c
+        else:
+            assert x.tolist() == y.tolist(), c
+
+
+def write_jsonl(path, records, **dump):
+    path.write_text("".join(json.dumps(r, **dump) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_the_shipped_pool_as_jsonl_loads_the_same_through_arrow(tmp_path, monkeypatch):
+    path = write_jsonl(tmp_path / "pool.jsonl", json.loads(SHIPPED.read_text()), ensure_ascii=False)
+    assert read_clean_jsonl(path, 0, {}, None, None) is not None  # the fast path took it
+    same_table(read_pool(path).table, per_record(monkeypatch, path).table)
+
+
+def _records(rng, n):
+    texts = ["plain", "  padded\u3000", "ünïcode ✓ 😀", "line\nbreak\u2028sep", "tab\there", "\x1cfs\x1f", "quote \" \\ /",
+             "2020-01-01", "12", "a" * 300]
+    out = []
+    for i in range(n):
+        rec = {"instruction": f"q{i} " + rng.choice(texts), "input": rng.choice(["", " ", rng.choice(texts)]),
+               "output": f"a{i} " + rng.choice(texts)}
+        if i % 3 == 0:
+            rec["category"] = rng.choice(texts)
+        if i > n // 2:
+            rec["late_score"] = rng.choice([1, 2.5, None, 7])
+        if i % 5 == 0:
+            rec["flag"] = rng.choice([True, False])
+        if i % 7 == 0:
+            rec["id"] = f"user-{i}"  # a field named like a base column
+        keys = list(rec)
+        rng.shuffle(keys)
+        out.append({k: rec[k] for k in keys})
+    return out
+
+
+@pytest.mark.parametrize("chunk,spill,limit", [(1 << 20, None, 0), (700, None, 0), (700, 40, 0), (700, 40, 57)])
+def test_mixed_pools_load_the_same_in_any_chunking_spilled_or_not(tmp_path, monkeypatch, chunk, spill, limit):
+    path = write_jsonl(tmp_path / "pool.jsonl", _records(random.Random(chunk + (spill or 0)), 120), ensure_ascii=False)
+    monkeypatch.setattr(arrow_jsonl, "CHUNK_BYTES", chunk)
+    assert read_clean_jsonl(path, limit, {}, spill, tmp_path / "spill") is not None
+    fast = read_pool(path, limit=limit, spill_rows=spill, spill_dir=tmp_path / "spill").table
+    slow = per_record(monkeypatch, path, limit=limit, spill_rows=spill, spill_dir=tmp_path / "spill").table
+    same_table(fast, slow)
+    picked = np.array([5, 0, 44, 5, len(fast) - 1])
+    same_table(fast.take(picked), slow.take(picked))
+    assert fast.arrow_blocks("output") is not None and slow.arrow_blocks("output") is None
+
+
+def test_renamed_fields_and_a_pool_without_input(tmp_path, monkeypatch):
+    recs = [{"prompt": f"p{i}", "response": f"r{i}", "output": "an extra"} for i in range(30)]
+    path = write_jsonl(tmp_path / "pool.jsonl", recs)
+    fields = {"instruction": "prompt", "output": "response"}
+    assert read_clean_jsonl(path, 0, fields, None, None) is not None
+    same_table(read_pool(path, fields=fields).table, per_record(monkeypatch, path, fields=fields).table)
+
+
+GOOD = '{"instruction": "q", "input": "", "output": "a"}'
+
+
+@pytest.mark.parametrize("line", [
+    "", "   ", '\ufeff' + GOOD, GOOD + " " + GOOD, '{"instruction": "q", "output": "  "}',
+    '{"instruction": "q", "output": "a\\u2028 "}'.replace("a", ""), '{"instruction": "q", "output": "\\ud800"}',
+    '{"instruction": "q", "output": 3}', '{"instruction": "q", "input": null, "output": "a"}',
+    '{"instruction": "q"}', '{"instruction": "q", "output": "a", "meta": {"k": 1}}',
+    '{"instruction": "q", "output": "a", "when": "2020-01-01"}', '{"instruction": "q",\t"output": "a"}',
+    '[1, 2]', '{"instruction": "q", "output": "a", "output": "b"}', '{"instruction": "q", "output": "a", "big": NaN}',
+    '{"instruction": "q", "output": "a", "tags": ["x"]}', '{"instruction": "q", "output": "a"',
+])
+def test_a_line_the_fast_path_cannot_vouch_for_sends_the_file_to_the_per_record_path(tmp_path, monkeypatch, line):
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join([GOOD, line, GOOD.replace('"q"', '"q2"')]) + "\n", encoding="utf-8")
+    if line not in ('{"instruction": "q", "output": "a", "big": NaN}',):
+        assert read_clean_jsonl(path, 0, {}, None, None) is None
+    loaded, slow = read_pool(path), per_record(monkeypatch, path)
+    same_table(loaded.table, slow.table)
+    assert [(q.row, q.reason) for q in loaded.quarantined] == [(q.row, q.reason) for q in slow.quarantined]
+
+
+def test_bad_utf8_and_carriage_returns_fall_back(tmp_path, monkeypatch):
+    for raw in (GOOD.encode() + b"\n" + b'{"instruction": "q\xff", "output": "a"}\n',
+                GOOD.encode() + b"\r\n" + GOOD.encode() + b"\r\n"):
+        path = tmp_path / "pool.jsonl"
+        path.write_bytes(raw)
+        assert read_clean_jsonl(path, 0, {}, None, None) is None
+        same_table(read_pool(path).table, per_record(monkeypatch, path).table)
+
+
+def test_the_whitespace_class_is_pythons_for_every_code_point():
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    arr = pa.array(chars)
+    only_space = pc.match_substring_regex(arr, ONLY_SPACE).to_pylist()
+    assert [c for c, s in zip(chars, only_space) if s != c.isspace()] == []
+    texts = [f"a{c}b" for c in chars]
+    words = word_counts(pa.array(texts)).tolist()
+    assert [c for c, t, w in zip(chars, texts, words) if w != len(t.split())] == []
+    assert char_counts(pa.array(texts)).tolist() == [len(t) for t in texts]
+
+
+def test_alpaca_ids_are_sample_ids():
+    rows = [("Do it\r\n", " x ", "done"), ("é\u0301", "", "ok\u3000"), ('q"\\', "\x00", "a\n")]
+    got = alpaca_sample_ids(*map(list, zip(*rows)))
+    assert got.tolist() == [sample_id([], r) for r in rows]
+
+
+def test_a_pool_file_changed_during_the_run_is_an_error_not_other_records(tmp_path):
+    path = write_jsonl(tmp_path / "pool.jsonl", [{"instruction": f"q{i}", "output": "a"} for i in range(5)])
+    table = read_pool(path).table
+    assert table.value("_record", 2) == {"instruction": "q2", "output": "a"}
+    path.write_text(path.read_text().replace("q2", "Q2"))
+    with pytest.raises(RuntimeError, match=re.escape("changed during the run")):
+        table.column("_record")
