@@ -144,10 +144,13 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
         pos = positions[t]
         kept[pos[pos >= 0]] = True
     dropped = np.zeros(n, dtype=bool)
-    dropped_by: list[str | None] = [None] * n
-    reason: list[str | None] = [None] * n
+    dropped_by = np.full(n, None, dtype=object)
+    reason = np.full(n, None, dtype=object)
     ancestors = set(targets).union(*(nx.ancestors(plan.graph, t) for t in targets)) if targets else set()
     failures = {c: v for c, v in scores.items() if c.endswith("_reason")}
+    failed_rows = np.zeros(n, dtype=bool)
+    for col in failures.values():
+        failed_rows |= col.valid & np.fromiter((isinstance(v, str) and v != "" for v in col.values.tolist()), bool, n)
     for name in plan.order:
         node = plan.nodes[name]
         if name not in ancestors or not node.inputs or name not in tables or node.op is None:
@@ -167,14 +170,22 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
         if not len(lost):
             continue
         why = reasons_for(node.op, inputs, tables[name], lost)
-        for p, text in zip(first[lost].tolist(), why):
+        at = first[lost]
+        dropped_by[at], dropped[at] = name, True
+        reason[at] = why if isinstance(why, np.ndarray) else _objects(why)
+        for p in at[failed_rows[at]].tolist():  # where a score failed, its reasons are added
             failed = [f"{c}: {col[p]}" for c, col in failures.items() if isinstance(col[p], str) and col[p]]
-            dropped_by[p] = name
-            dropped[p] = True
-            reason[p] = text + ("; its score failed (" + "; ".join(failed) + ")" if failed else "")
+            if failed:
+                reason[p] = reason[p] + "; its score failed (" + "; ".join(failed) + ")"
     return {"id": index.ids, "row": index.rows, "pool": list(index.pools),
             **{c: v.output() for c, v in scores.items()},
-            "kept": kept, "dropped_by": dropped_by, "drop_reason": reason}
+            "kept": kept, "dropped_by": dropped_by.tolist(), "drop_reason": reason.tolist()}
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 def path_steps(plan: Any, tables: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from dslrun.core.expr import evaluate
 
-Reasons = Callable[[Any, list[Any], Any, np.ndarray], list[str]]
+Reasons = Callable[[Any, list[Any], Any, np.ndarray], "list[str] | np.ndarray"]
 
 
 def _text(expr: Any) -> str:
@@ -31,7 +31,7 @@ def _num(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
+def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> np.ndarray:
     from dslrun.operators.filter import truthy
 
     p, table = op.params, inputs[0]
@@ -45,9 +45,22 @@ def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
     where = f"`where: {_text(p.where)}` is false" if p.where is not None else ""
     side = "below" if p.descending else "above"
     tail = f"; the cut ({how}) kept no row" if cut is None else f", {side} the cut-off {_num(cut)} ({how}, {len(out)} kept)"
-    # Python values, not numpy scalars: a pool of millions formats one number per dropped row
-    values = scores[lost].tolist()
-    return [where if not passed[i] else f"{by} = {_num(v)}{tail}" for i, v in zip(lost.tolist(), values)]
+    # A pool of millions drops most rows here: each distinct score is formatted once.
+    values = scores[lost]
+    if values.dtype.kind in "biuf":
+        distinct, which = np.unique(values, return_inverse=True)
+        texts = _objects([f"{by} = {_num(v)}{tail}" for v in distinct.tolist()])[which.reshape(-1)]
+    else:
+        texts = _objects([f"{by} = {_num(v)}{tail}" for v in values.tolist()])
+    if p.where is not None:
+        texts[~passed[lost]] = where
+    return texts
+
+
+def _objects(values: list[str]) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 def filter_(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
@@ -106,7 +119,7 @@ REASONS: dict[str, Reasons] = {"rank": rank, "filter": filter_, "dedup": dedup, 
                                "diverse-sample": diverse_sample}
 
 
-def reasons_for(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
+def reasons_for(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str] | np.ndarray:
     fn = REASONS.get(op.name)
     if fn is None:
         return [f"not kept by {op.name}"] * len(lost)
