@@ -73,3 +73,22 @@ def test_a_failed_score_is_part_of_the_reason(tmp_path):
     assert all(r["dropped_by"] == "kept" and r["score"] == -1.0 for r in rows)
     assert all(r["drop_reason"].startswith("`where: score >= 0` is false; its score failed (score_reason: "
                                            "unparsable reply") for r in rows)
+
+
+def test_rank_reasons_for_rows_its_where_excluded_and_for_missing_scores(tmp_path):
+    """Each distinct score is formatted once (a pool of millions): the reasons stay per row."""
+    import numpy as np
+
+    from dslrun.dsl.parse import parse_expression as parse_expr
+    from dslrun.operators.rank import Rank
+    from dslrun.runtime.data.table import Table
+    from dslrun.runtime.lineage.reasons import rank
+
+    ids = np.array([f"s{i}" for i in range(6)], dtype=object)
+    table = Table({"id": ids, "x": np.array([3.0, np.nan, 1.25, 3.0, 7.0, 1.25]), "ok": np.array([1, 1, 0, 1, 1, 1])})
+    op = Rank(Rank.params_type(by=parse_expr("x"), top=1, where=parse_expr("ok == 1")))
+    out = table.take([4])
+    got = rank(op, [table], out, np.array([0, 1, 2, 3, 5]))
+    tail = ", below the cut-off 7 (top 1, 1 kept)"
+    assert list(got) == [f"x = 3{tail}", f"x = missing{tail}", "`where: ok == 1` is false", f"x = 3{tail}",
+                         f"x = 1.25{tail}"]
