@@ -50,6 +50,13 @@ def test_report_has_counts_histograms_examples_and_profile_hook(run_dir):
     assert len(longest["kept_examples"]) == 3 and len(longest["dropped_examples"]) == 3
     kept_min = min(e["output_chars"] for e in longest["kept_examples"])
     assert all(e["output_chars"] <= kept_min for e in longest["dropped_examples"])  # rank kept the longest
+    # The dropped examples are the lineage's (pool.scores.parquet): its first rows dropped here, its reasons.
+    import pyarrow.parquet as pq
+
+    lineage = [r for r in pq.read_table(run_dir / "pool.scores.parquet").to_pylist() if r["dropped_by"] == "longest"]
+    assert [(e["output_chars"], e["why"]) for e in longest["dropped_examples"]] == \
+        [(r["output_chars"], r["drop_reason"]) for r in lineage[:3]]
+    assert f"why: {lineage[0]['drop_reason']}" in html
     hist = next(n for n in data["nodes"] if n["name"] == "lengths")["histograms"]["output_chars"]
     assert sum(hist["counts"]) == hist["n"] == 100
     # A feasibility profile (from `dslrun explain`) and an evaluation appear on re-rendering.

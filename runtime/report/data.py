@@ -61,7 +61,25 @@ def _score_columns(table: Any) -> list[str]:
             and table.dtype(c).kind in "fiub" and _numeric(table.column(c)) is not None]
 
 
-def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> dict[str, Any]:
+def dropped_by_step(out_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    """The first ``EXAMPLES`` (id, reason) each step dropped, from ``pool.scores.parquet`` (the run's
+    lineage), so the report shows the same reasons as that file and ``dslrun why``."""
+    path = out_dir / "pool.scores.parquet"
+    if not path.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["id", "dropped_by", "drop_reason"])
+    found: dict[str, list[tuple[str, str]]] = {}
+    for batch in t.to_batches(65_536):
+        for sid, step, why in zip(*(batch.column(c).to_pylist() for c in ("id", "dropped_by", "drop_reason"))):
+            if step is not None and len(found.setdefault(step, [])) < EXAMPLES:
+                found[step].append((sid, why))
+    return found
+
+
+def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any],
+                 dropped: dict[str, list[tuple[str, str]]] | None = None) -> dict[str, Any]:
     node = plan.nodes[name]
     out = tables.get(name)
     inputs = [tables[i] for i in node.inputs if i in tables]
@@ -79,11 +97,16 @@ def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any]) -> di
     if len(inputs) == 1 and d["dropped"]:
         src = inputs[0]
         scores = [c for c in _score_columns(src) if c not in ("id",)][:6]
-        kept_ids = set(out.ids.tolist())
-        dropped_rows = [i for i, sid in enumerate(src.ids.tolist()) if sid not in kept_ids][:EXAMPLES]
         d["kept_examples"] = [_example(out, r, [c for c in scores if c in out.column_names])
                               for r in range(min(EXAMPLES, len(out)))]
-        d["dropped_examples"] = [_example(src, r, scores) for r in dropped_rows]
+        if dropped is not None:  # from the lineage: the rows this step dropped, with its reason
+            ids = src.ids
+            d["dropped_examples"] = [{**_example(src, int(np.flatnonzero(ids == sid)[0]), scores), "why": why}
+                                     for sid, why in dropped.get(name, []) if (ids == sid).any()]
+        else:
+            kept_ids = set(out.ids.tolist())
+            rows = [i for i, sid in enumerate(src.ids.tolist()) if sid not in kept_ids][:EXAMPLES]
+            d["dropped_examples"] = [_example(src, r, scores) for r in rows]
     return d
 
 
@@ -113,7 +136,8 @@ def load_profile(out_dir: Path) -> dict[str, Any] | None:
 
 
 def collect(plan: Any, result: Any, out_dir: Path, profile: dict[str, Any] | None = None) -> dict[str, Any]:
-    nodes = [node_section(plan, n, result.stats[n], result.tables) for n in plan.order if n in result.stats]
+    dropped = dropped_by_step(out_dir) if (out_dir / "pool.scores.parquet").is_file() else None
+    nodes = [node_section(plan, n, result.stats[n], result.tables, dropped) for n in plan.order if n in result.stats]
     evaluations = []
     for n in plan.order:
         t = result.tables.get(n)

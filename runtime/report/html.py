@@ -16,7 +16,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 th{background:#f4f4f4}td.l,th.l{text-align:left}.muted{color:#777}.hists{display:flex;flex-wrap:wrap;gap:1em}
 .hist{border:1px solid #eee;padding:.4em}.ex{display:grid;grid-template-columns:1fr 1fr;gap:1em}
 .ex div{min-width:0}.sample{border-left:3px solid #8c8;padding:.2em .6em;margin:.4em 0;background:#fafafa;white-space:pre-wrap;word-break:break-word}
-.drop .sample{border-color:#d88}.pending{border:1px dashed #bbb;padding:.6em;color:#666}
+.drop .sample{border-color:#d88}.why{color:#a44}.pending{border:1px dashed #bbb;padding:.6em;color:#666}
 code{background:#f4f4f4;padding:0 .2em}.doc{white-space:pre-line}
 .warn{border:1px solid #e0b000;background:#fff8dc;padding:0 1em;margin-top:1em}.warn h2{border:0;margin-top:.5em}
 """
@@ -55,12 +55,13 @@ def svg_histogram(name: str, h: dict[str, Any], width: int = 260, height: int = 
 def _examples(title: str, rows: list[dict[str, Any]], cls: str) -> str:
     items = []
     for r in rows:
-        scores = ", ".join(f"{k}={_num(v)}" for k, v in r.items() if k not in ("instruction", "input", "output"))
+        scores = ", ".join(f"{k}={_num(v)}" for k, v in r.items() if k not in ("instruction", "input", "output", "why"))
         text = f"Instruction: {r.get('instruction', '')}"
         if r.get("input"):
             text += f"\nInput: {r['input']}"
         text += f"\nResponse: {r.get('output', '')}"
-        items.append(f'<div class="sample">{escape(text)}<br><span class="muted">{escape(scores)}</span></div>')
+        why = f'<br><span class="why">why: {escape(r["why"])}</span>' if r.get("why") else ""
+        items.append(f'<div class="sample">{escape(text)}<br><span class="muted">{escape(scores)}</span>{why}</div>')
     return f'<div class="{cls}"><h3>{title}</h3>{"".join(items) or "<p class=muted>none</p>"}</div>'
 
 
