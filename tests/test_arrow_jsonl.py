@@ -148,3 +148,23 @@ def test_a_pool_file_changed_during_the_run_is_an_error_not_other_records(tmp_pa
     path.write_text(path.read_text().replace("q2", "Q2"))
     with pytest.raises(RuntimeError, match=re.escape("changed during the run")):
         table.column("_record")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ids_built_in_arrow_are_sample_ids(seed):
+    """ASCII rows get their id from Arrow-built JSON; the rest from sample_id's own code."""
+    from dslrun.runtime.data.arrow_ids import alpaca_ids
+
+    rng = random.Random(seed)
+    alphabet = [chr(c) for c in range(0x80)] + ["é", "e\u0301", "\u3000", "😀", "\u2028", "\x85"]
+    ascii_only = [chr(c) for c in range(0x80)]
+
+    def text():
+        chars = alphabet if rng.random() < 0.3 else ascii_only
+        return "".join(rng.choice(chars) for _ in range(rng.randint(0, 12))) + rng.choice(["", " ", "\r\n", "\t"])
+
+    rows = [(text(), text(), text()) for _ in range(400)] + [("", "", ""), ("\r\n", " \x1c", '"\\')]
+    got = alpaca_ids(*(pa.array(list(col)) for col in zip(*rows)))
+    assert got.tolist() == [sample_id([], r) for r in rows]
+    sliced = alpaca_ids(*(pa.array(list(col)).slice(7, 50) for col in zip(*rows)))
+    assert sliced.tolist() == [sample_id([], r) for r in rows[7:57]]

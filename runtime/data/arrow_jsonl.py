@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.core.keys import alpaca_sample_ids
 from dslrun.runtime.data.arrow_columns import ArrowStore
+from dslrun.runtime.data.arrow_ids import alpaca_ids
 from dslrun.runtime.data.arrow_text import ONLY_SPACE
 from dslrun.runtime.data.derived_column import DerivedColumn, alpaca_messages
 from dslrun.runtime.data.disk_columns import DiskColumn, SourceLines
@@ -133,7 +133,7 @@ class _Reader:
         self.text.append(text)
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
             self.text.spill_now(self.spill_root)
-        self.ids.append(alpaca_sample_ids(*(text[k].to_pylist() for k in PARTS)))
+        self.ids.append(alpaca_ids(*(text[k] for k in PARTS)))
         self.starts.append(base + starts)
         self.end = base + int(ends[-1])
         self.rows += take

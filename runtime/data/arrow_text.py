@@ -50,27 +50,40 @@ def _ints(arr: Any) -> np.ndarray:
     return np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + len(arr)].astype(np.int64)
 
 
-def _ascii_word_counts(arr: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Word starts (a non-space byte first in its string or after a space) per string, as if
-    every byte were a character, and the rows that are not ASCII (where that is not exact)."""
+def string_bytes(arr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's UTF-8 bytes (one numpy view, no copy) and each string's offsets into
+    them (``len(arr) + 1`` of them, the first 0)."""
     import pyarrow as pa
 
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, dtype=width)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
-    if not len(arr) or offsets[-1] == offsets[0]:
-        return np.zeros(len(arr), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if data_buf is None or not len(arr):
+        return np.zeros(max(len(offsets), 1), dtype=np.int64), np.zeros(0, dtype=np.uint8)
     lo = offsets[0]
-    b = np.frombuffer(data_buf, dtype=np.uint8)[lo:offsets[-1]]
+    return offsets - lo, np.frombuffer(data_buf, dtype=np.uint8)[lo:offsets[-1]]
+
+
+def non_ascii_rows(arr: Any) -> np.ndarray:
+    """The rows (ascending) whose string has a byte outside ASCII."""
+    offsets, b = string_bytes(arr)
+    return np.unique(np.searchsorted(offsets[1:], np.flatnonzero(b >= 128), side="right"))
+
+
+def _ascii_word_counts(arr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Word starts (a non-space byte first in its string or after a space) per string, as if
+    every byte were a character, and the rows that are not ASCII (where that is not exact)."""
+    offsets, b = string_bytes(arr)
+    if not len(b):
+        return np.zeros(len(arr), dtype=np.int64), np.zeros(0, dtype=np.int64)
     # Python's ASCII whitespace: \t \n \v \f \r (9-13), \x1c-\x1f (28-31) and space; uint8
     # arithmetic wraps, so one comparison tests each range.
     space = (b == 32) | ((b - np.uint8(9)) <= 4) | ((b - np.uint8(28)) <= 3)
     starts = np.empty_like(space)
     starts[0] = not space[0]
     np.logical_and(space[:-1], ~space[1:], out=starts[1:])
-    firsts = offsets[:-1][offsets[1:] > offsets[:-1]] - lo  # the first byte of each non-empty string
+    firsts = offsets[:-1][offsets[1:] > offsets[:-1]]  # the first byte of each non-empty string
     starts[firsts] = ~space[firsts]
     at = np.flatnonzero(starts)
-    counts = np.searchsorted(at, offsets[1:] - lo) - np.searchsorted(at, offsets[:-1] - lo)
-    other = np.unique(np.searchsorted(offsets[1:] - lo, np.flatnonzero(b >= 128), side="right"))
-    return counts.astype(np.int64), other
+    counts = np.searchsorted(at, offsets[1:]) - np.searchsorted(at, offsets[:-1])
+    return counts.astype(np.int64), non_ascii_rows(arr)
