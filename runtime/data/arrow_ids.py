@@ -57,7 +57,7 @@ def _ascii_ids(instruction: Any, input_: Any, output: Any) -> list[str]:
     blob = pc.binary_join_element_wise('{"input":"', _encoded(input_), '","instruction":"', _encoded(instruction),
                                        '","output":"', _encoded(output), '"}', "")
     offsets, b = string_bytes(blob)
-    data, sha, ends = memoryview(b), hashlib.sha256, offsets.tolist()
+    data, sha, ends = b.data, hashlib.sha256, offsets.tolist()
     return [sha(data[x:y]).hexdigest()[:16] for x, y in zip(ends, ends[1:])]
 
 
