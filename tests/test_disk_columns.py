@@ -1,4 +1,5 @@
-"""Large pools keep their text on disk: the same tables and outputs, without holding the text."""
+"""Large pools keep their text on disk (Arrow IPC files; JSONL records in the pool file): the
+same tables and outputs, without holding the text."""
 
 from __future__ import annotations
 
@@ -11,26 +12,40 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from dslrun.core.settings import RunSettings
 from dslrun.runtime.data import disk_columns
-from dslrun.runtime.data.disk_columns import ColumnStore, DiskColumn
+from dslrun.runtime.data.arrow_columns import ArrowColumn, ArrowStore
+from dslrun.runtime.data.disk_columns import DiskColumn, SourceLines, spill_dir
+from dslrun.runtime.data.lazy_column import LazyColumn
 from dslrun.runtime.data.pool_files import _write_json_array, read_pool
+from dslrun.runtime.data.pool_table import _pickled
 from dslrun.runtime.data.table import Table, concat
 from testkit.cli import SPECS, alpaca, dslrun, write_pool
 
 
 def stored(values, codec="str"):
-    store = ColumnStore()
-    w = store.writer("c", codec)
-    w.extend(values[:2])
-    w.extend(values[2:])
-    return w.finish()
+    store = ArrowStore(spill=True)
+    for part in (values[:2], values[2:]):
+        if codec == "str":
+            store.extend("c", pa.array(part, pa.string()))
+        else:
+            store.extend("c", pa.array([_pickled(v) for v in part], pa.binary()), __import__("pickle").loads)
+    store.finish()
+    return store.column("c")
+
+
+def lines(tmp_path, records):
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ends = np.cumsum([0] + [len(json.dumps(r)) + 1 for r in records])
+    return DiskColumn.of(SourceLines(path, ends), "_record")
 
 
 def test_a_disk_column_reads_back_what_was_written_through_takes_and_slices():
-    values = ["", "a", "ünïcode ✓", "x" * 5000, "line\nbreak", "\ud800 lone"]
+    values = ["", "a", "ünïcode ✓", "x" * 5000, "line\nbreak", "tab\tend"]
     col = stored(values)
     assert len(col) == 6 and col.values().tolist() == values
     picked = col.take(np.array([5, 1, 1, 3]))
@@ -42,11 +57,11 @@ def test_a_disk_column_reads_back_what_was_written_through_takes_and_slices():
 
 
 @pytest.mark.parametrize("gap,span", [(0, 1), (3, 20), (64 * 1024, 8 * 2**20)])
-def test_scattered_reads_return_values_in_the_asked_order_whatever_the_read_grouping(monkeypatch, gap, span):
+def test_scattered_reads_return_values_in_the_asked_order_whatever_the_read_grouping(tmp_path, monkeypatch, gap, span):
     monkeypatch.setattr(disk_columns, "GAP", gap)
     monkeypatch.setattr(disk_columns, "SPAN", span)
-    values = [f"value {i} " + "x" * (i % 13) for i in range(200)]
-    col = stored(values)
+    values = [{"v": f"value {i} " + "x" * (i % 13)} for i in range(200)]
+    col = lines(tmp_path, values)
     idx = np.random.default_rng(0).integers(0, 200, 500)
     assert col.take(idx).values().tolist() == [values[i] for i in idx]
 
@@ -56,6 +71,7 @@ def test_objects_round_trip_and_the_files_go_with_the_last_table():
     col = stored(records, "obj")
     assert col.values().tolist() == records
     folder = col.store.dir
+    assert folder is not None and folder.exists()
     table = Table({"id": np.array(list("abcd"), dtype=object), "_record": col}).take([3, 0])
     del col
     gc.collect()
@@ -152,15 +168,15 @@ def _length_rank_save(tmp_path, fmt):
 
 def test_load_length_rank_save_never_reads_a_whole_text_column(tmp_path, monkeypatch):
     """Only the rows a step works on are read: the length step's batches, the selected records
-    (a JSON array pool: read record by record, text in a ColumnStore)."""
+    (a JSON array pool: read record by record, its text spilled to Arrow files)."""
     reads: list[int] = []
-    real = ColumnStore.read
+    real = ArrowStore.read
 
     def counting(self, name, positions):
         reads.append(len(positions))
         return real(self, name, positions)
 
-    monkeypatch.setattr(ColumnStore, "read", counting)
+    monkeypatch.setattr(ArrowStore, "read", counting)
     _length_rank_save(tmp_path, "json")
     assert reads and max(reads) <= 100  # the length batches; no step read all 600 rows of a column
 
@@ -192,9 +208,9 @@ def test_a_clean_jsonl_pool_spilled_to_arrow_files_is_read_a_batch_at_a_time(tmp
     assert batches and max(batches) < 100 and sum(lines) == 30
 
 
-def test_disk_column_is_not_an_ndarray_so_it_cannot_leak_into_numpy_math():
+def test_a_lazy_column_is_not_an_ndarray_so_it_cannot_leak_into_numpy_math():
     col = stored(["a"])
-    assert isinstance(col, DiskColumn) and not isinstance(col, np.ndarray)
+    assert isinstance(col, ArrowColumn) and isinstance(col, LazyColumn) and not isinstance(col, np.ndarray)
 
 
 @pytest.mark.parametrize("kind,values", [
@@ -216,19 +232,19 @@ def test_results_kept_in_numpy_buffers_give_the_columns_as_column_gives(kind, va
 
 
 def test_a_killed_runs_files_are_removed_by_the_next_store_on_this_host(tmp_path):
-    code = ("import time\nfrom dslrun.runtime.data.disk_columns import ColumnStore\n"
-            f"s = ColumnStore({str(tmp_path)!r})\ns.writer('c', 'str').extend(['x'])\n"
-            "print(s.dir, flush=True)\ntime.sleep(60)\n")
+    code = ("import time\nfrom dslrun.runtime.data.disk_columns import spill_dir\n"
+            f"d = spill_dir({str(tmp_path)!r})\n(d / 'c.arrow').write_text('x')\n"
+            "print(d, flush=True)\ntime.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     left = Path(proc.stdout.readline().strip())
     other_host = tmp_path / "dslrun-columns-elsewhere-1-abc"  # a shared tmp_dir: not ours to judge
     other_host.mkdir()
-    alive = ColumnStore(tmp_path)
+    alive = spill_dir(tmp_path)
     assert left.is_dir()  # its process still runs: its store stays
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    ColumnStore(tmp_path)
-    assert not left.exists() and other_host.exists() and alive.dir.exists()
+    spill_dir(tmp_path)
+    assert not left.exists() and other_host.exists() and alive.exists()
 
 
 def test_a_pickled_table_carries_the_values_of_its_disk_columns():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +24,41 @@ from dslrun.runtime.data.lazy_column import BLOCK_ROWS, StoredColumn
 
 
 class ArrowStore:
-    """Columns as sequences of Arrow arrays (one per batch the reader gave), all of the same rows.
+    """Columns as sequences of Arrow arrays (the batches they were appended in).
 
-    With ``root`` (a folder, or "" for the temp dir) each column's batches go to an IPC file
-    there; without it they stay in memory."""
+    ``spill``: each column's batches go to an IPC file in a fresh folder under ``root`` (the
+    temp dir when None), removed with the store; else they stay in memory. A column may hold
+    encoded values (``decode``: pickled Python objects, say), decoded when read."""
 
-    def __init__(self, spill: bool, root: str | Path | None = None):
-        self.spill = spill
+    def __init__(self, spill: bool = False, root: str | Path | None = None):
+        self.spill, self.root = False, root
         self.dir: Path | None = None
-        if spill:
-            self.dir = spill_dir(root or None)
-            self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
-        self.starts: list[int] = [0]  # first row of each batch, then the row count
+        self.decoders: dict[str, Callable[[Any], Any]] = {}
+        self._starts: dict[str, list[int]] = {}  # per column: first row of each batch, then its rows
         self._memory: dict[str, list[Any]] = {}
         self._writers: dict[str, Any] = {}
         self._files: dict[str, Path] = {}
+        if spill:
+            self.spill_now()
 
-    @property
-    def rows(self) -> int:
-        return self.starts[-1]
+    def rows(self, name: str) -> int:
+        return self._starts[name][-1]
 
-    def append(self, columns: dict[str, Any]) -> None:
-        """One batch: equal-length Arrow arrays by column name (every column each time)."""
+    def extend(self, name: str, arr: Any, decode: Callable[[Any], Any] | None = None) -> None:
+        """Append one batch of values to a column (created by its first batch)."""
         import pyarrow as pa
 
-        n = {len(a) for a in columns.values()}
-        assert len(n) == 1, "a batch's columns have one length"
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        if decode is not None:
+            self.decoders[name] = decode
+        starts = self._starts.setdefault(name, [0])
+        starts.append(starts[-1] + len(arr))
+        self._put(name, arr)
+
+    def append(self, columns: dict[str, Any]) -> None:
+        """One batch of each of these columns."""
         for name, arr in columns.items():
-            self._put(name, arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
-        self.starts.append(self.starts[-1] + n.pop())
+            self.extend(name, arr)
 
     def _put(self, name: str, arr: Any) -> None:
         import pyarrow as pa
@@ -67,19 +73,9 @@ class ArrowStore:
             self._writers[name] = pa.ipc.new_file(str(path), pa.schema([("v", arr.type)]))
         self._writers[name].write_batch(pa.record_batch([arr], names=["v"]))
 
-    def add_missing(self, name: str) -> None:
-        """A column first seen after some batches: null text in the rows before."""
-        import pyarrow as pa
-
-        done = self.starts
-        self.starts = [0]
-        for lo, hi in zip(done, done[1:]):
-            self._put(name, pa.nulls(hi - lo, pa.string()))
-            self.starts.append(hi)
-
-    def spill_now(self, root: str | Path | None) -> None:
+    def spill_now(self, root: str | Path | None = None) -> None:
         """Move the batches held in memory to files, and spill every batch from now on."""
-        self.spill, self.dir = True, spill_dir(root or None)
+        self.spill, self.dir = True, spill_dir((root if root is not None else self.root) or None)
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
         memory, self._memory = self._memory, {}
         for name, arrays in memory.items():
@@ -87,12 +83,16 @@ class ArrowStore:
                 self._put(name, arr)
 
     def finish(self) -> None:
+        """Done appending: the files are complete and can be read."""
         for w in self._writers.values():
             w.close()
         self._writers = {}
 
     def column(self, name: str) -> ArrowColumn:
-        return ArrowColumn(self, name, None, self.rows)
+        return ArrowColumn(self, name, None, self.rows(name))
+
+    def batches(self, name: str) -> int:
+        return len(self._starts[name]) - 1
 
     def batch(self, name: str, b: int) -> Any:
         if not self.spill:
@@ -106,7 +106,7 @@ class ArrowStore:
         """The values at ``positions`` as one Arrow array, in that order; each batch is read once."""
         import pyarrow as pa
 
-        starts = np.asarray(self.starts, dtype=np.int64)
+        starts = np.asarray(self._starts[name], dtype=np.int64)
         order = np.argsort(positions, kind="stable")
         sorted_pos = positions[order]
         which = np.searchsorted(starts, sorted_pos, side="right") - 1
@@ -126,19 +126,43 @@ class ArrowColumn(StoredColumn):
     """Some rows of an ``ArrowStore`` column, in a table's order."""
 
     def read(self, positions: np.ndarray) -> list[Any]:
-        return self.read_arrow(positions).to_pylist()
+        values = self.read_arrow(positions).to_pylist()
+        decode = self.store.decoders.get(self.name)
+        return values if decode is None else [None if v is None else decode(v) for v in values]
 
     def read_arrow(self, positions: np.ndarray) -> Any:
         return self.store.read(self.name, self.positions()[np.asarray(positions, dtype=np.int64)])
 
-    def arrow_blocks(self, rows: int = BLOCK_ROWS) -> Iterator[Any]:
-        if self.index is None:  # the whole column in order: its batches as they are
-            for b in range(len(self.store.starts) - 1):
-                yield self.store.batch(self.name, b)
+    def arrow_blocks(self, rows: int = BLOCK_ROWS) -> Iterator[Any] | None:
+        return None if self.name in self.store.decoders else self._arrow_blocks(rows)
+
+    def _arrow_blocks(self, rows: int) -> Iterator[Any]:
+        if self.index is None:  # the whole column in order: its batches, re-cut to ``rows``
+            yield from _rechunk((self.store.batch(self.name, b) for b in range(self.store.batches(self.name))), rows)
             return
         for i in range(0, self._n, rows):
             yield self.read_arrow(np.arange(i, min(i + rows, self._n), dtype=np.int64))
 
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[list[Any]]:
-        for block in self.arrow_blocks(rows):
-            yield block.to_pylist()
+        decode = self.store.decoders.get(self.name)
+        for block in self._arrow_blocks(rows):
+            values = block.to_pylist()
+            yield values if decode is None else [None if v is None else decode(v) for v in values]
+
+
+def _rechunk(arrays: Iterator[Any], rows: int) -> Iterator[Any]:
+    """The arrays' values as arrays of ``rows`` values (the last may be shorter)."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    have = 0
+    for arr in arrays:
+        while len(arr):
+            take = min(rows - have, len(arr))
+            pending.append(arr.slice(0, take))
+            have, arr = have + take, arr.slice(take)
+            if have == rows:
+                yield pending[0] if len(pending) == 1 else pa.concat_arrays(pending)
+                pending, have = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else pa.concat_arrays(pending)

@@ -53,7 +53,7 @@ class _Reader:
         self.path, self.limit, self.fields = path, limit, fields
         self.spill_rows, self.spill_root = spill_rows, spill_root
         self.names = {k: fields.get(k, k) for k in PARTS}
-        self.text = ArrowStore(spill=False)
+        self.text = ArrowStore(spill=False, root=spill_root)
         self.ids: list[np.ndarray] = []
         self.starts: list[np.ndarray] = []  # each row's first byte in the file
         self.end = 0  # the byte after the last row read
@@ -132,7 +132,7 @@ class _Reader:
         self._extras(table, order, text)
         self.text.append(text)
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
-            self.text.spill_now(self.spill_root)
+            self.text.spill_now()
         self.ids.append(alpaca_ids(*(text[k] for k in PARTS)))
         self.starts.append(base + starts)
         self.end = base + int(ends[-1])
@@ -192,7 +192,8 @@ class _Reader:
                 self.extra[k] = "field_" + k if k in BASE or k.startswith("_") else k
                 if kind == "text":
                     self.texts.add(k)
-                    self.text.add_missing(self.extra[k])
+                    if self.rows:  # null in the rows before, batch for batch
+                        self.text.extend(self.extra[k], pa.nulls(self.rows, pa.string()))
                 else:
                     self.numbers[k] = [None] * self.rows
             if k in self.texts:

@@ -1,11 +1,9 @@
-"""Columns kept on disk, so a large pool's text is never all in memory at once.
+"""Values read from byte spans of a file, and the folders a run's spilled columns live in.
 
-``load`` writes the heavy columns of a large pool (instruction, input, output, messages,
-the original records, text extra fields) to a ``ColumnStore``: one file of encoded values
-per column, plus the values' offsets in memory (8 bytes a row). A table holds a
-``DiskColumn`` for each: a store column and which of its rows this table has. Taking,
-masking and slicing a table compose those row indices and read nothing; only a step that
-asks for a column's values (``Table.column``) reads them, and only for its own rows.
+A JSONL pool read through Arrow keeps each record in the pool file: ``SourceLines`` is the
+file plus each line's offset (8 bytes a row), and a ``DiskColumn`` of it is the rows a table
+has. Taking, masking and slicing a table compose those row indices and read nothing; only a
+step that asks for the records (``save``) reads them, and only its own rows.
 
 Values are read with ``pread``, one read per run of nearby values, not through ``mmap``:
 the pages a mapping touches count in the process's resident memory (with read-ahead, most
@@ -18,13 +16,10 @@ from __future__ import annotations
 import glob
 import json
 import os
-import pickle
 import shutil
 import socket
 import tempfile
-import weakref
-from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,50 +29,6 @@ from dslrun.runtime.data.lazy_column import StoredColumn
 
 GAP = 64 * 1024  # bytes between two wanted values still read through rather than skipped
 SPAN = 8 * 2**20  # the most bytes one read brings in
-
-
-def _encode_str(v: Any) -> bytes:
-    return v.encode("utf-8", "surrogatepass")
-
-
-def _decode_str(b: bytes) -> str:
-    return b.decode("utf-8", "surrogatepass")
-
-
-def _encode_obj(v: Any) -> bytes:
-    return pickle.dumps(v, protocol=5)
-
-
-# codec name -> (encode, decode)
-CODECS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {"str": (_encode_str, _decode_str), "obj": (_encode_obj, pickle.loads)}
-
-
-class ColumnStore:
-    """A directory of column files for one table's worth of data; removed with its last user.
-
-    ``DiskColumn``s keep their store alive, so the files last exactly as long as some table
-    can still read them (and at the latest until the interpreter exits).
-    """
-
-    def __init__(self, root: str | Path | None = None):
-        self.dir = spill_dir(root)
-        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
-        self.offsets: dict[str, np.ndarray] = {}
-        self.codecs: dict[str, str] = {}
-
-    def writer(self, name: str, codec: str) -> ColumnWriter:
-        if name in self.codecs:
-            raise ValueError(f"column {name!r} is already in this store")
-        self.codecs[name] = codec
-        return ColumnWriter(self, name, codec)
-
-    def path(self, name: str) -> Path:
-        # Column names are user field names; the file is named by position, not by name.
-        return self.dir / f"{list(self.codecs).index(name)}.bin"
-
-    def read(self, name: str, positions: np.ndarray) -> list[Any]:
-        """The values at ``positions`` (rows of the stored column), in that order."""
-        return read_spans(self.path(name), self.offsets[name], positions, CODECS[self.codecs[name]][1])
 
 
 def read_spans(path: str | Path, off: np.ndarray, positions: np.ndarray, decode: Callable[[bytes], Any]) -> list[Any]:
@@ -135,32 +86,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class ColumnWriter:
-    """Appends encoded values to one column file; ``finish`` returns the whole column."""
-
-    def __init__(self, store: ColumnStore, name: str, codec: str):
-        self.store, self.name = store, name
-        self.encode = CODECS[codec][0]
-        self.file = open(store.path(name), "wb")  # noqa: SIM115 - open across extend() calls, closed by finish()
-        self.ends = array("q", [0])
-
-    def extend(self, values: Iterable[Any]) -> None:
-        parts = [self.encode(v) for v in values]
-        end = self.ends[-1]
-        for p in parts:
-            end += len(p)
-            self.ends.append(end)
-        self.file.write(b"".join(parts))
-
-    def finish(self) -> DiskColumn:
-        self.file.close()
-        self.store.offsets[self.name] = np.frombuffer(self.ends, dtype=np.int64).copy()
-        del self.ends
-        return DiskColumn.of(self.store, self.name)
-
-
 class DiskColumn(StoredColumn):
-    """Some rows of a ``ColumnStore`` (or ``SourceLines``) column, in a table's order."""
+    """Some rows of a ``SourceLines`` column, in a table's order."""
 
     @classmethod
     def of(cls, store: Any, name: str) -> DiskColumn:

@@ -1,51 +1,69 @@
 """Building a pool's table a block of rows at a time, as ``read_pool`` validates records.
 
 Light columns (ids, turn counts, numeric extra fields) stay in memory; heavy ones (text,
-messages, source records, text extra fields) move to a ``ColumnStore`` on disk once the
-pool passes the spill threshold, and are appended there from then on, so a large pool's
-text is never all in memory (ARCHITECTURE.md, "Large pools").
+messages, source records, text extra fields) move to Arrow IPC files (an ``ArrowStore``:
+text as Arrow strings, other values pickled) once the pool passes the spill threshold, and
+are appended there from then on, so a large pool's text is never all in memory
+(ARCHITECTURE.md, "Large pools").
 """
 
 from __future__ import annotations
 
+import pickle
 from array import array
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dslrun.runtime.data.arrow_columns import ArrowStore
 from dslrun.runtime.data.table import Table, as_column
 
 BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
 
 
+def _pickled(v: Any) -> bytes:
+    return pickle.dumps(v, protocol=5)
+
+
 class ColumnBuilder:
-    """One column as a pool is read: values in a list, moved to a ``ColumnStore`` once the
-    pool grows past the spill threshold (and appended there from then on)."""
+    """One column as a pool is read: values in a list, moved to an ``ArrowStore`` once the
+    pool grows past the spill threshold (and appended there from then on). ``codec``: "str"
+    (texts, kept as Arrow strings) or "obj" (anything, pickled)."""
 
     def __init__(self, codec: str, kind: str | None):
         self.codec, self.kind = codec, kind
         self.values: list[Any] = []
-        self.writer: Any = None
+        self.store: ArrowStore | None = None
+        self.name = ""
         self.plain = True  # only None/bool/int/float so far: such a column stays in memory
 
     def extend(self, values: list[Any]) -> None:
         if self.kind is None and self.plain:
             self.plain = all(v is None or isinstance(v, (bool, int, float)) for v in values)
-        if self.writer is not None:
-            self.writer.extend(values)
+        if self.store is not None:
+            self._write(values)
         else:
             self.values.extend(values)
 
-    def spill(self, store: Any, name: str) -> None:
-        self.writer = store.writer(name, self.codec)
-        self.writer.extend(self.values)
+    def _write(self, values: list[Any]) -> None:
+        import pyarrow as pa
+
+        assert self.store is not None
+        if self.codec == "str":  # kept rows' text is valid UTF-8 (record_checks.py quarantines the rest)
+            self.store.extend(self.name, pa.array(values, pa.string()))
+        else:
+            self.store.extend(self.name, pa.array([_pickled(v) for v in values], pa.binary()), pickle.loads)
+
+    def spill(self, store: ArrowStore, name: str) -> None:
+        self.store, self.name = store, name
+        self._write(self.values)
         self.values = []
 
     def finish(self) -> Any:
-        if self.writer is None:
+        if self.store is None:
             return as_column(self.values, self.kind)
-        col = self.writer.finish()
+        col = self.store.column(self.name)
         if self.kind is None and self.plain:  # numbers: small, and expressions compute on them
             return as_column(col.values().tolist())
         return col
@@ -106,15 +124,15 @@ class PoolTableBuilder:
         self.n += len(self.rows)
         self.rows, self.records = [], []
         if self.store is None and self.spill_rows is not None and self.n > self.spill_rows:
-            from dslrun.runtime.data.disk_columns import ColumnStore
-
-            self.store = ColumnStore(self.spill_dir)
+            self.store = ArrowStore(spill=True, root=self.spill_dir)
             for name, col in self.cols.items():
                 if name not in _LIGHT:
                     col.spill(self.store, name)
 
     def finish(self, meta: dict[str, Any]) -> Table:
         self._flush()
+        if self.store is not None:
+            self.store.finish()
         cols = {k: self.cols[k].finish() for k in ("id", "instruction", "input", "output", "messages", "n_turns")}
         for name in self.extra.values():
             cols[name] = self.cols[name].finish()
