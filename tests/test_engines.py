@@ -100,3 +100,36 @@ def test_blocks_for_ray_data_round_trip_every_kind_of_column():
         name = "reads-anything"
 
     assert shipped(ReadsAnything(NoParams()), table).all_columns == ["id", "output", "messages", "score", "n"]
+
+
+def test_text_held_in_arrow_goes_to_ray_data_without_python_strings(tmp_path, monkeypatch):
+    import json
+
+    from dslrun.runtime.data.arrow_columns import ArrowColumn
+    from dslrun.runtime.data.pool_files import read_pool
+    from dslrun.runtime.execution.engines.ray_workers import from_arrow, shipped, to_arrow
+
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"answer {i}"}) + "\n" for i in range(5)))
+    table = read_pool(path).table
+    expected = table.column("output").tolist()
+
+    def no_python(*a, **k):
+        raise AssertionError("text was turned into Python strings")
+
+    monkeypatch.setattr(ArrowColumn, "read", no_python)
+    block = to_arrow(shipped(_Reads(), table).select(["id", "output"]))
+    monkeypatch.undo()
+    assert block.column("output").to_pylist() == expected
+    assert from_arrow(block).column("output").tolist() == expected
+
+
+def _Reads():
+    from dslrun.core.params import Params as NoParams
+    from dslrun.operators.base import SampleOperator
+
+    class ReadsOutput(SampleOperator[NoParams]):
+        name = "reads-output-arrow"
+        columns_read = ("output",)
+
+    return ReadsOutput(NoParams())

@@ -116,6 +116,16 @@ class Table:
         col = self._cols[name]
         return col.arrow_blocks(rows) if isinstance(col, LazyColumn) else None
 
+    def arrow(self, name: str) -> Any | None:
+        """A column held in Arrow as one Arrow array (no Python object per value), else None."""
+        blocks = self.arrow_blocks(name)
+        if blocks is None:
+            return None
+        import pyarrow as pa
+
+        parts = list(blocks)
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
     @property
     def ids(self) -> np.ndarray:
         return self.column("id")

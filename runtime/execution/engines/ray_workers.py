@@ -112,17 +112,22 @@ def shipped(op: Any, table: Table) -> Table:
     wanted = op.columns_read
     names = [c for c in table.all_columns
              if c != "_record" and (wanted is None or c == "id" or c in wanted)]
-    return Table({c: table.column(c) for c in names}, table.meta)
+    return table.select(names)  # as stored: text held in Arrow stays Arrow (to_arrow)
 
 
 # ---- Arrow blocks for Ray Data -------------------------------------------------------------
 
 def to_arrow(table: Table) -> Any:
-    """Columns as Arrow: numbers and text natively, anything else pickled per value."""
+    """Columns as Arrow: numbers and text natively (text the pool read into Arrow goes as it
+    is, without a Python string per value), anything else pickled per value."""
     import pyarrow as pa
 
     cols: dict[str, Any] = {}
     for name in table.all_columns:
+        held = table.arrow(name)
+        if held is not None:
+            cols[name] = held
+            continue
         col = table.column(name)
         if col.dtype != object and col.ndim == 1:
             cols[name] = pa.array(col)
