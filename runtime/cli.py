@@ -60,8 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="let the run call this server (a URL, or host[:port]) without asking (repeatable)")
     add_setting_flags(r)
     spec_cmd("check", "static checks only; computes nothing")
-    pl = spec_cmd("plan", "show the steps, what is cached, and what a run will cost")
+    pl = spec_cmd("plan", "show the steps, what is cached, what a run will cost, and which servers it calls")
     pl.add_argument("--cache-dir", type=Path)
+    pl.add_argument("--allow-endpoint", action="append", default=[], metavar="URL",
+                    help="as for run: count this server as named by you")
     e = spec_cmd("explain", "the spec's feasibility profile: LLMs trained, steps, LLM usages, model-/dataset-/"
                             "closed-API-free")
     e.add_argument("--json", action="store_true", help="machine-readable output")
@@ -154,11 +156,18 @@ def cmd_plan(args) -> int:
     from dslrun.runtime.execution.context import RunContext
     from dslrun.runtime.execution.planner import dry_run, render
 
-    plan, _, _ = _compile(args)
+    from dslrun.core.values import to_python
+    from dslrun.runtime.endpoints import plan_lines, user_urls
+
+    plan, overrides, _ = _compile(args)
     cdir = cache_dir(args.cache_dir)
     cache = open_store(cdir)
-    ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache, settings=run_settings(spec=plan.settings))
+    settings = run_settings(spec=plan.settings)
+    ctx = RunContext(out_dir=Path("."), spec_dir=plan.spec_dir, cache=cache, settings=settings)
     print(render(plan, dry_run(plan, ctx), str(cdir)))
+    allowed = [*args.allow_endpoint, *settings.allow_endpoints, *user_urls(to_python(v) for v in overrides.values())]
+    for line in plan_lines(plan, allowed):
+        print(line)
     return EXIT_OK
 
 

@@ -128,6 +128,23 @@ def unknown_endpoints(plan: Any, allowed: Iterable[str]) -> list[Endpoint]:
             if not is_loopback(_parts(e.url)[1]) and not any(allows(a, e.url) for a in allowed)]
 
 
+def plan_lines(plan: Any, allowed: Iterable[str]) -> list[str]:
+    """``dslrun plan``'s endpoint section: each server the run will call, and whether ``run``
+    will send to it at once or ask first (with the same rule as ``check_endpoints``)."""
+    endpoints = planned_endpoints(plan)
+    if not endpoints:
+        return []
+    unknown = {e.url for e in unknown_endpoints(plan, allowed)}
+    lines = ["endpoints:"]
+    for e in endpoints:
+        if e.url in unknown:
+            state = "not named by you: `dslrun run` asks before sending (--yes, --allow-endpoint URL)"
+        else:
+            state = "loopback" if is_loopback(_parts(e.url)[1]) else "allowed"
+        lines.append(f"  {e.url}  {state}; steps: {', '.join(e.names)}")
+    return lines
+
+
 def describe(unknown: list[Endpoint], rows: list[Any]) -> str:
     """The endpoints with the plan's calls, tokens and cost for the steps calling each."""
     at = {r.name: i for i, r in enumerate(rows)}

@@ -209,3 +209,19 @@ def test_the_python_api_refuses_without_asking_unless_allowed(tmp_path, server, 
     api.run(spec, out=tmp_path / "o2", cache_dir=tmp_path / "c2", yes=True)
     assert server.total == 8 and json.loads((tmp_path / "o2" / "dslrun.lock.json").read_text())
 
+
+
+def test_plan_names_each_server_and_whether_run_will_ask(tmp_path):
+    """Before: `dslrun plan` listed calls and cost but not where they go, nor that `run` would ask."""
+    project(tmp_path, "https://judge.example.com/v1")
+    base = [sys.executable, "-m", "dslrun.runtime.cli", "plan", "spec.sel"]
+    out = subprocess.run(base, cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "endpoints:\n  https://judge.example.com/v1  not named by you: `dslrun run` asks before sending" in out.stdout
+    assert "steps: rated" in out.stdout
+    named = subprocess.run([*base, "--allow-endpoint", "judge.example.com"], cwd=tmp_path, env=environment(),
+                           capture_output=True, text=True, timeout=300)
+    assert "https://judge.example.com/v1  allowed; steps: rated" in named.stdout
+    project(tmp_path, "http://127.0.0.1:9/v1")
+    local = subprocess.run(base, cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
+    assert "http://127.0.0.1:9/v1  loopback; steps: rated" in local.stdout
