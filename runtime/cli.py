@@ -151,13 +151,12 @@ def cmd_check(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    from dslrun.core.values import to_python
     from dslrun.runtime.cache.open_store import open_store
     from dslrun.runtime.config import run_settings
+    from dslrun.runtime.endpoints import plan_lines, user_urls
     from dslrun.runtime.execution.context import RunContext
     from dslrun.runtime.execution.planner import dry_run, render
-
-    from dslrun.core.values import to_python
-    from dslrun.runtime.endpoints import plan_lines, user_urls
 
     plan, overrides, _ = _compile(args)
     cdir = cache_dir(args.cache_dir)
