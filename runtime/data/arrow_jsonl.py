@@ -128,7 +128,7 @@ class _Reader:
             return True
         if take < len(starts):
             table, starts, ends = table.slice(0, take), starts[:take], ends[:take]
-        text = self._parts(table, bytes(data[:ends[-1]]))
+        text = self._parts(table, data[:ends[-1]])
         self._extras(table, order, text)
         self.text.append(text)
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
@@ -160,7 +160,7 @@ class _Reader:
                 return table, order
             self.dates |= dates  # inferred from strings: read them again as text
 
-    def _parts(self, table: Any, data: bytes) -> dict[str, Any]:
+    def _parts(self, table: Any, data: memoryview) -> dict[str, Any]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -169,7 +169,7 @@ class _Reader:
             src = self.names[k]
             col = table.column(src).combine_chunks()
             if col.null_count:
-                absent = k == "input" and col.null_count == len(col) and json.dumps(src).encode() not in data
+                absent = k == "input" and col.null_count == len(col) and json.dumps(src).encode() not in bytes(data)
                 if not absent:
                     raise NotClean(f"a missing or null `{src}`")
                 col = pa.array([""] * len(col), type=pa.string())
