@@ -69,12 +69,15 @@ def dropped_by_step(out_dir: Path) -> dict[str, list[tuple[str, str]]]:
         return {}
     import pyarrow.parquet as pq
 
+    import pyarrow.compute as pc
+
     t = pq.read_table(path, columns=["id", "dropped_by", "drop_reason"])
+    steps = t.column("dropped_by")
     found: dict[str, list[tuple[str, str]]] = {}
-    for batch in t.to_batches(65_536):
-        for sid, step, why in zip(*(batch.column(c).to_pylist() for c in ("id", "dropped_by", "drop_reason"))):
-            if step is not None and len(found.setdefault(step, [])) < EXAMPLES:
-                found[step].append((sid, why))
+    for step in pc.unique(steps).to_pylist():  # a few steps; a pool of millions of rows
+        if step is not None:
+            first = t.take(pc.indices_nonzero(pc.equal(steps, step))[:EXAMPLES])
+            found[step] = list(zip(first.column("id").to_pylist(), first.column("drop_reason").to_pylist()))
     return found
 
 
