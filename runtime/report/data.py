@@ -67,9 +67,8 @@ def dropped_by_step(out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     path = out_dir / "pool.scores.parquet"
     if not path.is_file():
         return {}
-    import pyarrow.parquet as pq
-
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     t = pq.read_table(path, columns=["id", "dropped_by", "drop_reason"])
     steps = t.column("dropped_by")
