@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,9 @@ ARROW = """\
 import json, sys
 import pyarrow as pa, pyarrow.compute as pc, pyarrow.json as pj
 table = pj.read_json(sys.argv[1])
+if table.nbytes >= 2**31:  # take() concatenates a column's chunks: past 2 GiB of text, 32-bit offsets overflow
+    table = table.cast(pa.schema([(f.name, pa.large_string() if f.type == pa.string() else f.type)
+                                  for f in table.schema]))
 words = {p: pc.count_substring_regex(table[p], r"\\S+") for p in ("instruction", "input", "output")}
 chars = {p: pc.utf8_length(table[p]) for p in ("instruction", "input", "output")}
 richness = pc.divide(pc.cast(words["output"], pa.float64()), pc.add(pc.cast(words["instruction"], pa.float64()), 1.0))
@@ -100,14 +104,22 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--ray", action="store_true", help="also run the Ray engine (a throwaway local cluster)")
     ap.add_argument("--address", help="an existing Ray cluster for --ray")
+    ap.add_argument("--work", type=Path, help="a folder to work in and keep (the pool is reused when it has "
+                                              "--rows rows): a 10M-row pool takes minutes to write")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="dslrun-scale-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for old in ("local", "ray", "cache-local", "cache-ray", "arrow.jsonl"):
+            shutil.rmtree(work / old, ignore_errors=True) if (work / old).is_dir() else (work / old).unlink(missing_ok=True)
         t0 = time.perf_counter()
-        write_pool(work / "pool.jsonl", args.rows)
+        stamp = work / "pool.rows"
+        if not (stamp.is_file() and stamp.read_text() == str(args.rows) and (work / "pool.jsonl").is_file()):
+            write_pool(work / "pool.jsonl", args.rows)
+            stamp.write_text(str(args.rows))
         size = (work / "pool.jsonl").stat().st_size
-        print(f"pool: {args.rows} rows, {size / 2**20:.0f} MiB JSONL, written in {time.perf_counter() - t0:.1f}s")
+        print(f"pool: {args.rows} rows, {size / 2**20:.0f} MiB JSONL, ready in {time.perf_counter() - t0:.1f}s")
         (work / "spec.sel").write_text(SPEC)
         (work / "arrow_script.py").write_text(ARROW)
         arrow = Measured([sys.executable, "arrow_script.py", "pool.jsonl", "arrow.jsonl"], work)

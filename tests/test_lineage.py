@@ -18,6 +18,7 @@ save(cut)
 
 
 def project(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
     records = alpaca(30)
     records.append(dict(records[3]))  # row 30 repeats row 3: same sample id, another row
     write_pool(tmp_path / "p.json", records)
@@ -92,3 +93,27 @@ def test_rank_reasons_for_rows_its_where_excluded_and_for_missing_scores(tmp_pat
     tail = ", below the cut-off 7 (top 1, 1 kept)"
     assert list(got) == [f"x = 3{tail}", f"x = missing{tail}", "`where: ok == 1` is false", f"x = 3{tail}",
                          f"x = 1.25{tail}"]
+
+
+def test_the_file_is_the_same_written_a_few_rows_at_a_time(tmp_path, monkeypatch):
+    """A pool of millions is converted and written a row group at a time: same content."""
+    from dslrun.runtime.lineage import pool_scores
+
+    whole = project(tmp_path / "a")
+    table = pq.read_table(tmp_path / "a" / "o" / "pool.scores.parquet")
+    monkeypatch.setattr(pool_scores, "ROW_GROUP", 7)
+    (tmp_path / "b").mkdir()
+    records = alpaca(30)
+    records.append(dict(records[3]))
+    write_pool(tmp_path / "b" / "p.json", records)
+    (tmp_path / "b" / "s.sel").write_text(SPEC)
+    from dslrun.dsl.compile import compile_spec
+    from dslrun.dsl.load import load_spec
+    from dslrun.runtime.run import run_plan
+
+    plan = compile_spec(load_spec(tmp_path / "b" / "s.sel"), {})
+    assert run_plan(plan, {}, SPEC, tmp_path / "b" / "o", tmp_path / "b" / "c", quiet=True) == 0
+    chunked = pq.ParquetFile(tmp_path / "b" / "o" / "pool.scores.parquet")
+    assert chunked.metadata.num_row_groups == 5  # 31 rows, 7 at a time
+    small = {r["row"]: r for r in chunked.read().to_pylist()}
+    assert chunked.schema_arrow == table.schema and small == whole

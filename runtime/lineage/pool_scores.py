@@ -93,14 +93,29 @@ class _Index:
 class _Column:
     """One score column over every loaded sample: typed (numbers, with a mask of the samples
     that have a value) while every step's values are numbers, Python objects otherwise. A
-    million-row pool's numbers as Python objects were most of a run's peak memory."""
+    million-row pool's numbers as Python objects were most of a run's peak memory.
+
+    A step's column that covers every sample in order is adopted, not copied (``shared``: it
+    is the step's own array, copied before anything writes to it)."""
 
     def __init__(self, n: int, dtype: np.dtype):
         self.typed = dtype.kind in "biuf"
         self.values = np.zeros(n, dtype) if self.typed else np.full(n, None, dtype=object)
         self.valid = np.zeros(n, dtype=bool)
+        self.shared = False
+        self.last: tuple[int, int] | None = None  # (id of the array, id of its table's _row) put last
+
+    @classmethod
+    def adopt(cls, values: np.ndarray) -> _Column:
+        col = cls(0, values.dtype)
+        col.values, col.valid, col.shared = values, np.ones(len(values), dtype=bool), True
+        if not col.typed:
+            col.values = np.asarray(values, dtype=object)
+        return col
 
     def put(self, at: np.ndarray, values: np.ndarray) -> None:
+        if self.shared:
+            self.values, self.shared = self.values.copy(), False
         if self.typed and values.dtype.kind not in "biuf":
             objects = np.full(len(self.values), None, dtype=object)
             objects[self.valid] = self.values[self.valid].astype(object)
@@ -131,13 +146,21 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
             continue
         pos = positions[name] = index.positions(t)
         ok = pos >= 0
+        whole = len(pos) == n and bool(ok.all()) and bool((pos == np.arange(n)).all())
+        row_id = id(t.column("_row")) if "_row" in t else 0
         for c in t.column_names:
             if c in TEXT or c == "id" or t.ndim(c) != 1:
                 continue
             values = t.column(c)
-            if c not in scores:
-                scores[c] = _Column(n, values.dtype)
-            scores[c].put(pos[ok], values[ok])
+            col = scores.get(c)
+            if col is not None and col.last == (id(values), row_id):
+                continue  # the same array of the same rows, passed on by a later step: put already
+            if col is None and whole:
+                col = scores[c] = _Column.adopt(values)
+            else:
+                col = scores.setdefault(c, _Column(n, values.dtype))
+                col.put(pos[ok], values if ok.all() else values[ok])
+            col.last = (id(values), row_id)
     targets = [t for t in _targets(plan) if t in tables]
     kept = np.zeros(n, dtype=bool)
     for t in targets:
@@ -203,6 +226,9 @@ def path_steps(plan: Any, tables: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
+ROW_GROUP = 1024 * 1024  # rows converted to Arrow and written at a time (Parquet's default row group)
+
+
 def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -210,22 +236,46 @@ def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
     from dslrun.runtime.data.pool_files import atomic_write
 
     data = build(plan, tables)
+    n = len(data["id"])
     fixed = {"id": pa.string(), "row": pa.int64(), "pool": pa.string(), "kept": pa.bool_(),
              "dropped_by": pa.string(), "drop_reason": pa.string()}
-    arrays = {}
-    for c, values in data.items():
-        if isinstance(values, tuple):  # numbers and which samples have one
-            arrays[c] = pa.array(values[0], mask=~values[1], from_pandas=True)  # NaN: null
-            continue
-        try:
-            arrays[c] = pa.array(values, type=fixed.get(c), from_pandas=True)  # NaN: null
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text
-            arrays[c] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-        if arrays[c].type == pa.null():  # no sample has a value (all failed): say what it would have been
-            floats = any(isinstance(v, float) for v in values)
-            arrays[c] = pa.nulls(len(values), pa.float64() if floats else pa.string())
+    # A free-form column is converted whole (its type depends on every value); the rest a row
+    # group at a time, so a pool of millions never holds all of it in Arrow and numpy at once.
+    whole = {c: _free_form(values) for c, values in data.items() if not isinstance(values, tuple) and c not in fixed}
+    types = {c: fixed[c] if c in fixed else whole[c].type if c in whole else _slice(values, 0, 0).type
+             for c, values in data.items()}
     meta = {b"dslrun.steps": json.dumps(path_steps(plan, tables)).encode()}
-    table = pa.table(arrays).replace_schema_metadata(meta)
+    schema = pa.schema([(c, t) for c, t in types.items()]).with_metadata(meta)
+
+    def parquet(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for lo in range(0, n, ROW_GROUP):  # no rows: a file with the schema and no row group
+                hi = min(lo + ROW_GROUP, n)
+                arrays = [whole[c].slice(lo, hi - lo) if c in whole else _slice(v, lo, hi, types[c])
+                          for c, v in data.items()]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
     path = out_dir / NAME
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, parquet)
     return path
+
+
+def _slice(values: Any, lo: int, hi: int, type_: Any = None) -> Any:
+    import pyarrow as pa
+
+    if isinstance(values, tuple):  # numbers and which samples have one
+        return pa.array(values[0][lo:hi], mask=~values[1][lo:hi], from_pandas=True)  # NaN: null
+    return pa.array(values[lo:hi], type=type_, from_pandas=True)
+
+
+def _free_form(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(values, from_pandas=True)  # NaN: null
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text
+        arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    if arr.type == pa.null():  # no sample has a value (all failed): say what it would have been
+        floats = any(isinstance(v, float) for v in values)
+        arr = pa.nulls(len(values), pa.float64() if floats else pa.string())
+    return arr
