@@ -85,7 +85,7 @@ class _Reader:
             cols[k] = self.text.column(k) if n else as_column([], "str")
         cols["messages"] = (DerivedColumn(alpaca_messages, [cols[k] for k in PARTS]) if n
                             else as_column([], "list"))
-        cols["n_turns"] = np.ones(n, dtype=np.int64)
+        cols["n_turns"] = np.broadcast_to(np.int64(1), n)  # one turn each: 8 bytes, not 8 a row (read-only)
         for k, name in self.extra.items():
             if k in self.texts:
                 cols[name] = self.text.column(name)
