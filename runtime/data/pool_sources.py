@@ -67,7 +67,7 @@ def open_pool(path: str | Path, split: str | None = None, preview: bool = False)
     if p.is_dir():
         return _folder(p, split)
     fmt = file_format(p)
-    return Source(str(p), fmt, lambda: _read_records(p, fmt), p if fmt == "jsonl" else None)
+    return Source(str(p), fmt, lambda: _read_records(p, fmt), p if fmt == "jsonl" and p.is_file() else None)
 
 
 def _folder(p: Path, split: str | None) -> Source:
