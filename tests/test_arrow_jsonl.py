@@ -95,25 +95,51 @@ def test_renamed_fields_and_a_pool_without_input(tmp_path, monkeypatch):
 
 
 GOOD = '{"instruction": "q", "input": "", "output": "a"}'
-
-
-@pytest.mark.parametrize("line", [
-    "", "   ", '\ufeff' + GOOD, GOOD + " " + GOOD, '{"instruction": "q", "output": "  "}',
-    '{"instruction": "q", "output": "a\\u2028 "}'.replace("a", ""), '{"instruction": "q", "output": "\\ud800"}',
-    '{"instruction": "q", "output": 3}', '{"instruction": "q", "input": null, "output": "a"}',
-    '{"instruction": "q"}', '{"instruction": "q", "output": "a", "meta": {"k": 1}}',
-    '{"instruction": "q", "output": "a", "when": "2020-01-01"}', '{"instruction": "q",\t"output": "a"}',
-    '[1, 2]', '{"instruction": "q", "output": "a", "output": "b"}', '{"instruction": "q", "output": "a", "big": NaN}',
+FALLBACK = [
+    "", "   ", '\ufeff' + GOOD, GOOD + " " + GOOD, '{"instruction": "q", "output": "\\ud800"}',
+    '{"instruction": "q", "output": 3}', '{"instruction": "q", "output": "a", "meta": {"k": 1}}',
+    '{"instruction": "q",\t"output": "a"}', '[1, 2]', '{"instruction": "q", "output": "a", "output": "b"}',
     '{"instruction": "q", "output": "a", "tags": ["x"]}', '{"instruction": "q", "output": "a"',
-])
-def test_a_line_the_fast_path_cannot_vouch_for_sends_the_file_to_the_per_record_path(tmp_path, monkeypatch, line):
+]
+QUARANTINED = [  # rows Arrow reads but the per-record path quarantines: quarantined the same way
+    '{"instruction": "q", "output": "  "}', '{"instruction": "q", "output": "\\u2028 "}',
+    '{"instruction": " ", "output": "a"}', '{"instruction": "q", "input": null, "output": "a"}',
+    '{"instruction": "q"}', '{"output": "a", "extra_only_here": 1}',
+]
+ACCEPTED = ['{"instruction": "q", "output": "a", "when": "2020-01-01"}', '{"instruction": "q", "output": "a", "big": NaN}',
+            '{"output": "a", "instruction": "q3"}']
+
+
+@pytest.mark.parametrize("line", FALLBACK + QUARANTINED + ACCEPTED)
+def test_each_line_is_read_as_the_per_record_path_reads_it(tmp_path, monkeypatch, line):
+    """A line the fast path cannot vouch for sends the file to the per-record path; a row it can
+    tell is to be quarantined is quarantined with parse_record's reason; the others are kept."""
     path = tmp_path / "pool.jsonl"
     path.write_text("\n".join([GOOD, line, GOOD.replace('"q"', '"q2"')]) + "\n", encoding="utf-8")
-    if line not in ('{"instruction": "q", "output": "a", "big": NaN}',):
-        assert read_clean_jsonl(path, 0, {}, None, None) is None
+    assert (read_clean_jsonl(path, 0, {}, None, None) is None) == (line in FALLBACK)
     loaded, slow = read_pool(path), per_record(monkeypatch, path)
     same_table(loaded.table, slow.table)
+    assert [(q.row, q.reason, q.record) for q in loaded.quarantined] == \
+        [(q.row, q.reason, q.record) for q in slow.quarantined]
+    if line in QUARANTINED + ACCEPTED:
+        assert bool(slow.quarantined) == (line in QUARANTINED)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 5, 0])
+@pytest.mark.parametrize("chunk", [60, 1 << 20])
+def test_quarantined_rows_and_limit_count_as_in_the_per_record_path(tmp_path, monkeypatch, limit, chunk):
+    """``limit`` counts kept rows; a bad row after the last one kept is never read."""
+    lines = [GOOD, QUARANTINED[0], GOOD.replace('"q"', '"q1"'), QUARANTINED[4], QUARANTINED[3],
+             GOOD.replace('"q"', '"q2"'), QUARANTINED[1], GOOD.replace('"q"', '"q3"'), QUARANTINED[2]]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(arrow_jsonl, "CHUNK_BYTES", chunk)
+    assert read_clean_jsonl(path, limit, {}, None, None) is not None
+    loaded, slow = read_pool(path, limit=limit), per_record(monkeypatch, path, limit=limit)
+    same_table(loaded.table, slow.table)
     assert [(q.row, q.reason) for q in loaded.quarantined] == [(q.row, q.reason) for q in slow.quarantined]
+    assert [r["instruction"] for r in loaded.table.column("_record")] == \
+        [r["instruction"] for r in slow.table.column("_record")]
 
 
 def test_bad_utf8_and_carriage_returns_fall_back(tmp_path, monkeypatch):

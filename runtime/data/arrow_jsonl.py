@@ -39,10 +39,12 @@ class NotClean(Exception):
 
 
 def read_clean_jsonl(path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
-                     spill_root: str | Path | None) -> Table | None:
-    """The pool's table, or None when some line needs the per-record path (nothing is kept)."""
+                     spill_root: str | Path | None) -> tuple[Table, list[Any]] | None:
+    """The pool's table and its quarantined rows (``pool_files.Quarantined``), or None when some
+    line needs the per-record path (nothing is kept)."""
     try:
-        return _Reader(path, limit, fields, spill_rows, spill_root).read()
+        reader = _Reader(path, limit, fields, spill_rows, spill_root)
+        return reader.read(), reader.quarantined
     except NotClean:
         return None
 
@@ -55,8 +57,11 @@ class _Reader:
         self.names = {k: fields.get(k, k) for k in PARTS}
         self.text = ArrowStore(spill=False, root=spill_root)
         self.ids: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []  # each row's first byte in the file
-        self.end = 0  # the byte after the last row read
+        self.starts: list[np.ndarray] = []  # each row's line in the file: its first byte,
+        self.ends: list[np.ndarray] = []  # and the byte after its line break
+        self.lines: list[np.ndarray] = []  # each row's line number (0-based), as the per-record path counts
+        self.seen = 0  # lines of the chunks read so far
+        self.quarantined: list[Any] = []
         self.extra: dict[str, str] = {}  # record field -> column name, in order of first appearance
         self.numbers: dict[str, list[Any]] = {}  # non-text extra fields: Python values so far
         self.texts: set[str] = set()  # extra fields held as Arrow text
@@ -79,7 +84,8 @@ class _Reader:
                 base, rest = base + cut, data[cut:]
         self.text.finish()
         n = self.rows
-        offsets = np.concatenate([*self.starts, [self.end]]).astype(np.int64)
+        starts, ends = (np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64)
+                        for x in (self.starts, self.ends))
         cols: dict[str, Any] = {"id": _join(self.ids)}
         for k in PARTS:
             cols[k] = self.text.column(k) if n else as_column([], "str")
@@ -91,8 +97,8 @@ class _Reader:
                 cols[name] = self.text.column(name)
             else:
                 cols[name] = as_column(self.numbers[k])
-        cols["_row"] = np.arange(n, dtype=np.int64)
-        cols["_record"] = DiskColumn.of(SourceLines(self.path, offsets), "_record") if n else as_column([], "any")
+        cols["_row"] = np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)
+        cols["_record"] = DiskColumn.of(SourceLines(self.path, starts, ends), "_record") if n else as_column([], "any")
         return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": "jsonl", "fields": dict(self.fields)})
 
     def _check_first_record(self) -> None:
@@ -123,21 +129,66 @@ class _Reader:
         if table.num_rows != len(starts):
             raise NotClean("a line with more or less than one object")
         ends = np.append(starts[1:], len(a))
-        take = len(starts) if not self.limit else min(len(starts), self.limit - self.rows)
-        if take <= 0:
-            return True
-        if take < len(starts):
-            table, starts, ends = table.slice(0, take), starts[:take], ends[:take]
-        text = self._parts(table, data[:ends[-1]])
+        keep = self._quarantine(table, data, starts, ends)
+        lines = self.seen + keep
+        self.seen += len(starts)
+        if len(keep) < len(starts):  # rows were quarantined: Arrow reads the others again
+            kept = b"".join(bytes(data[s:e]) for s, e in zip(starts[keep].tolist(), ends[keep].tolist()))
+            table, order = self._parse(memoryview(kept)) if kept else (table.slice(0, 0), [])
+            if table.num_rows != len(keep):
+                raise NotClean("a line Arrow reads differently alone")
+            starts, ends = starts[keep], ends[keep]
+        take = len(keep)
+        if not take:
+            return bool(self.limit) and self.rows >= self.limit
+        text = self._parts(table)
         self._extras(table, order, text)
         self.text.append(text)
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
             self.text.spill_now()
         self.ids.append(alpaca_ids(*(text[k] for k in PARTS)))
         self.starts.append(base + starts)
-        self.end = base + int(ends[-1])
+        self.ends.append(base + ends)
+        self.lines.append(lines)
         self.rows += take
         return bool(self.limit) and self.rows >= self.limit
+
+    def _quarantine(self, table: Any, data: memoryview, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """The lines (indices in the chunk) to keep, up to ``limit`` kept rows; the rows that
+        ``parse_record`` rejects among those Arrow flags (a null or blank field) are quarantined
+        with its reason, as the per-record path would (and only those before the limit)."""
+        import pyarrow.compute as pc
+
+        from dslrun.runtime.data.pool_files import Quarantined, parse_record
+        from dslrun.runtime.data.record_checks import for_quarantine
+
+        flagged = np.zeros(len(starts), dtype=bool)
+        for k in PARTS:
+            col = table.column(self.names[k]).combine_chunks()
+            _valid_text(col)
+            flagged |= _mask(pc.is_null(col))
+            if k != "input":
+                flagged |= _mask(pc.fill_null(pc.match_substring_regex(col, ONLY_SPACE), False))
+        bad: list[tuple[int, str, Any]] = []
+        for i in np.flatnonzero(flagged).tolist():
+            try:
+                rec = json.loads(bytes(data[starts[i]:ends[i]]))
+            except (ValueError, RecursionError):
+                raise NotClean("a line json.loads reads differently") from None
+            _, problem = parse_record(rec, "alpaca", self.fields)
+            if problem is not None:
+                bad.append((i, problem, rec))
+            elif not _only_input_missing(table, self.names, i):
+                raise NotClean("Arrow and the per-record path disagree about a row")
+        keep_mask = np.ones(len(starts), dtype=bool)
+        keep_mask[[i for i, _, _ in bad]] = False
+        keep = np.flatnonzero(keep_mask)
+        if self.limit and len(keep) >= self.limit - self.rows:
+            keep = keep[:max(self.limit - self.rows, 0)]
+            last = keep[-1] if len(keep) else -1  # the per-record path stops reading after it
+            bad = [b for b in bad if b[0] < last]
+        self.quarantined += [Quarantined(self.seen + i, why, for_quarantine(rec, why)) for i, why, rec in bad]
+        return keep
 
     def _parse(self, data: memoryview) -> Any:
         """The chunk as an Arrow table; the Alpaca fields and every text field seen so far are
@@ -147,7 +198,7 @@ class _Reader:
 
         order: list[str] | None = None
         while True:
-            text = [self.names[k] for k in PARTS] + [k for k in self.extra if k in self.texts or k in self.dates]
+            text = [self.names[k] for k in PARTS] + sorted(self.texts | self.dates)
             opts = pj.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in text]),
                                    unexpected_field_behavior="infer")
             try:
@@ -160,22 +211,18 @@ class _Reader:
                 return table, order
             self.dates |= dates  # inferred from strings: read them again as text
 
-    def _parts(self, table: Any, data: memoryview) -> dict[str, Any]:
-        import pyarrow as pa
+    def _parts(self, table: Any) -> dict[str, Any]:
+        """The Alpaca text of the kept rows (a null input is an absent one: ``_quarantine`` checked)."""
         import pyarrow.compute as pc
 
         out = {}
         for k in PARTS:
-            src = self.names[k]
-            col = table.column(src).combine_chunks()
+            col = table.column(self.names[k]).combine_chunks()
             if col.null_count:
-                absent = k == "input" and col.null_count == len(col) and json.dumps(src).encode() not in bytes(data)
-                if not absent:
-                    raise NotClean(f"a missing or null `{src}`")
-                col = pa.array([""] * len(col), type=pa.string())
+                if k != "input":
+                    raise NotClean(f"a null `{self.names[k]}` in a kept row")
+                col = pc.fill_null(col, "")
             _valid_text(col)
-            if k != "input" and len(col) and pc.any(pc.match_substring_regex(col, ONLY_SPACE)).as_py():
-                raise NotClean(f"an empty `{src}`")
             out[k] = col
         return out
 
@@ -213,6 +260,16 @@ class _Reader:
                     text[self.extra[k]] = pa.nulls(table.num_rows, pa.string())
                 else:
                     self.numbers[k].extend([None] * table.num_rows)
+
+
+def _mask(arr: Any) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _only_input_missing(table: Any, names: dict[str, str], i: int) -> bool:
+    """Row ``i`` was flagged only for a null input, which an absent ``input`` key also reads as."""
+    row = {k: table.column(names[k])[i].as_py() for k in PARTS}
+    return row["input"] is None and all(isinstance(row[k], str) and row[k].strip() for k in ("instruction", "output"))
 
 
 def _kind(t: Any) -> str:

@@ -31,11 +31,12 @@ GAP = 64 * 1024  # bytes between two wanted values still read through rather tha
 SPAN = 8 * 2**20  # the most bytes one read brings in
 
 
-def read_spans(path: str | Path, off: np.ndarray, positions: np.ndarray, decode: Callable[[bytes], Any]) -> list[Any]:
-    """``decode`` of the bytes ``off[p]:off[p + 1]`` of the file for each of ``positions``, in that order."""
+def read_spans(path: str | Path, first: np.ndarray, last: np.ndarray, positions: np.ndarray,
+               decode: Callable[[bytes], Any]) -> list[Any]:
+    """``decode`` of the file's bytes ``first[p]:last[p]`` for each of ``positions``, in that order."""
     positions = np.asarray(positions, dtype=np.int64)
     order = np.argsort(positions, kind="stable")
-    starts, ends = off[positions[order]].tolist(), off[positions[order] + 1].tolist()
+    starts, ends = first[positions[order]].tolist(), last[positions[order]].tolist()
     values: list[Any] = [None] * len(positions)
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -91,7 +92,7 @@ class DiskColumn(StoredColumn):
 
     @classmethod
     def of(cls, store: Any, name: str) -> DiskColumn:
-        return cls(store, name, None, len(store.offsets[name]) - 1)
+        return cls(store, name, None, store.rows)
 
 
 class SourceLines:
@@ -100,9 +101,10 @@ class SourceLines:
     holds its records. The file must not change while a run reads it; if its size or
     modification time moves, reading fails rather than returning other records."""
 
-    def __init__(self, path: str | Path, offsets: np.ndarray):
+    def __init__(self, path: str | Path, starts: np.ndarray, ends: np.ndarray):
         self.dir = Path(path)
-        self.offsets = {"_record": offsets}
+        self.starts, self.ends = starts, ends  # each row's line: file bytes [start, end)
+        self.rows = len(starts)
         st = os.stat(path)
         self._stamp = (st.st_size, st.st_mtime_ns)
 
@@ -110,4 +112,4 @@ class SourceLines:
         st = os.stat(self.dir)
         if (st.st_size, st.st_mtime_ns) != self._stamp:
             raise RuntimeError(f"{self.dir}: the pool file changed during the run; run again")
-        return read_spans(self.dir, self.offsets[name], positions, json.loads)
+        return read_spans(self.dir, self.starts, self.ends, positions, json.loads)

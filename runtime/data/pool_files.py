@@ -226,7 +226,7 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
 
         clean = read_clean_jsonl(source.file, limit, fields, spill_rows, spill_dir)
         if clean is not None:
-            return Loaded(clean, [], "alpaca", fmt)
+            return Loaded(clean[0], clean[1], "alpaca", fmt)
     quarantined: list[Quarantined] = []
     schema: str | None = None
     builder: PoolTableBuilder | None = None
