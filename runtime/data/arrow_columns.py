@@ -125,6 +125,10 @@ class ArrowStore:
 class ArrowColumn(StoredColumn):
     """Some rows of an ``ArrowStore`` column, in a table's order."""
 
+    @property
+    def on_disk(self) -> bool:
+        return self.store.spill
+
     def read(self, positions: np.ndarray) -> list[Any]:
         values = self.read_arrow(positions).to_pylist()
         decode = self.store.decoders.get(self.name)

@@ -24,6 +24,10 @@ class DerivedColumn(LazyColumn):
     def __len__(self) -> int:
         return len(self.sources[0])
 
+    @property
+    def on_disk(self) -> bool:
+        return any(s.on_disk for s in self.sources)
+
     def take(self, idx: np.ndarray) -> DerivedColumn:
         return DerivedColumn(self.make, [s.take(idx) for s in self.sources])
 

@@ -28,6 +28,11 @@ class LazyColumn:
     def __len__(self) -> int:
         raise NotImplementedError
 
+    @property
+    def on_disk(self) -> bool:
+        """Its values live in files (not in this process's memory)."""
+        return True
+
     def take(self, idx: np.ndarray) -> LazyColumn:
         raise NotImplementedError
 

@@ -89,7 +89,8 @@ class Table:
         return self.column(name) if name in self._cols else default
 
     def on_disk(self, name: str) -> bool:
-        return isinstance(self._cols[name], LazyColumn)
+        col = self._cols[name]
+        return isinstance(col, LazyColumn) and col.on_disk
 
     def ndim(self, name: str) -> int:
         return self._cols[name].ndim
