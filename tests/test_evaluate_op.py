@@ -87,6 +87,7 @@ def review(request: dict) -> str:
     return f"{s1} {s2}\nThe longer answer is more detailed."
 
 
+@pytest.mark.slow  # trains models for 20-55 s: the default run stays under 15 min
 def test_evaluate_run_end_to_end(tiny, tmp_path):
     write_pool(tmp_path / "pool.json", records(24))
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": f"Name a color {i}."}) + "\n"

@@ -180,6 +180,7 @@ def test_matching_weights_checkpoints_then_mean_per_subtask_then_max():
     assert list(best) == [1, 0]
 
 
+@pytest.mark.slow  # trains models for 20-55 s: the default run stays under 15 min
 def test_recipe_step_caches_features_and_never_retrains(tiny, tmp_path):
     import pyarrow.parquet as pq
 
@@ -221,6 +222,7 @@ def test_recipe_step_caches_features_and_never_retrains(tiny, tmp_path):
     assert (folder / "epoch-1.pt").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # trains models for 20-55 s: the default run stays under 15 min
 def test_the_projector_keys_the_features_and_the_default_keeps_its_entries(tiny, tmp_path):
     """``projector: trak`` computes its own features (warm-up reused); the default's cached
     entries stay valid (the key of features cached before the option existed did not move)."""

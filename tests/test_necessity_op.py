@@ -27,6 +27,7 @@ def spec(tiny) -> str:
             "save(both)\n")
 
 
+@pytest.mark.slow  # trains models for 20-55 s: the default run stays under 15 min
 def test_necessity_trains_once_and_caches_answers_and_scores(tiny, tmp_path):
     write_pool(tmp_path / "p.json", alpaca(8))
     (tmp_path / "mods.sel").write_text(spec(tiny))
