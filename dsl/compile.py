@@ -16,13 +16,14 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
-from dslrun.core.errors import CLI, Collector, Span, did_you_mean
+from dslrun.core.errors import CLI, Collector, did_you_mean
 from dslrun.core.expr import infer
 from dslrun.core.params import field_kind
 from dslrun.core.values import DictV, Lit, Param, Value, is_constant, to_python, walk
 from dslrun.dsl import overrides as step_overrides
 from dslrun.dsl.ir import Setting, Spec, Step
 from dslrun.dsl.param_values import BAD, convert
+from dslrun.dsl.param_values import span_of as _span
 from dslrun.dsl.settings import SETTINGS, setting_problem
 from dslrun.dsl.trust import Trust, code_problem
 from dslrun.operators import registry
@@ -62,10 +63,6 @@ class Plan:
 
     def replace(self, **kw: Any) -> Plan:
         return dataclasses.replace(self, **kw)
-
-
-def _span(v: Any, fallback: Span | None = None) -> Span:
-    return getattr(v, "span", None) or fallback or Span("<spec>")
 
 
 # ---- passes ----

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from dslrun.dsl.compile import Plan
 
 
-def _span(v: Any, fallback: Span | None = None) -> Span:
+def span_of(v: Any, fallback: Span | None = None) -> Span:
+    """Where a value was written (its own span, else ``fallback``)."""
     return getattr(v, "span", None) or fallback or Span("<spec>")
 
 
@@ -40,9 +41,9 @@ def convert(plan: Plan, kind: FieldKind, key: str, value: Value, span: Span) -> 
                         "expressions are allowed in expression parameters such as `by` and `where`")
         return BAD
     py = to_python(value)
-    from_spec = _span(value).file != CLI.file  # a value the user typed (--set) is the user's own
+    from_spec = span_of(value).file != CLI.file  # a value the user typed (--set) is the user's own
     if kind == FieldKind.OUTPUT_PATH and isinstance(py, str) and from_spec and (problem := output_problem(py)):
-        plan.errors.add(_span(value, span), f"`{key}` {problem[0]}", problem[1])
+        plan.errors.add(span_of(value, span), f"`{key}` {problem[0]}", problem[1])
         return BAD
     if kind == FieldKind.INPUT_PATH and isinstance(py, str):
         return _input_path(plan, value, py, span)
@@ -59,7 +60,7 @@ URI_SCHEMES = ("memory://", "hf://")
 def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
     if py.startswith(URI_SCHEMES):  # `load` checks these when it sniffs the pool's columns
         return py
-    from_cli = _span(value).file == CLI.file
+    from_cli = span_of(value).file == CLI.file
     base = plan.cwd if from_cli else plan.spec_dir
     allowed = [plan.spec_dir, plan.cwd, *plan.trust.allow_paths]
     try:
@@ -68,10 +69,10 @@ def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
             cut = next(i for i, part in enumerate(pattern.parts) if any(c in part for c in "*?["))
             outside = None if from_cli else input_problem(Path(*pattern.parts[:cut]).resolve(), allowed)
             if outside:
-                plan.errors.add(_span(value, span), *outside)
+                plan.errors.add(span_of(value, span), *outside)
                 return BAD
             if not any(Path(f).is_file() for f in glob.iglob(str(pattern), recursive=True)):
-                plan.errors.add(_span(value, span), f"no file matches {py} (looked for {_shown(pattern, plan.cwd)})",
+                plan.errors.add(span_of(value, span), f"no file matches {py} (looked for {_shown(pattern, plan.cwd)})",
                                 "paths in a spec are relative to the spec's folder; on the command line, to the "
                                 "current one")
                 return BAD
@@ -80,13 +81,13 @@ def _input_path(plan: Plan, value: Value, py: str, span: Span) -> Any:
         outside = None if from_cli else input_problem(path, allowed)
         found = outside is None and path.exists()
     except (OSError, ValueError) as e:  # a NUL byte, a name too long, a symlink loop
-        plan.errors.add(_span(value, span), f"not a usable path: {getattr(e, 'strerror', None) or e}")
+        plan.errors.add(span_of(value, span), f"not a usable path: {getattr(e, 'strerror', None) or e}")
         return BAD
     if outside:
-        plan.errors.add(_span(value, span), *outside)
+        plan.errors.add(span_of(value, span), *outside)
         return BAD
     if not found:
-        plan.errors.add(_span(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
+        plan.errors.add(span_of(value, span), f"file not found: {py} (looked for {_shown(path, plan.cwd)})",
                         "paths in a spec are relative to the spec's folder; on the command line, to the current one")
         return BAD
     return str(path)

@@ -16,6 +16,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from dslrun.runtime.data.table import as_column
 from dslrun.runtime.lineage.reasons import reasons_for
 
 NAME = "pool.scores.parquet"
@@ -195,7 +196,7 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
         why = reasons_for(node.op, inputs, tables[name], lost)
         at = first[lost]
         dropped_by[at], dropped[at] = name, True
-        reason[at] = why if isinstance(why, np.ndarray) else _objects(why)
+        reason[at] = why if isinstance(why, np.ndarray) else as_column(why, "any")
         for p in at[failed_rows[at]].tolist():  # where a score failed, its reasons are added
             failed = [f"{c}: {col[p]}" for c, col in failures.items() if isinstance(col[p], str) and col[p]]
             if failed:
@@ -203,12 +204,6 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
     return {"id": index.ids, "row": index.rows, "pool": list(index.pools),
             **{c: v.output() for c, v in scores.items()},
             "kept": kept, "dropped_by": dropped_by.tolist(), "drop_reason": reason.tolist()}
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
 
 
 def path_steps(plan: Any, tables: dict[str, Any]) -> list[dict[str, Any]]:

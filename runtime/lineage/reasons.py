@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.core.expr import evaluate
+from dslrun.runtime.data.table import as_column
 
 Reasons = Callable[[Any, list[Any], Any, np.ndarray], "list[str] | np.ndarray"]
 
@@ -49,18 +50,12 @@ def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> np.ndarray:
     values = scores[lost]
     if values.dtype.kind in "biuf":
         distinct, which = np.unique(values, return_inverse=True)
-        texts = _objects([f"{by} = {_num(v)}{tail}" for v in distinct.tolist()])[which.reshape(-1)]
+        texts = as_column([f"{by} = {_num(v)}{tail}" for v in distinct.tolist()], "any")[which.reshape(-1)]
     else:
-        texts = _objects([f"{by} = {_num(v)}{tail}" for v in values.tolist()])
+        texts = as_column([f"{by} = {_num(v)}{tail}" for v in values.tolist()], "any")
     if p.where is not None:
         texts[~passed[lost]] = where
     return texts
-
-
-def _objects(values: list[str]) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
 
 
 def filter_(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> list[str]:
