@@ -38,14 +38,35 @@ def until(cond, proc) -> None:
         time.sleep(0.02)
 
 
+def watch(proc, text: str) -> tuple[threading.Event, list[str], threading.Thread]:
+    """The process's stderr lines as they come, and an event set when one contains ``text``."""
+    seen, lines = threading.Event(), []
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if text in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return seen, lines, reader
+
+
 def test_first_ctrl_c_caches_what_is_in_flight_and_says_how_to_resume(tmp_path):
     hold = threading.Event()
     with OpenAITestServer(gate=hold) as srv:
         proc = start(tmp_path, srv)
+        acknowledged, lines, reader = watch(proc, "interrupt: no new work is sent")
         until(lambda: srv.stats().total == 4, proc)  # 4 in flight (concurrency), held at the server
         proc.send_signal(signal.SIGINT)
-        hold.set()  # the replies in flight land after the interrupt
-        out, err = proc.communicate(timeout=120)
+        # The replies in flight land after the run has taken the interrupt (it says so): released
+        # before, one could free a slot and a fifth request go out first (it did, on a busy machine).
+        until(acknowledged.is_set, proc)
+        hold.set()
+        proc.wait(timeout=120)
+        reader.join(timeout=120)
+        err = "".join(lines)
         assert proc.returncode == 130, err
         assert srv.stats().total == 4  # nothing new was sent after Ctrl-C
         assert "Traceback" not in err

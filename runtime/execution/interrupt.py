@@ -92,13 +92,13 @@ def sigint_handler(grace: float = DEFAULT_GRACE, write: Callable[[str], Any] | N
         count[0] += 1
         if count[0] > 1:
             _quit_now("interrupted again: exiting now; everything cached so far is kept (run again to resume)")
+        CONTROLLER.request()  # first: once the line below is out, it holds
         write(f"interrupt: no new work is sent; waiting up to {grace:g}s for replies and batches in flight to "
               "land in the cache (Ctrl-C again to quit now)")
         timer = threading.Timer(grace, _quit_now, args=(f"interrupt: still busy after {grace:g}s: exiting now; "
                                                         "everything cached so far is kept (run again to resume)",))
         timer.daemon = True
         timer.start()
-        CONTROLLER.request()
 
     if threading.current_thread() is not threading.main_thread():  # e.g. embedded: leave signals alone
         yield CONTROLLER
