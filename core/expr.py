@@ -231,13 +231,26 @@ def _text(node: Value) -> str:
     return expr_text(node)
 
 
-def evaluate(v: Value, table, ids: np.ndarray | None = None) -> np.ndarray:
+def evaluate(v: Value, table, ids: Any = None) -> np.ndarray:
     """Evaluate over a table (anything with ``column(name)`` and ``len()``); returns one value per row."""
     n = len(table)
+    if ids is None and hasattr(table, "value") and "id" in table:
+        ids = _IdsOf(table)
     out = _eval(v, table, n, ids)
     if np.ndim(out) == 0 or (isinstance(out, np.ndarray) and out.shape[:1] != (n,)):
         out = np.full(n, out, dtype=object if isinstance(out, str) else None)
     return out
+
+
+class _IdsOf:
+    """A table's ids for an error message: one is read when a row is named, not the whole column
+    (a pool's ids may be held compactly, runtime/data/id_column.py)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __getitem__(self, row: int) -> str:
+        return self.table.value("id", row)
 
 
 def _bad_rows(mask: np.ndarray, ids) -> str:

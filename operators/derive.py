@@ -44,5 +44,5 @@ class Derive(TableOperator[DeriveParams]):
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs
-        values = evaluate(self.params.expr, table, table.ids)
+        values = evaluate(self.params.expr, table)
         return table.with_columns({self.params.column: as_column(values)})

@@ -72,7 +72,7 @@ class DiverseSample(TableOperator[DiverseSampleParams]):
             vecs = vectors(table.column(p.embedding))
             if p.method == "deita":
                 assert p.by is not None  # DiverseSampleParams requires `by` for deita
-                scores = np.asarray(evaluate(p.by, table, table.ids), dtype=np.float64)
+                scores = np.asarray(evaluate(p.by, table), dtype=np.float64)
                 chosen = deita_filter(vecs, scores, p.k, p.threshold, batch_size=p.batch_size)
             elif p.method == "kcenter":
                 chosen = self._kcenter(table, vecs, ctx)

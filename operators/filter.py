@@ -28,7 +28,7 @@ class Filter(TableOperator[FilterParams]):
 
     def run(self, inputs: list[Table], ctx: RunContext) -> Table:
         (table,) = inputs
-        return table.mask(truthy(evaluate(self.params.where, table, table.ids)))
+        return table.mask(truthy(evaluate(self.params.where, table)))
 
 
 def truthy(values: np.ndarray) -> np.ndarray:

@@ -91,12 +91,9 @@ class Quota(TableOperator[QuotaParams]):
         (table,) = inputs
         p = self.params
         n = len(table)
-        groups = np.asarray(evaluate(p.group, table, table.ids), dtype=object).reshape(-1)
+        groups = np.asarray(evaluate(p.group, table), dtype=object).reshape(-1)
         groups = np.broadcast_to(groups, (n,)) if groups.size == 1 else groups
-        if p.by is None:
-            order = np.arange(n)
-        else:
-            order = sort_order(evaluate(p.by, table, table.ids), p.descending)
+        order = np.arange(n) if p.by is None else sort_order(evaluate(p.by, table), p.descending)
         names: list = []
         members: dict = {}
         for i in range(n):  # groups in order of first appearance in the pool

@@ -45,8 +45,8 @@ class Rank(TableOperator[RankParams]):
         (table,) = inputs
         p = self.params
         if p.where is not None:
-            table = table.mask(truthy(evaluate(p.where, table, table.ids)))
-        order = sort_order(evaluate(p.by, table, table.ids), p.descending)
+            table = table.mask(truthy(evaluate(p.where, table)))
+        order = sort_order(evaluate(p.by, table), p.descending)
         k = len(order)
         if p.top is not None:
             k = min(p.top, k)

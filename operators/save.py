@@ -135,6 +135,10 @@ def scores_arrow(table: Table, kinds: dict[str, str] | None = None) -> Any:
 
     arrays = {}
     for c in ["id", "_row", *[c for c in score_columns(table) if c != "id"]]:
+        held = table.arrow(c) if c == "id" else None  # compact ids become Arrow text directly
+        if held is not None:
+            arrays["id"] = held
+            continue
         col = table.column(c)
         name = "row" if c == "_row" else c
         if not len(col):  # nothing to infer a type from: `id` would come out as null

@@ -14,6 +14,7 @@ from typing import Any
 from dslrun.core.keys import cache_params, node_fingerprint
 from dslrun.dsl.compile import Plan
 from dslrun.operators.base import CachedOperator
+from dslrun.runtime.data.id_column import HexIds
 from dslrun.runtime.data.pool_files import atomic_write
 from dslrun.runtime.execution.executor import RunResult
 
@@ -33,8 +34,11 @@ def _digest(source: str, table: Any) -> dict[str, str]:
     hub id) by the ids of the samples it gave, in order (ids are content hashes)."""
     if Path(source).is_file():
         return {"sha256": file_sha256(source)}
-    ids = "\n".join(table.column("id").tolist()) if table is not None else ""
-    return {"ids_sha256": hashlib.sha256(ids.encode("utf-8")).hexdigest()}
+    if table is None:
+        return {"ids_sha256": hashlib.sha256(b"").hexdigest()}
+    stored = table.stored("id")
+    ids = stored.joined(b"\n") if isinstance(stored, HexIds) else "\n".join(table.column("id").tolist()).encode("utf-8")
+    return {"ids_sha256": hashlib.sha256(ids).hexdigest()}
 
 
 def input_path(path: str, spec_dir: Path, cwd: Path) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from dslrun.core.keys import alpaca_sample_ids, sample_id
 from dslrun.runtime.data import arrow_jsonl
 from dslrun.runtime.data.arrow_jsonl import read_clean_jsonl
 from dslrun.runtime.data.arrow_text import ONLY_SPACE, char_counts, word_counts
+from dslrun.runtime.data.id_column import HexIds
 from dslrun.runtime.data.pool_files import read_pool
 
 SHIPPED = Path(__file__).resolve().parents[1] / "specs" / "data" / "alpaca_random_1k.json"
@@ -191,7 +192,7 @@ def test_ids_built_in_arrow_are_sample_ids(seed):
         return "".join(rng.choice(chars) for _ in range(rng.randint(0, 12))) + rng.choice(["", " ", "\r\n", "\t"])
 
     rows = [(text(), text(), text()) for _ in range(400)] + [("", "", ""), ("\r\n", " \x1c", '"\\')]
-    got = alpaca_ids(*(pa.array(list(col)) for col in zip(*rows)))
-    assert got.tolist() == [sample_id([], r) for r in rows]
-    sliced = alpaca_ids(*(pa.array(list(col)).slice(7, 50) for col in zip(*rows)))
+    got = HexIds(alpaca_ids(*(pa.array(list(col)) for col in zip(*rows))))
+    assert got.values().tolist() == [sample_id([], r) for r in rows]
+    sliced = HexIds(alpaca_ids(*(pa.array(list(col)).slice(7, 50) for col in zip(*rows)))).values()
     assert sliced.tolist() == [sample_id([], r) for r in rows[7:57]]

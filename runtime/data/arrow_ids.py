@@ -26,19 +26,18 @@ ESCAPES = {ord(c): e for c, e in SHORT.items()} | {
 
 
 def alpaca_ids(instruction: Any, input_: Any, output: Any) -> np.ndarray:
-    """``sample_id`` of each row (an object array of str)."""
+    """``sample_id`` of each row, as the big-endian ``uint64`` of its 16 hex digits (id_column.py)."""
     import pyarrow as pa
 
     parts = (instruction, input_, output)
     n = len(instruction)
-    ids = np.empty(n, dtype=object)
     if any(p.null_count for p in parts):
-        ids[:] = alpaca_sample_ids(*(p.to_pylist() for p in parts))
-        return ids
+        return _digests(alpaca_sample_ids(*(p.to_pylist() for p in parts)))
+    ids = np.zeros(n, dtype=">u8")
     other = np.unique(np.concatenate([non_ascii_rows(p) for p in parts]))
     if len(other):
         picked = pa.array(other)
-        ids[other] = alpaca_sample_ids(*(p.take(picked).to_pylist() for p in parts))
+        ids[other] = _digests(alpaca_sample_ids(*(p.take(picked).to_pylist() for p in parts)))
     ascii = np.ones(n, dtype=bool)
     ascii[other] = False
     if ascii.all():
@@ -49,7 +48,11 @@ def alpaca_ids(instruction: Any, input_: Any, output: Any) -> np.ndarray:
     return ids
 
 
-def _ascii_ids(instruction: Any, input_: Any, output: Any) -> list[str]:
+def _digests(ids: Any) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex("".join(ids)), dtype=">u8")
+
+
+def _ascii_ids(instruction: Any, input_: Any, output: Any) -> np.ndarray:
     import hashlib
 
     import pyarrow.compute as pc
@@ -58,7 +61,8 @@ def _ascii_ids(instruction: Any, input_: Any, output: Any) -> list[str]:
                                        '","output":"', _encoded(output), '"}', "")
     offsets, b = string_bytes(blob)
     data, sha, ends = b.data, hashlib.sha256, offsets.tolist()
-    return [sha(data[x:y]).hexdigest()[:16] for x, y in zip(ends, ends[1:])]
+    # The id's 16 hex digits are the digest's first 8 bytes.
+    return np.frombuffer(b"".join([sha(data[x:y]).digest()[:8] for x, y in zip(ends, ends[1:])]), dtype=">u8")
 
 
 def _encoded(arr: Any) -> Any:

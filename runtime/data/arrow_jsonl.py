@@ -27,6 +27,7 @@ from dslrun.runtime.data.arrow_ids import alpaca_ids
 from dslrun.runtime.data.arrow_text import ONLY_SPACE
 from dslrun.runtime.data.derived_column import DerivedColumn, alpaca_messages
 from dslrun.runtime.data.disk_columns import DiskColumn, SourceLines
+from dslrun.runtime.data.id_column import HexIds
 from dslrun.runtime.data.table import Table, as_column
 
 CHUNK_BYTES = 32 << 20  # of the file parsed at a time (cut at a line break)
@@ -86,7 +87,7 @@ class _Reader:
         n = self.rows
         starts, ends = (np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64)
                         for x in (self.starts, self.ends))
-        cols: dict[str, Any] = {"id": _join(self.ids)}
+        cols: dict[str, Any] = {"id": HexIds(np.concatenate(self.ids)) if n else as_column([], "str")}
         for k in PARTS:
             cols[k] = self.text.column(k) if n else as_column([], "str")
         cols["messages"] = (DerivedColumn(alpaca_messages, [cols[k] for k in PARTS]) if n
@@ -290,7 +291,3 @@ def _valid_text(col: Any) -> None:
         col.validate(full=True)  # Arrow's reader does not check UTF-8; json.loads does
     except pa.ArrowInvalid:
         raise NotClean("bad UTF-8") from None
-
-
-def _join(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else as_column([], "str")

@@ -60,6 +60,16 @@ class LazyColumn:
         held in Arrow (the caller then walks ``blocks``)."""
         return None
 
+    def arrow(self) -> Any | None:
+        """All rows as one ``pyarrow`` array, or None when the column is not held in Arrow."""
+        blocks = self.arrow_blocks()
+        if blocks is None:
+            return None
+        import pyarrow as pa
+
+        parts = list(blocks)
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
     def concat(self, others: Sequence[LazyColumn]) -> LazyColumn | None:
         """One column over ``self`` and ``others`` without reading them, or None when they are
         not rows of the same stored column (the caller then concatenates values)."""
@@ -69,6 +79,35 @@ class LazyColumn:
         # Another process (a Ray worker) cannot read this process's temporary files or
         # memory: a pickled column travels as its values.
         return _as_array, (self.values(),)
+
+
+class ArrayColumn(LazyColumn):
+    """A column held in memory as a compact numpy array (``data``: one entry a row), turned
+    into the values steps see when they ask (id_column.py, packed_ints.py)."""
+
+    def __init__(self, data: np.ndarray):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def on_disk(self) -> bool:
+        return False
+
+    def take(self, idx: np.ndarray) -> ArrayColumn:
+        return type(self)(self.data[np.asarray(idx, dtype=np.int64)])
+
+    def slice(self, start: int, stop: int) -> ArrayColumn:
+        return type(self)(self.data[start:stop])
+
+    def concat(self, others: Sequence[LazyColumn]) -> ArrayColumn | None:
+        if not all(type(o) is type(self) for o in others):
+            return None
+        return type(self)(np.concatenate([self.data, *(o.data for o in others)]))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} rows as {self.data.dtype})"
 
 
 class StoredColumn(LazyColumn):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dslrun.runtime.data.arrow_columns import ArrowStore
+from dslrun.runtime.data.id_column import compact_ids
 from dslrun.runtime.data.table import Table, as_column
 
 BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
@@ -134,6 +135,7 @@ class PoolTableBuilder:
         if self.store is not None:
             self.store.finish()
         cols = {k: self.cols[k].finish() for k in ("id", "instruction", "input", "output", "messages", "n_turns")}
+        cols["id"] = compact_ids(cols["id"])
         for name in self.extra.values():
             cols[name] = self.cols[name].finish()
         cols["_row"] = np.frombuffer(self.positions, dtype=np.int64).copy()

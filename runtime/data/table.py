@@ -119,13 +119,13 @@ class Table:
 
     def arrow(self, name: str) -> Any | None:
         """A column held in Arrow as one Arrow array (no Python object per value), else None."""
-        blocks = self.arrow_blocks(name)
-        if blocks is None:
-            return None
-        import pyarrow as pa
+        col = self._cols[name]
+        return col.arrow() if isinstance(col, LazyColumn) else None
 
-        parts = list(blocks)
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    def stored(self, name: str) -> Stored:
+        """The column as the table holds it (an array or a ``LazyColumn``): for identity checks
+        and compact forms, without making its values."""
+        return self._cols[name]
 
     @property
     def ids(self) -> np.ndarray:
@@ -143,7 +143,7 @@ class Table:
         """These columns only (as stored: on-disk columns stay on disk)."""
         return Table({c: self._cols[c] for c in names}, self.meta)
 
-    def with_columns(self, new: Mapping[str, np.ndarray]) -> Table:
+    def with_columns(self, new: Mapping[str, Stored]) -> Table:
         cols = dict(self._cols)
         for k, v in new.items():
             if len(v) != self._n:

@@ -17,6 +17,7 @@ import numpy as np
 from dslrun.core.expr import evaluate
 from dslrun.runtime.data.table import as_column
 
+CHUNK = 1 << 20  # dropped rows whose reasons are made at a time
 Reasons = Callable[[Any, list[Any], Any, np.ndarray], "list[str] | np.ndarray"]
 
 
@@ -36,9 +37,9 @@ def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> np.ndarray:
     from dslrun.operators.filter import truthy
 
     p, table = op.params, inputs[0]
-    passed = truthy(evaluate(p.where, table, table.ids)) if p.where is not None else np.ones(len(table), bool)
-    scores = np.asarray(evaluate(p.by, table, table.ids))
-    kept_scores = np.asarray(evaluate(p.by, out, out.ids)) if len(out) else np.array([])
+    passed = truthy(evaluate(p.where, table)) if p.where is not None else np.ones(len(table), bool)
+    scores = np.asarray(evaluate(p.by, table))
+    kept_scores = np.asarray(evaluate(p.by, out)) if len(out) else np.array([])
     finite = [float(s) for s in kept_scores if s is not None and not (isinstance(s, float) and math.isnan(s))]
     cut = (min(finite) if p.descending else max(finite)) if finite else None
     how = f"top {p.top}" if p.top is not None else f"fraction {p.fraction:g}" if p.fraction is not None else "all"
@@ -46,13 +47,17 @@ def rank(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> np.ndarray:
     where = f"`where: {_text(p.where)}` is false" if p.where is not None else ""
     side = "below" if p.descending else "above"
     tail = f"; the cut ({how}) kept no row" if cut is None else f", {side} the cut-off {_num(cut)} ({how}, {len(out)} kept)"
-    # A pool of millions drops most rows here: each distinct score is formatted once.
-    values = scores[lost]
-    if values.dtype.kind in "biuf":
-        distinct, which = np.unique(values, return_inverse=True)
-        texts = as_column([f"{by} = {_num(v)}{tail}" for v in distinct.tolist()], "any")[which.reshape(-1)]
-    else:
-        texts = as_column([f"{by} = {_num(v)}{tail}" for v in values.tolist()], "any")
+    # A pool of millions drops most rows here: each distinct score is formatted once (per
+    # chunk of rows, so the sorting behind it holds one chunk's copies, not the pool's).
+    texts = np.empty(len(lost), dtype=object)
+    for lo in range(0, len(lost), CHUNK):
+        values = scores[lost[lo:lo + CHUNK]]
+        if values.dtype.kind in "biuf":
+            distinct, which = np.unique(values, return_inverse=True)
+            texts[lo:lo + len(values)] = as_column([f"{by} = {_num(v)}{tail}" for v in distinct.tolist()],
+                                                   "any")[which.reshape(-1)]
+        else:
+            texts[lo:lo + len(values)] = as_column([f"{by} = {_num(v)}{tail}" for v in values.tolist()], "any")
     if p.where is not None:
         texts[~passed[lost]] = where
     return texts
@@ -85,8 +90,8 @@ def diverse_sample(op: Any, inputs: list[Any], out: Any, lost: np.ndarray) -> li
         return [f"not among the {p.k} chosen by {p.method}"] * len(lost)
     from dslrun.operators.diverse_sample import vectors
 
-    scores = np.asarray(evaluate(p.by, table, table.ids), dtype=np.float64)
-    kept_scores = np.asarray(evaluate(p.by, out, out.ids), dtype=np.float64)
+    scores = np.asarray(evaluate(p.by, table), dtype=np.float64)
+    kept_scores = np.asarray(evaluate(p.by, out), dtype=np.float64)
     last = float(np.nanmin(kept_scores))
     kept_vecs = _unit(vectors(out.column(p.embedding)))
     kept_ids = out.ids.tolist()

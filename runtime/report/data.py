@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from dslrun.runtime.data.id_column import rows_with_id
 from dslrun.runtime.data.pool_files import atomic_write
 
 EXAMPLES = 3  # kept and dropped examples shown per filtering step
@@ -70,13 +71,16 @@ def dropped_by_step(out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    t = pq.read_table(path, columns=["id", "dropped_by", "drop_reason"])
-    steps = t.column("dropped_by")
     found: dict[str, list[tuple[str, str]]] = {}
-    for step in pc.unique(steps).to_pylist():  # a few steps; a pool of millions of rows
-        if step is not None:
-            first = t.take(pc.indices_nonzero(pc.equal(steps, step))[:EXAMPLES])
-            found[step] = list(zip(first.column("id").to_pylist(), first.column("drop_reason").to_pylist()))
+    # A batch at a time: the file of a pool of millions is not read whole.
+    for t in pq.ParquetFile(path).iter_batches(columns=["id", "dropped_by", "drop_reason"]):
+        steps = t.column("dropped_by")
+        for step in pc.unique(steps).to_pylist():  # a few steps
+            have = found.setdefault(step, []) if step is not None else None
+            if have is None or len(have) >= EXAMPLES:
+                continue
+            first = t.take(pc.indices_nonzero(pc.equal(steps, step))[:EXAMPLES - len(have)])
+            have.extend(zip(first.column("id").to_pylist(), first.column("drop_reason").to_pylist()))
     return found
 
 
@@ -102,13 +106,13 @@ def node_section(plan: Any, name: str, stats: Any, tables: dict[str, Any],
         d["kept_examples"] = [_example(out, r, [c for c in scores if c in out.column_names])
                               for r in range(min(EXAMPLES, len(out)))]
         if dropped is not None:  # from the lineage: the rows this step dropped, with its reason
-            ids = src.ids
-            d["dropped_examples"] = [{**_example(src, int(np.flatnonzero(ids == sid)[0]), scores), "why": why}
-                                     for sid, why in dropped.get(name, []) if (ids == sid).any()]
+            ids = src.stored("id")
+            d["dropped_examples"] = [{**_example(src, int(rows[0]), scores), "why": why}
+                                     for sid, why in dropped.get(name, []) if len(rows := rows_with_id(ids, sid))]
         else:
             kept_ids = set(out.ids.tolist())
-            rows = [i for i, sid in enumerate(src.ids.tolist()) if sid not in kept_ids][:EXAMPLES]
-            d["dropped_examples"] = [_example(src, r, scores) for r in rows]
+            first = [i for i, sid in enumerate(src.ids.tolist()) if sid not in kept_ids][:EXAMPLES]
+            d["dropped_examples"] = [_example(src, r, scores) for r in first]
     return d
 
 
