@@ -96,12 +96,14 @@ def test_rank_reasons_for_rows_its_where_excluded_and_for_missing_scores(tmp_pat
 
 
 def test_the_file_is_the_same_written_a_few_rows_at_a_time(tmp_path, monkeypatch):
-    """A pool of millions is converted and written a row group at a time: same content."""
-    from dslrun.runtime.lineage import pool_scores
+    """A pool of millions is converted and written a row group at a time, and its rank reasons
+    made a chunk of rows at a time: same content."""
+    from dslrun.runtime.lineage import pool_scores, reasons
 
     whole = project(tmp_path / "a")
     table = pq.read_table(tmp_path / "a" / "o" / "pool.scores.parquet")
     monkeypatch.setattr(pool_scores, "ROW_GROUP", 7)
+    monkeypatch.setattr(reasons, "CHUNK", 2)
     (tmp_path / "b").mkdir()
     records = alpaca(30)
     records.append(dict(records[3]))
