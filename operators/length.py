@@ -14,6 +14,7 @@ from dslrun.core.params import Params
 from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
 from dslrun.runtime.data.arrow_text import char_counts, word_counts
+from dslrun.runtime.data.packed_ints import PackedInts
 from dslrun.runtime.data.table import Table
 
 PARTS = ("instruction", "input", "output")
@@ -47,7 +48,8 @@ class Length(TableOperator[LengthParams]):
         (table,) = inputs
         tok = _tokenizer(self.params.tokenizer) if self.params.tokenizer else None
         units = ("chars", "words", "tokens") if tok is not None else ("chars", "words")
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, np.ndarray | PackedInts] = {}
+        totals = {u: np.zeros(len(table), np.int64) for u in units}
         for p in PARTS:
             parts: dict[str, list[np.ndarray]] = {u: [] for u in units}
             arrow = table.arrow_blocks(p, ctx.settings.batch_rows) if tok is None else None
@@ -63,9 +65,12 @@ class Length(TableOperator[LengthParams]):
                     if tok is not None:
                         parts["tokens"].append(_token_counts(tok, texts))
             for u in units:
-                out[f"{p}_{u}"] = np.concatenate(parts[u]) if parts[u] else np.zeros(0, np.int64)
+                counts = np.concatenate(parts[u]) if parts[u] else np.zeros(0, np.int64)
+                totals[u] += counts
+                # Held narrow (8 to 32 bits a count), read back as int64: a pool of millions of rows.
+                out[f"{p}_{u}"] = PackedInts.of(counts)
         for u in units:
-            out[f"total_{u}"] = sum((out[f"{p}_{u}"] for p in PARTS), np.zeros(len(table), np.int64))
+            out[f"total_{u}"] = PackedInts.of(totals[u])
         return table.with_columns(out)
 
 
