@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dslrun.runtime.data.appender import Appender
 from dslrun.runtime.data.arrow_columns import ArrowStore
 from dslrun.runtime.data.arrow_ids import alpaca_ids
 from dslrun.runtime.data.arrow_text import ONLY_SPACE
@@ -57,10 +58,10 @@ class _Reader:
         self.spill_rows, self.spill_root = spill_rows, spill_root
         self.names = {k: fields.get(k, k) for k in PARTS}
         self.text = ArrowStore(spill=False, root=spill_root)
-        self.ids: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []  # each row's line in the file: its first byte,
-        self.ends: list[np.ndarray] = []  # and the byte after its line break
-        self.lines: list[np.ndarray] = []  # each row's line number (0-based), as the per-record path counts
+        self.ids = Appender(">u8")  # digests (id_column.py)
+        self.starts = Appender(np.int64)  # each row's line in the file: its first byte,
+        self.ends = Appender(np.int64)  # and the byte after its line break
+        self.lines = Appender(np.int64)  # each row's line number (0-based), as the per-record path counts
         self.seen = 0  # lines of the chunks read so far
         self.quarantined: list[Any] = []
         self.extra: dict[str, str] = {}  # record field -> column name, in order of first appearance
@@ -85,9 +86,8 @@ class _Reader:
                 base, rest = base + cut, data[cut:]
         self.text.finish()
         n = self.rows
-        starts, ends = (np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64)
-                        for x in (self.starts, self.ends))
-        cols: dict[str, Any] = {"id": HexIds(np.concatenate(self.ids)) if n else as_column([], "str")}
+        starts, ends = self.starts.array(), self.ends.array()
+        cols: dict[str, Any] = {"id": HexIds(self.ids.array()) if n else as_column([], "str")}
         for k in PARTS:
             cols[k] = self.text.column(k) if n else as_column([], "str")
         cols["messages"] = (DerivedColumn(alpaca_messages, [cols[k] for k in PARTS]) if n
@@ -98,7 +98,7 @@ class _Reader:
                 cols[name] = self.text.column(name)
             else:
                 cols[name] = as_column(self.numbers[k])
-        cols["_row"] = np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)
+        cols["_row"] = self.lines.array()
         cols["_record"] = DiskColumn.of(SourceLines(self.path, starts, ends), "_record") if n else as_column([], "any")
         return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": "jsonl", "fields": dict(self.fields)})
 
@@ -147,10 +147,10 @@ class _Reader:
         self.text.append(text)
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
             self.text.spill_now()
-        self.ids.append(alpaca_ids(*(text[k] for k in PARTS)))
-        self.starts.append(base + starts)
-        self.ends.append(base + ends)
-        self.lines.append(lines)
+        self.ids.add(alpaca_ids(*(text[k] for k in PARTS)))
+        self.starts.add(base + starts)
+        self.ends.add(base + ends)
+        self.lines.add(lines)
         self.rows += take
         return bool(self.limit) and self.rows >= self.limit
 
