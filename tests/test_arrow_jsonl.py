@@ -144,6 +144,8 @@ def test_quarantined_rows_and_limit_count_as_in_the_per_record_path(tmp_path, mo
 
 def test_bad_utf8_and_carriage_returns_fall_back(tmp_path, monkeypatch):
     for raw in (GOOD.encode() + b"\n" + b'{"instruction": "q\xff", "output": "a"}\n',
+                GOOD.encode() + b"\n" + b'{"instruction": "q", "output": "a", "k\xc3": 1}\n',
+                GOOD.encode() + b"\n" + b'{"instruction": "q", "output": "a", "k": "\xed\xa0\x80"}\n',
                 GOOD.encode() + b"\r\n" + GOOD.encode() + b"\r\n"):
         path = tmp_path / "pool.jsonl"
         path.write_bytes(raw)

@@ -172,8 +172,8 @@ class _Reader:
         bad: list[tuple[int, str, Any]] = []
         for i in np.flatnonzero(flagged).tolist():
             try:
-                rec = json.loads(bytes(data[starts[i]:ends[i]]))
-            except (ValueError, RecursionError):
+                rec = json.loads(bytes(data[starts[i]:ends[i]]).decode("utf-8"))  # strict, as the per-record path
+            except (ValueError, RecursionError):  # (json.loads of bytes lets UTF-8 surrogates through)
                 raise NotClean("a line json.loads reads differently") from None
             _, problem = parse_record(rec, "alpaca", self.fields)
             if problem is not None:
@@ -203,9 +203,10 @@ class _Reader:
                                    unexpected_field_behavior="infer")
             try:
                 table = pj.read_json(pa.BufferReader(data), parse_options=opts)
+                names = table.column_names  # a field name of bad UTF-8 fails here
             except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as e:
                 raise NotClean(f"Arrow cannot read a line: {e}") from None
-            order = order or table.column_names  # new fields in order of first appearance
+            order = order or names  # new fields in order of first appearance
             dates = {f.name for f in table.schema if pa.types.is_temporal(f.type)} - self.dates
             if not dates:
                 return table, order
