@@ -42,14 +42,26 @@ def read_clean_jsonl(path: Path, limit: int, fields: dict[str, str], spill_rows:
                      spill_root: str | Path | None) -> tuple[Table, list[Any]] | None:
     """The pool's table and its quarantined rows (``pool_files.Quarantined``), or None when some
     line needs the per-record path (nothing is kept)."""
+    return read_clean(_Reader, path, limit, fields, spill_rows, spill_root)
+
+
+def read_clean(kind: type[_Reader], path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
+               spill_root: str | Path | None) -> tuple[Table, list[Any]] | None:
+    """``read_clean_jsonl`` with another reader (arrow_json_array.py: a JSON array's elements)."""
     try:
-        reader = _Reader(path, limit, fields, spill_rows, spill_root)
+        reader = kind(path, limit, fields, spill_rows, spill_root)
         return reader.read(), reader.quarantined
     except NotClean:
         return None
 
 
 class _Reader:
+    """Reads a JSONL pool a chunk of lines at a time; a subclass finds the rows of another layout
+    (``_block``) and hands them to ``_rows``, which does the rest."""
+
+    FORMAT = "jsonl"  # the table's meta["format"]: what ``save`` writes by default
+    NEWLINES_IN_VALUES = False  # Arrow's option: may one row's object span several lines
+
     def __init__(self, path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
                  spill_root: str | Path | None):
         self.path, self.limit, self.fields = path, limit, fields
@@ -75,12 +87,7 @@ class _Reader:
             while not done:
                 raw = f.read(CHUNK_BYTES)
                 data = rest + raw
-                if not raw:  # the end: the last line may have no line break
-                    cut, done = len(data), True
-                else:
-                    cut = data.rfind(b"\n") + 1
-                if cut:
-                    done = self._chunk(memoryview(data)[:cut], base) or done
+                cut, done = self._block(data, base, not raw)
                 base, rest = base + cut, data[cut:]
         self.text.finish()
         n = self.rows
@@ -99,19 +106,30 @@ class _Reader:
                 cols[name] = as_column(self.numbers[k])
         cols["_row"] = np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)
         cols["_record"] = DiskColumn.of(SourceLines(self.path, starts, ends), "_record") if n else as_column([], "any")
-        return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": "jsonl", "fields": dict(self.fields)})
+        return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": self.FORMAT,
+                            "fields": dict(self.fields)})
 
     def _check_first_record(self) -> None:
+        with self.path.open("rb") as f:
+            self._check_first(f.readline())
+
+    def _check_first(self, first: bytes) -> None:
+        """The per-record path takes the pool's schema from its first record: Alpaca, or fall back."""
         from dslrun.runtime.data.pool_files import detect_schema
 
-        with self.path.open("rb") as f:
-            first = f.readline()
         try:
             rec = json.loads(first)
         except (ValueError, RecursionError):
-            raise NotClean("the first line is not a JSON object") from None
+            raise NotClean("the first record is not a JSON object") from None
         if not isinstance(rec, dict) or detect_schema(rec, self.fields) != "alpaca":
             raise NotClean("not an Alpaca pool")
+
+    def _block(self, data: bytes, base: int, last: bool) -> tuple[int, bool]:
+        """Read the rows at the start of ``data`` (the file from byte ``base`` on; ``last``: to
+        its end): how many bytes they took, and True when no more need reading."""
+        cut = len(data) if last else data.rfind(b"\n") + 1  # the last line may have no line break
+        done = bool(cut) and self._chunk(memoryview(data)[:cut], base)
+        return cut, done or last
 
     def _chunk(self, data: memoryview, base: int) -> bool:
         """Parse one chunk of whole lines; True when ``limit`` rows have been read."""
@@ -125,10 +143,16 @@ class _Reader:
             starts = starts[:-1]  # the chunk ends with a line break
         if not len(starts) or np.any(a[starts] != ord("{")):
             raise NotClean("a blank line, or one that does not start with '{'")
+        ends = np.append(starts[1:], len(a))
+        return self._rows(data, starts, ends, base + starts, base + ends)
+
+    def _rows(self, data: Any, starts: np.ndarray, ends: np.ndarray, first: np.ndarray, last: np.ndarray) -> bool:
+        """Read the rows of one chunk: row i is ``data[starts[i]:ends[i]]`` (one object, maybe
+        with whitespace around it; the rows cover ``data``) and the file's bytes
+        ``first[i]:last[i]`` (what ``_record`` reads back). True when ``limit`` rows have been read."""
         table, order = self._parse(data)
         if table.num_rows != len(starts):
-            raise NotClean("a line with more or less than one object")
-        ends = np.append(starts[1:], len(a))
+            raise NotClean("a row with more or less than one object")
         keep = self._quarantine(table, data, starts, ends)
         lines = self.seen + keep
         self.seen += len(starts)
@@ -137,7 +161,7 @@ class _Reader:
             table, order = self._parse(memoryview(kept)) if kept else (table.slice(0, 0), [])
             if table.num_rows != len(keep):
                 raise NotClean("a line Arrow reads differently alone")
-            starts, ends = starts[keep], ends[keep]
+            first, last = first[keep], last[keep]
         take = len(keep)
         if not take:
             return bool(self.limit) and self.rows >= self.limit
@@ -147,8 +171,8 @@ class _Reader:
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
             self.text.spill_now()
         self.ids.append(alpaca_ids(*(text[k] for k in PARTS)))
-        self.starts.append(base + starts)
-        self.ends.append(base + ends)
+        self.starts.append(first)
+        self.ends.append(last)
         self.lines.append(lines)
         self.rows += take
         return bool(self.limit) and self.rows >= self.limit
@@ -200,7 +224,7 @@ class _Reader:
         while True:
             text = [self.names[k] for k in PARTS] + sorted(self.texts | self.dates)
             opts = pj.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in text]),
-                                   unexpected_field_behavior="infer")
+                                   unexpected_field_behavior="infer", newlines_in_values=self.NEWLINES_IN_VALUES)
             try:
                 table = pj.read_json(pa.BufferReader(data), parse_options=opts)
                 names = table.column_names  # a field name of bad UTF-8 fails here
