@@ -12,6 +12,8 @@ or whitespace-led line, a control character or carriage return, a field Arrow wo
 than as ``json.loads`` does (dates, nested values, a string here and a number there) — it
 stops and ``read_pool`` reads the file record by record. So quarantine, row numbers and every
 value keep one definition.
+
+A clean JSON array is read by the same machinery (arrow_json_array.py finds its elements).
 """
 
 from __future__ import annotations
