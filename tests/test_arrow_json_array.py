@@ -161,9 +161,9 @@ ACCEPTED = [
 EITHER = ['{"instruction": "q", "output": "a", "messages": "m"}', '{"instruction": "q", "output": "a", "_row": 1}']
 
 
-def _outcome(read):
+def _outcome(read, *args, **kw):
     try:
-        loaded = read()
+        loaded = read(*args, **kw)
     except (PoolError, ValueError, OverflowError) as e:
         return type(e).__name__, str(e)
     return loaded
@@ -185,7 +185,7 @@ def test_each_element_is_read_as_the_per_record_path_reads_it(tmp_path, monkeypa
         assert clean is None
     elif text not in EITHER:
         assert clean is not None
-    got, slow = _outcome(lambda: read_pool(path)), _outcome(lambda: per_record(monkeypatch, path))
+    got, slow = _outcome(read_pool, path), _outcome(per_record, monkeypatch, path)
     if isinstance(slow, tuple):
         assert got == slow
         return
@@ -238,3 +238,54 @@ def test_an_element_longer_than_the_chunk_and_trailing_space_past_it(tmp_path, m
     with pytest.raises(PoolError, match="Extra data"):
         read_pool(path)
 
+
+
+@pytest.mark.parametrize("after", [',\n {"instruction": "q" "output": "a"}]', ',\n {"instruction": "q", "output": "a"} x',
+                                   "] x", ',\n {"instruction": "q", "output": "a", "tags": []}]'])
+def test_with_a_limit_the_element_after_the_last_row_is_read_as_the_per_record_path_reads_it(
+        tmp_path, monkeypatch, after):
+    """The per-record path decodes one element past ``limit`` rows (or the array's end) and
+    fails where that is malformed: so does the fast path, wherever the chunks end."""
+    path = tmp_path / "pool.json"
+    path.write_text("[" + GOOD + ",\n " + GOOD.replace('"q"', '"q1"') + after, encoding="utf-8")
+    for chunk in [*range(20, 140, 7), 1 << 20]:
+        monkeypatch.setattr(arrow_jsonl, "CHUNK_BYTES", chunk)
+        got, slow = _outcome(read_pool, path, limit=2), _outcome(per_record, monkeypatch, path, limit=2)
+        if isinstance(slow, tuple):
+            assert got == slow, chunk
+        else:
+            same_table(got.table, slow.table)
+
+
+INSERTS = [b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b" ", b"\n", b"\r", b"\t", b"1", b"e", b"N", b"\x00", b"\xff",
+           b"\xc3", b"-", b".", b"true", b"null", b"\\u", b"\\ud800", b"{}", b"[]", b'"a":1,', b',"x":"y"', b"\xef\xbb\xbf"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_arrays_read_as_the_per_record_path_reads_them(tmp_path, monkeypatch, seed):
+    """Small pools with bytes inserted, deleted or repeated anywhere: the same table and
+    quarantine as the per-record path, or the same error, in any chunking, with or without limit."""
+    rng = random.Random(seed)
+    path = tmp_path / "pool.json"
+    for _ in range(60):
+        recs = mixed_records(rng, rng.randint(1, 6), ["plain", "ü ✓ 😀", "line\nbreak", 'quote " \\', "\\", "{[,]}", ""],
+                             bad_rows=rng.random() < 0.5)
+        b = bytearray(json.dumps(recs, ensure_ascii=rng.random() < 0.3, indent=rng.choice([None, 1, 4, "\t"])).encode())
+        for _ in range(rng.choice([0, 1, 1, 2, 3])):
+            at, kind = rng.randrange(len(b) + 1), rng.random()
+            if kind < 0.5:
+                b[at:at] = rng.choice(INSERTS)
+            elif kind < 0.8:
+                del b[min(at, len(b) - 1)]
+            else:
+                lo, hi = sorted((at, rng.randrange(len(b) + 1)))
+                b[at:at] = b[lo:hi][:50]
+        path.write_bytes(bytes(b))
+        monkeypatch.setattr(arrow_jsonl, "CHUNK_BYTES", rng.choice([7, 64, 300, 1 << 20]))
+        kw = rng.choice([{}, {"limit": rng.randint(1, 6)}, {"spill_rows": 2, "spill_dir": tmp_path / "spill"}])
+        got, slow = _outcome(read_pool, path, **kw), _outcome(per_record, monkeypatch, path, **kw)
+        if isinstance(slow, tuple):
+            assert got == slow
+        else:
+            same_table(got.table, slow.table)
+            same_quarantine(got, slow)

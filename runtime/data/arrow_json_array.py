@@ -118,6 +118,11 @@ class _ArrayReader(_Reader):
             buf[pos[0]] = ord(" ")
         starts = np.concatenate([[0], seps[:-1] + 1])
         done = self._rows(buf.data, starts, seps + 1, base + opens, base + closes + 1)
+        if done and self.lines[-1][-1] == self.seen - 1:
+            # ``limit`` rows, the last one the block's last element: the per-record path decodes
+            # one element more (or checks the array's end), and fails if that is malformed; read on
+            # to check it too (_rows keeps no more rows)
+            done = False
         return cut, done or last
 
 
