@@ -19,6 +19,7 @@ from dslrun.runtime.data.arrow_jsonl import read_clean_jsonl
 from dslrun.runtime.data.arrow_text import ONLY_SPACE, char_counts, word_counts
 from dslrun.runtime.data.id_column import HexIds
 from dslrun.runtime.data.pool_files import read_pool
+from testkit.pool_tables import mixed_records, same_table
 
 SHIPPED = Path(__file__).resolve().parents[1] / "specs" / "data" / "alpaca_random_1k.json"
 
@@ -27,18 +28,6 @@ def per_record(monkeypatch, path, **kw):
     with monkeypatch.context() as m:
         m.setattr(arrow_jsonl, "read_clean_jsonl", lambda *a, **k: None)
         return read_pool(path, **kw)
-
-
-def same_table(a, b):
-    assert a.all_columns == b.all_columns
-    assert a.meta == b.meta
-    for c in a.all_columns:
-        x, y = a.column(c), b.column(c)
-        assert x.dtype == y.dtype, c
-        if x.dtype.kind == "f":
-            assert np.array_equal(x, y, equal_nan=True), c
-        else:
-            assert x.tolist() == y.tolist(), c
 
 
 def write_jsonl(path, records, **dump):
@@ -55,22 +44,7 @@ def test_the_shipped_pool_as_jsonl_loads_the_same_through_arrow(tmp_path, monkey
 def _records(rng, n):
     texts = ["plain", "  padded\u3000", "ünïcode ✓ 😀", "line\nbreak\u2028sep", "tab\there", "\x1cfs\x1f", "quote \" \\ /",
              "2020-01-01", "12", "a" * 300]
-    out = []
-    for i in range(n):
-        rec = {"instruction": f"q{i} " + rng.choice(texts), "input": rng.choice(["", " ", rng.choice(texts)]),
-               "output": f"a{i} " + rng.choice(texts)}
-        if i % 3 == 0:
-            rec["category"] = rng.choice(texts)
-        if i > n // 2:
-            rec["late_score"] = rng.choice([1, 2.5, None, 7])
-        if i % 5 == 0:
-            rec["flag"] = rng.choice([True, False])
-        if i % 7 == 0:
-            rec["id"] = f"user-{i}"  # a field named like a base column
-        keys = list(rec)
-        rng.shuffle(keys)
-        out.append({k: rec[k] for k in keys})
-    return out
+    return mixed_records(rng, n, texts)
 
 
 @pytest.mark.parametrize("chunk,spill,limit", [(1 << 20, None, 0), (700, None, 0), (700, 40, 0), (700, 40, 57)])
@@ -145,6 +119,8 @@ def test_quarantined_rows_and_limit_count_as_in_the_per_record_path(tmp_path, mo
 
 def test_bad_utf8_and_carriage_returns_fall_back(tmp_path, monkeypatch):
     for raw in (GOOD.encode() + b"\n" + b'{"instruction": "q\xff", "output": "a"}\n',
+                GOOD.encode() + b"\n" + b'{"instruction": "q", "output": "a", "k\xc3": 1}\n',
+                GOOD.encode() + b"\n" + b'{"instruction": "q", "output": "a", "k": "\xed\xa0\x80"}\n',
                 GOOD.encode() + b"\r\n" + GOOD.encode() + b"\r\n"):
         path = tmp_path / "pool.jsonl"
         path.write_bytes(raw)

@@ -22,6 +22,11 @@ class Appender:
     def __len__(self) -> int:
         return len(self.buf) // self.dtype.itemsize
 
+    def last(self) -> int | None:
+        """The last value appended (None when empty)."""
+        size = self.dtype.itemsize
+        return np.frombuffer(self.buf[-size:], dtype=self.dtype)[0].item() if self.buf else None
+
     def array(self) -> np.ndarray:
         """The values so far (a view of the buffer: call once, when done appending)."""
         return np.frombuffer(self.buf, dtype=self.dtype)

@@ -1,7 +1,8 @@
 """A pool's text held as Arrow arrays, in memory or spilled to Arrow IPC files.
 
-``load`` reads clean JSONL with Arrow's reader (arrow_jsonl.py) and keeps the text columns as
-the Arrow arrays it got: no Python string per value. A pool larger than ``spill_rows`` writes
+``load`` reads clean JSONL and JSON arrays with Arrow's reader (arrow_jsonl.py,
+arrow_json_array.py) and keeps the text columns as the Arrow arrays it got: no Python string
+per value. A pool larger than ``spill_rows`` writes
 each batch of each column to an IPC file in the temp dir as it is read, so its text is never
 all in memory. Reading some rows back opens only the batches that hold them; the files are
 read, not memory-mapped, because pages a mapping touches count in the process's resident

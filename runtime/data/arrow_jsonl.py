@@ -12,6 +12,8 @@ or whitespace-led line, a control character or carriage return, a field Arrow wo
 than as ``json.loads`` does (dates, nested values, a string here and a number there) — it
 stops and ``read_pool`` reads the file record by record. So quarantine, row numbers and every
 value keep one definition.
+
+A clean JSON array is read by the same machinery (arrow_json_array.py finds its elements).
 """
 
 from __future__ import annotations
@@ -44,14 +46,26 @@ def read_clean_jsonl(path: Path, limit: int, fields: dict[str, str], spill_rows:
                      spill_root: str | Path | None) -> tuple[Table, list[Any]] | None:
     """The pool's table and its quarantined rows (``pool_files.Quarantined``), or None when some
     line needs the per-record path (nothing is kept)."""
+    return read_clean(_Reader, path, limit, fields, spill_rows, spill_root)
+
+
+def read_clean(kind: type[_Reader], path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
+               spill_root: str | Path | None) -> tuple[Table, list[Any]] | None:
+    """``read_clean_jsonl`` with another reader (arrow_json_array.py: a JSON array's elements)."""
     try:
-        reader = _Reader(path, limit, fields, spill_rows, spill_root)
+        reader = kind(path, limit, fields, spill_rows, spill_root)
         return reader.read(), reader.quarantined
     except NotClean:
         return None
 
 
 class _Reader:
+    """Reads a JSONL pool a chunk of lines at a time; a subclass finds the rows of another layout
+    (``_block``) and hands them to ``_rows``, which does the rest."""
+
+    FORMAT = "jsonl"  # the table's meta["format"]: what ``save`` writes by default
+    NEWLINES_IN_VALUES = False  # Arrow's option: may one row's object span several lines
+
     def __init__(self, path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
                  spill_root: str | Path | None):
         self.path, self.limit, self.fields = path, limit, fields
@@ -77,12 +91,7 @@ class _Reader:
             while not done:
                 raw = f.read(CHUNK_BYTES)
                 data = rest + raw
-                if not raw:  # the end: the last line may have no line break
-                    cut, done = len(data), True
-                else:
-                    cut = data.rfind(b"\n") + 1
-                if cut:
-                    done = self._chunk(memoryview(data)[:cut], base) or done
+                cut, done = self._block(data, base, not raw)
                 base, rest = base + cut, data[cut:]
         self.text.finish()
         n = self.rows
@@ -100,19 +109,30 @@ class _Reader:
                 cols[name] = as_column(self.numbers[k])
         cols["_row"] = self.lines.array()
         cols["_record"] = DiskColumn.of(SourceLines(self.path, starts, ends), "_record") if n else as_column([], "any")
-        return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": "jsonl", "fields": dict(self.fields)})
+        return Table(cols, {"source": str(self.path), "schema": "alpaca", "format": self.FORMAT,
+                            "fields": dict(self.fields)})
 
     def _check_first_record(self) -> None:
+        with self.path.open("rb") as f:
+            self._check_first(f.readline())
+
+    def _check_first(self, first: bytes) -> None:
+        """The per-record path takes the pool's schema from its first record: Alpaca, or fall back."""
         from dslrun.runtime.data.pool_files import detect_schema
 
-        with self.path.open("rb") as f:
-            first = f.readline()
         try:
             rec = json.loads(first)
         except (ValueError, RecursionError):
-            raise NotClean("the first line is not a JSON object") from None
+            raise NotClean("the first record is not a JSON object") from None
         if not isinstance(rec, dict) or detect_schema(rec, self.fields) != "alpaca":
             raise NotClean("not an Alpaca pool")
+
+    def _block(self, data: bytes, base: int, last: bool) -> tuple[int, bool]:
+        """Read the rows at the start of ``data`` (the file from byte ``base`` on; ``last``: to
+        its end): how many bytes they took, and True when no more need reading."""
+        cut = len(data) if last else data.rfind(b"\n") + 1  # the last line may have no line break
+        done = bool(cut) and self._chunk(memoryview(data)[:cut], base)
+        return cut, done or last
 
     def _chunk(self, data: memoryview, base: int) -> bool:
         """Parse one chunk of whole lines; True when ``limit`` rows have been read."""
@@ -126,10 +146,16 @@ class _Reader:
             starts = starts[:-1]  # the chunk ends with a line break
         if not len(starts) or np.any(a[starts] != ord("{")):
             raise NotClean("a blank line, or one that does not start with '{'")
+        ends = np.append(starts[1:], len(a))
+        return self._rows(data, starts, ends, base + starts, base + ends)
+
+    def _rows(self, data: Any, starts: np.ndarray, ends: np.ndarray, first: np.ndarray, last: np.ndarray) -> bool:
+        """Read the rows of one chunk: row i is ``data[starts[i]:ends[i]]`` (one object, maybe
+        with whitespace around it; the rows cover ``data``) and the file's bytes
+        ``first[i]:last[i]`` (what ``_record`` reads back). True when ``limit`` rows have been read."""
         table, order = self._parse(data)
         if table.num_rows != len(starts):
-            raise NotClean("a line with more or less than one object")
-        ends = np.append(starts[1:], len(a))
+            raise NotClean("a row with more or less than one object")
         keep = self._quarantine(table, data, starts, ends)
         lines = self.seen + keep
         self.seen += len(starts)
@@ -138,7 +164,7 @@ class _Reader:
             table, order = self._parse(memoryview(kept)) if kept else (table.slice(0, 0), [])
             if table.num_rows != len(keep):
                 raise NotClean("a line Arrow reads differently alone")
-            starts, ends = starts[keep], ends[keep]
+            first, last = first[keep], last[keep]
         take = len(keep)
         if not take:
             return bool(self.limit) and self.rows >= self.limit
@@ -148,8 +174,8 @@ class _Reader:
         if not self.text.spill and self.spill_rows is not None and self.rows + take > self.spill_rows:
             self.text.spill_now()
         self.ids.add(alpaca_ids(*(text[k] for k in PARTS)))
-        self.starts.add(base + starts)
-        self.ends.add(base + ends)
+        self.starts.add(first)
+        self.ends.add(last)
         self.lines.add(lines)
         self.rows += take
         return bool(self.limit) and self.rows >= self.limit
@@ -173,8 +199,8 @@ class _Reader:
         bad: list[tuple[int, str, Any]] = []
         for i in np.flatnonzero(flagged).tolist():
             try:
-                rec = json.loads(bytes(data[starts[i]:ends[i]]))
-            except (ValueError, RecursionError):
+                rec = json.loads(bytes(data[starts[i]:ends[i]]).decode("utf-8"))  # strict, as the per-record path
+            except (ValueError, RecursionError):  # (json.loads of bytes lets UTF-8 surrogates through)
                 raise NotClean("a line json.loads reads differently") from None
             _, problem = parse_record(rec, "alpaca", self.fields)
             if problem is not None:
@@ -201,12 +227,13 @@ class _Reader:
         while True:
             text = [self.names[k] for k in PARTS] + sorted(self.texts | self.dates)
             opts = pj.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in text]),
-                                   unexpected_field_behavior="infer")
+                                   unexpected_field_behavior="infer", newlines_in_values=self.NEWLINES_IN_VALUES)
             try:
                 table = pj.read_json(pa.BufferReader(data), parse_options=opts)
+                names = table.column_names  # a field name of bad UTF-8 fails here
             except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as e:
                 raise NotClean(f"Arrow cannot read a line: {e}") from None
-            order = order or table.column_names  # new fields in order of first appearance
+            order = order or names  # new fields in order of first appearance
             dates = {f.name for f in table.schema if pa.types.is_temporal(f.type)} - self.dates
             if not dates:
                 return table, order

@@ -1,9 +1,10 @@
 """Values read from byte spans of a file, and the folders a run's spilled columns live in.
 
-A JSONL pool read through Arrow keeps each record in the pool file: ``SourceLines`` is the
-file plus each line's offset (8 bytes a row), and a ``DiskColumn`` of it is the rows a table
-has. Taking, masking and slicing a table compose those row indices and read nothing; only a
-step that asks for the records (``save``) reads them, and only its own rows.
+A pool read through Arrow keeps each record in the pool file: ``SourceLines`` is the file
+plus each record's byte span (a JSONL line, a JSON array's element), and a ``DiskColumn`` of
+it is the rows a table has. Taking, masking and slicing a table compose those row indices and
+read nothing; only a step that asks for the records (``save``) reads them, and only its own
+rows.
 
 Values are read with ``pread``, one read per run of nearby values, not through ``mmap``:
 the pages a mapping touches count in the process's resident memory (with read-ahead, most
@@ -96,14 +97,15 @@ class DiskColumn(StoredColumn):
 
 
 class SourceLines:
-    """The lines of a JSONL pool file as a store of one column (``_record``): each row's record is
-    decoded from the file when a step asks for it (``save``), so a pool read through Arrow never
-    holds its records. The file must not change while a run reads it; if its size or
-    modification time moves, reading fails rather than returning other records."""
+    """The records of a pool file (JSONL lines, a JSON array's elements) as a store of one column
+    (``_record``): each row's record is decoded from the file when a step asks for it (``save``),
+    so a pool read through Arrow never holds its records. The file must not change while a run
+    reads it; if its size or modification time moves, reading fails rather than returning other
+    records."""
 
     def __init__(self, path: str | Path, starts: np.ndarray, ends: np.ndarray):
         self.dir = Path(path)
-        self.starts, self.ends = starts, ends  # each row's line: file bytes [start, end)
+        self.starts, self.ends = starts, ends  # each row's record: file bytes [start, end)
         self.rows = len(starts)
         st = os.stat(path)
         self._stamp = (st.st_size, st.st_mtime_ns)

@@ -4,6 +4,8 @@ Alpaca-style pools are usually one big JSON array (``alpaca_data.json``); ``json
 of a 1 GB file holds the text and every record at once, several times the file's size.
 This reads a megabyte at a time and decodes one array element at a time with the
 standard library's decoder (``raw_decode``), so memory holds one buffer and one record.
+A clean Alpaca array of flat objects is read through Arrow instead (arrow_json_array.py);
+this is the path for every other array, and the definition that one must match.
 
 An element is accepted only when something that cannot continue a number follows it in
 the buffer: a number cut at the buffer's end ("12" of "1234", "1" of "1.5") would otherwise

@@ -222,9 +222,10 @@ def read_pool(path: str | Path, limit: int = 0, fields: dict[str, str] | None = 
     path, fmt = source.label, source.fmt
     fields = fields or {}
     if source.file is not None and not preview:
-        from dslrun.runtime.data.arrow_jsonl import read_clean_jsonl
+        from dslrun.runtime.data import arrow_json_array, arrow_jsonl
 
-        clean = read_clean_jsonl(source.file, limit, fields, spill_rows, spill_dir)
+        read_clean = arrow_jsonl.read_clean_jsonl if fmt == "jsonl" else arrow_json_array.read_clean_json_array
+        clean = read_clean(source.file, limit, fields, spill_rows, spill_dir)
         if clean is not None:
             return Loaded(clean[0], clean[1], "alpaca", fmt)
     quarantined: list[Quarantined] = []

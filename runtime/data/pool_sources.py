@@ -39,7 +39,7 @@ class Source:
     label: str
     fmt: str
     records: Callable[[], Records]
-    file: Path | None = None  # one JSONL file: Arrow's reader may read it (arrow_jsonl.py)
+    file: Path | None = None  # one JSONL or JSON file: Arrow's reader may read it (arrow_jsonl.py, arrow_json_array.py)
 
 
 def _error(message: str) -> Exception:
@@ -67,7 +67,7 @@ def open_pool(path: str | Path, split: str | None = None, preview: bool = False)
     if p.is_dir():
         return _folder(p, split)
     fmt = file_format(p)
-    return Source(str(p), fmt, lambda: _read_records(p, fmt), p if fmt == "jsonl" and p.is_file() else None)
+    return Source(str(p), fmt, lambda: _read_records(p, fmt), p if fmt in ("jsonl", "json") and p.is_file() else None)
 
 
 def _folder(p: Path, split: str | None) -> Source:
