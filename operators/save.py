@@ -13,6 +13,7 @@ from dslrun.core.cost import Stage
 from dslrun.core.params import OutputPath, Params
 from dslrun.operators.base import TableOperator
 from dslrun.operators.registry import register
+from dslrun.runtime.data.arrow_records import text_if_mixed
 from dslrun.runtime.data.pool_files import atomic_write, write_records
 from dslrun.runtime.data.pool_table import BASE
 from dslrun.runtime.data.pool_writers import write_hf, write_llamafactory
@@ -145,5 +146,5 @@ def scores_arrow(table: Table, kinds: dict[str, str] | None = None) -> Any:
             kind = "str" if c == "id" else "int" if c == "_row" else (kinds or {}).get(c)
             arrays[name] = pa.array([], type=arrow_type(kind, col))
             continue
-        arrays[name] = pa.array(col.tolist() if col.dtype == object else np.asarray(col))
+        arrays[name] = text_if_mixed(col.tolist()) if col.dtype == object else pa.array(np.asarray(col))
     return pa.table(arrays)

@@ -172,3 +172,31 @@ def test_ids_built_in_arrow_are_sample_ids(seed):
     assert got.values().tolist() == [sample_id([], r) for r in rows]
     sliced = HexIds(alpaca_ids(*(pa.array(list(col)).slice(7, 50) for col in zip(*rows)))).values()
     assert sliced.tolist() == [sample_id([], r) for r in rows[7:57]]
+
+
+def test_an_integer_past_int64_is_read_as_json_loads_reads_it(tmp_path, monkeypatch):
+    """Arrow reads 10**20 as a float; json.loads as an int. Before, the fast path gave
+    [1.0, 1e+20] and the per-record path failed (OverflowError in as_column)."""
+    path = write_jsonl(tmp_path / "pool.jsonl", [{"instruction": "q", "output": "a", "n": 1},
+                                                 {"instruction": "r", "output": "b", "n": 10**20, "m": 0.5}])
+    assert read_clean_jsonl(path, 0, {}, None, None) is None
+    table = read_pool(path).table
+    assert table.column("n").tolist() == [1, 10**20] and table.column("m").tolist()[1] == 0.5
+    same_table(table, per_record(monkeypatch, path).table)
+    small = write_jsonl(tmp_path / "small.jsonl", [{"instruction": "q", "output": "a", "n": 10**17, "m": 0.5}])
+    assert read_clean_jsonl(small, 0, {}, None, None) is not None  # 18 digits: Arrow reads them
+
+
+def test_a_run_saves_an_integer_past_int64(tmp_path):
+    """save wrote selected.scores.parquet with pa.array, which raised OverflowError: the step failed."""
+    import pyarrow.parquet as pq
+
+    from testkit.cli import dslrun
+
+    write_jsonl(tmp_path / "pool.jsonl", [{"instruction": "q", "output": "a", "n": 1},
+                                          {"instruction": "r", "output": "b", "n": 10**20}])
+    (tmp_path / "s.sel").write_text('p = load(path: "pool.jsonl")\nsave(p)\n')
+    dslrun("s.sel", "--out", "o", "-q", cwd=tmp_path, check=True)
+    assert [json.loads(x)["n"] for x in (tmp_path / "o" / "selected.jsonl").read_text().splitlines()] == [1, 10**20]
+    assert pq.read_table(tmp_path / "o" / "selected.scores.parquet").column("n").to_pylist() == ["1", str(10**20)]
+    assert pq.read_table(tmp_path / "o" / "pool.scores.parquet").column("n").to_pylist() == ["1", str(10**20)]

@@ -63,6 +63,7 @@ def read_clean_json_array(path: Path, limit: int, fields: dict[str, str], spill_
 class _ArrayReader(_Reader):
     FORMAT = "json"
     NEWLINES_IN_VALUES = True  # a pretty-printed element spans lines
+    LONG_INTEGERS_UNCHECKED = False  # _check_numbers sends every run of more than MAX_DIGITS digits away
 
     def __init__(self, *args: Any):
         super().__init__(*args)

@@ -19,6 +19,7 @@ A clean JSON array is read by the same machinery (arrow_json_array.py finds its 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from dslrun.runtime.data.disk_columns import DiskColumn, SourceLines
 from dslrun.runtime.data.id_column import HexIds
 from dslrun.runtime.data.table import Table, as_column
 
+LONG_DIGITS = re.compile(rb"[0-9]{19}")
 CHUNK_BYTES = 32 << 20  # of the file parsed at a time (cut at a line break)
 BASE = ("id", "instruction", "input", "output", "messages", "n_turns")
 PARTS = ("instruction", "input", "output")
@@ -65,6 +67,7 @@ class _Reader:
 
     FORMAT = "jsonl"  # the table's meta["format"]: what ``save`` writes by default
     NEWLINES_IN_VALUES = False  # Arrow's option: may one row's object span several lines
+    LONG_INTEGERS_UNCHECKED = True  # _block does not look for integers past int64 (``_check_floats`` does)
 
     def __init__(self, path: Path, limit: int, fields: dict[str, str], spill_rows: int | None,
                  spill_root: str | Path | None):
@@ -156,6 +159,8 @@ class _Reader:
         table, order = self._parse(data)
         if table.num_rows != len(starts):
             raise NotClean("a row with more or less than one object")
+        if self.LONG_INTEGERS_UNCHECKED:
+            _check_floats(table, data)
         keep = self._quarantine(table, data, starts, ends)
         lines = self.seen + keep
         self.seen += len(starts)
@@ -287,6 +292,15 @@ class _Reader:
                     text[self.extra[k]] = pa.nulls(table.num_rows, pa.string())
                 else:
                     self.numbers[k].extend([None] * table.num_rows)
+
+
+def _check_floats(table: Any, data: Any) -> None:
+    """Arrow reads an integer past int64 (``10**20``) as a float, ``json.loads`` as an int: a
+    chunk with a float column and a run of 19 digits anywhere goes record by record."""
+    import pyarrow as pa
+
+    if any(pa.types.is_floating(f.type) for f in table.schema) and LONG_DIGITS.search(data):
+        raise NotClean("an integer Arrow may read as a float")
 
 
 def _mask(arr: Any) -> np.ndarray:

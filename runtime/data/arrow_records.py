@@ -21,6 +21,17 @@ def records_to_arrow(records: list[Any]) -> Any:
         values = [r.get(name) for r in records]
         try:
             arrays[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             arrays[name] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values])
     return pa.table(arrays) if arrays else pa.table({})
+
+
+def text_if_mixed(values: list[Any], from_pandas: bool = False) -> Any:
+    """``values`` as one Arrow array, or as text where Arrow cannot hold them in one column (a
+    number here and a string there, an integer past 64 bits)."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, from_pandas=from_pandas)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())

@@ -41,7 +41,10 @@ def as_column(values: Sequence[Any] | np.ndarray, kind: str | None = None) -> np
     if values and all(isinstance(v, (bool, np.bool_)) for v in values):
         return np.asarray(values, dtype=bool)
     if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=np.int64)
+        try:
+            return np.asarray(values, dtype=np.int64)
+        except OverflowError:  # an integer past int64 (10**20): kept as the Python ints they are
+            return _object(values)
     if values and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) or v is None for v in values):
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return _object(values)

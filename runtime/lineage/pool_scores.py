@@ -16,6 +16,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from dslrun.runtime.data.arrow_records import text_if_mixed
 from dslrun.runtime.data.id_column import equal_ids
 from dslrun.runtime.data.lazy_column import LazyColumn
 from dslrun.runtime.data.table import as_column
@@ -380,10 +381,7 @@ def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
 def _free_form(values: list[Any]) -> Any:
     import pyarrow as pa
 
-    try:
-        arr = pa.array(values, from_pandas=True)  # NaN: null
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed values in a free-form column: keep them as text
-        arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    arr = text_if_mixed(values, from_pandas=True)  # NaN: null
     if arr.type == pa.null():  # no sample has a value (all failed): say what it would have been
         floats = any(isinstance(v, float) for v in values)
         arr = pa.nulls(len(values), pa.float64() if floats else pa.string())
