@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -25,6 +26,17 @@ def dslrun(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool
     if check and proc.returncode != 0:
         raise AssertionError(f"dslrun {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    """``contextlib.chdir``, which Python 3.10 (still supported) does not have."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def dslrun_here(*args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -51,7 +63,7 @@ def dslrun_here(*args: str, cwd: Path, env: dict[str, str] | None = None,
     root.addHandler(handler)  # before main's basicConfig, which then adds none
     root.setLevel(logging.INFO)
     try:
-        with contextlib.chdir(cwd), mock.patch.dict(os.environ, env or {}), \
+        with _cwd(cwd), mock.patch.dict(os.environ, env or {}), \
                 contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = cli.main(list(args))
