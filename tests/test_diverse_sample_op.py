@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dslrun.operators.selection import deita_filter_plain, kcenter_greedy, tag_coverage
-from testkit.cli import dslrun, write_pool
+from testkit.cli import dslrun_here, write_pool
 
 
 def pool(n: int = 40, seed: int = 0) -> list[dict]:
@@ -26,7 +26,7 @@ def run(tmp_path, body: str) -> list[dict]:
     records = pool()
     write_pool(tmp_path / "p.json", records)
     (tmp_path / "s.sel").write_text('p = load(path: "p.json")\n' + body + "\nsave(d, path: \"o.json\")\n")
-    dslrun(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, check=True)
+    dslrun_here(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, check=True)
     return json.loads((tmp_path / "o.json").read_text())
 
 
@@ -51,10 +51,10 @@ def test_kcenter_and_tag_coverage_steps(tmp_path):
 def test_deita_without_a_score_is_a_spec_error(tmp_path):
     write_pool(tmp_path / "p.json", pool())
     (tmp_path / "s.sel").write_text('p = load(path: "p.json")\nd = diverse-sample(p, method: deita, k: 3, embedding: "vec")\n')
-    r = dslrun("check", str(tmp_path / "s.sel"), cwd=tmp_path)
+    r = dslrun_here("check", str(tmp_path / "s.sel"), cwd=tmp_path)
     assert r.returncode == 2 and "method deita needs `by`" in r.stderr
     (tmp_path / "s.sel").write_text('p = load(path: "p.json")\nd = diverse-sample(p, method: kcenter, k: 3, embedding: "vex")\n')
-    r = dslrun("check", str(tmp_path / "s.sel"), cwd=tmp_path)
+    r = dslrun_here("check", str(tmp_path / "s.sel"), cwd=tmp_path)
     assert r.returncode == 2 and "unknown column `vex`" in r.stderr and "did you mean `vec`?" in r.stderr
 
 
@@ -75,6 +75,6 @@ def test_kcenter_given_centres(candidates, k, want, tmp_path):
         f"c = {candidates}\n"
         f"k = diverse-sample(c, method: kcenter, k: {k}, embedding: vec, given: g)\n"
         "save(k)\n")
-    dslrun("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
+    dslrun_here("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     got = [r["instruction"] for r in json.loads((tmp_path / "o" / "selected.json").read_text())]
     assert got == want

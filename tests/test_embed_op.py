@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from testkit.cli import alpaca, dslrun, write_pool
+from testkit.cli import alpaca, dslrun_here, write_pool
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -54,11 +54,11 @@ def test_minilm_embeddings_drive_deita_and_are_cached(tmp_path):
                     'd = diverse-sample(l, method: deita, k: 6, by: output_words, threshold: 0.95)\n'
                     'save(d, path: "o.json")\n')
     env = {"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}
-    first = dslrun(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    first = dslrun_here(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     assert "model minilm-l6 resolved from" in first.stderr
     got = json.loads((tmp_path / "o.json").read_text())
     assert len(got) == 6
-    second = dslrun(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    second = dslrun_here(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     row = next(line.split() for line in second.stdout.splitlines() if line.startswith("e "))
     assert row[4:6] == ["12", "0"]
     assert json.loads((tmp_path / "o.json").read_text()) == got

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from testkit.cli import SPECS, dslrun
+from testkit.cli import REPO, SPECS, dslrun_here
+
+sys.path.insert(0, str(REPO / "tools"))
+import feasibility_table  # noqa: E402
 
 # Hand-derived from each recipe's steps (see the README's table): LLMs trained, algorithm
 # steps (each label step, plus each connected run of selection steps), LLM usages,
@@ -32,8 +36,10 @@ EXPECTED = {
 KEYS = ("trained_llms", "steps", "llm_uses", "model_free", "dataset_free", "closed_api_free")
 
 
+# `dslrun explain` in this process: a new interpreter a call cost ~2 s each (25 calls);
+# tests/test_cli_run.py runs the real command.
 def profile(tmp_path, spec, *extra):
-    r = dslrun("explain", str(spec), "--json", *extra, cwd=tmp_path, check=True)
+    r = dslrun_here("explain", str(spec), "--json", *extra, cwd=tmp_path, check=True)
     return json.loads(r.stdout)
 
 
@@ -60,7 +66,7 @@ def test_a_step_scoring_with_the_pfm_is_not_model_free(tmp_path):
     (tmp_path / "p.json").write_text('[{"instruction": "a", "input": "", "output": "b"}]')
     got = profile(tmp_path, tmp_path / "s.sel")
     assert got["model_free"] is False and got["llm_uses"] == 2 and got["steps"] == 3
-    text = dslrun("explain", "s.sel", cwd=tmp_path, check=True).stdout
+    text = dslrun_here("explain", "s.sel", cwd=tmp_path, check=True).stdout
     assert "model-free        no  (steps: s)" in text
 
 
@@ -75,11 +81,6 @@ def test_steps_do_not_depend_on_how_a_cut_is_spelled(tmp_path):
 
 
 def test_readme_table_is_the_generated_one():
-    import subprocess
-    import sys
-
-    from testkit.cli import REPO
-
-    table = subprocess.run([sys.executable, str(REPO / "tools" / "feasibility_table.py")], capture_output=True,
-                           text=True, check=True).stdout
+    table = feasibility_table.table()
+    assert table.count("\n") == 2 + len(list(SPECS.glob("*.sel")))
     assert table in (REPO / "README.md").read_text(), "regenerate it: python tools/feasibility_table.py"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from testkit.cli import alpaca, dslrun, write_pool
+from testkit.cli import alpaca, dslrun_here, write_pool
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -33,7 +33,7 @@ def test_ifd_step_matches_kernel_and_is_cached(tiny, tmp_path, variant):
     spec.write_text(f'p = load(path: "p.json")\ns = ifd(p, variant: {variant}, model: "{tiny}")\n'
                     f'save(s, path: "o.json")\n')
     env = {"DSLRUN_MODEL_CACHE": str(tmp_path / "models")}
-    first = dslrun(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    first = dslrun_here(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     got = {r["row"]: r for r in pq.read_table(tmp_path / "o.scores.parquet").to_pylist()}
 
     model = AutoModelForCausalLM.from_pretrained(tiny).eval()
@@ -52,7 +52,7 @@ def test_ifd_step_matches_kernel_and_is_cached(tiny, tmp_path, variant):
     assert any(g["ifd_reason"] for g in got.values()), "a random model rates some samples invalid"
     assert "s " in first.stdout
 
-    second = dslrun(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    second = dslrun_here(str(spec), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     row = next(line.split() for line in second.stdout.splitlines() if line.startswith("s "))
     assert row[4:6] == ["20", "0"]  # every sample from the cache: no forward pass
     assert json.loads((tmp_path / "run.json").read_text())["model_loads"] == 0
@@ -62,7 +62,7 @@ def test_plan_counts_forward_passes(tiny, tmp_path):
     write_pool(tmp_path / "p.json", alpaca(7))
     spec = tmp_path / "s.sel"
     spec.write_text(f'p = load(path: "p.json")\ns = ifd(p, variant: cherry, model: "{tiny}")\nsave(s)\n')
-    out = dslrun("plan", str(spec), cwd=tmp_path, env={"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}, check=True).stdout
+    out = dslrun_here("plan", str(spec), cwd=tmp_path, env={"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}, check=True).stdout
     assert "to compute: 7 samples, 14 model forward passes" in out
 
 
@@ -77,7 +77,7 @@ def test_perplexity_shares_the_model_load_with_ifd(tiny, tmp_path):
     spec = tmp_path / "s.sel"
     spec.write_text(f'p = load(path: "p.json")\ni = ifd(p, variant: cherry, model: "{tiny}")\n'
                     f'x = perplexity(i, of: response, model: "{tiny}")\nsave(x, path: "o.json")\n')
-    dslrun(str(spec), "-q", "--out", ".", cwd=tmp_path, env={"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}, check=True)
+    dslrun_here(str(spec), "-q", "--out", ".", cwd=tmp_path, env={"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}, check=True)
     assert json.loads((tmp_path / "run.json").read_text())["model_loads"] == 1
     got = pq.read_table(tmp_path / "o.scores.parquet").to_pylist()
     model = AutoModelForCausalLM.from_pretrained(tiny).eval()

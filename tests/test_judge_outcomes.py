@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from dslrun.operators.judge_score import JudgeParams
 from dslrun.operators.llm.base import outcome_line, outcome_of
 from dslrun.operators.llm.prompts import JUDGES, scale_reason
-from testkit.cli import dslrun, write_pool
+from testkit.cli import dslrun, dslrun_here, write_pool
 from testkit.openai_server import OpenAITestServer
 
 pytest.importorskip("openai")
@@ -45,11 +45,12 @@ def task_of(request: dict) -> int:
     return int(text.split("Task ")[1].split()[0])
 
 
-def run(tmp_path: Path, srv: OpenAITestServer, *sets: str):
+def run(tmp_path: Path, srv: OpenAITestServer, *sets: str, here: bool = True):
+    """A run in this process (dslrun_here), or with ``here=False`` in a process of its own."""
     args = ["run", "spec.sel", "-q", "--set", f"base_url={srv.base_url}"]
     for s in sets:
         args += ["--set", s]
-    return dslrun(*args, cwd=tmp_path, env={KEY_ENV: SECRET})
+    return (dslrun_here if here else dslrun)(*args, cwd=tmp_path, env={KEY_ENV: SECRET})
 
 
 def scores(tmp_path: Path) -> list[dict]:
@@ -137,7 +138,7 @@ def test_deita_with_a_non_finite_logprob_is_out_of_scale(tmp_path):
 def test_a_refused_key_stops_the_step_at_once(tmp_path):
     project(tmp_path, 30)
     with OpenAITestServer(api_key="the-right-key") as srv:  # echoes the key it got in its 401
-        proc = run(tmp_path, srv)
+        proc = run(tmp_path, srv, here=False)  # all the process writes is scanned
         refused = srv.stats().outcomes["401"]
     assert proc.returncode == 1
     assert 1 <= refused <= 4  # at most the calls already in flight (concurrency 4), never 30 or retries
@@ -188,15 +189,15 @@ def test_openai_base_url_is_used_when_the_spec_names_no_base_url(tmp_path):
     spec.write_text(spec.read_text().replace("base_url: $base_url, ", ""))
     with OpenAITestServer() as srv:
         env = {KEY_ENV: SECRET, "OPENAI_BASE_URL": srv.base_url}
-        plan = dslrun("plan", "spec.sel", cwd=tmp_path, env=env, check=True)
+        plan = dslrun_here("plan", "spec.sel", cwd=tmp_path, env=env, check=True)
         assert srv.total == 0
         assert f"endpoint of rated: {srv.base_url} ($OPENAI_BASE_URL), model test-model, key in ${KEY_ENV}" \
             in plan.stdout
-        proc = dslrun("run", "spec.sel", "-q", cwd=tmp_path, env=env, check=True)
+        proc = dslrun_here("run", "spec.sel", "-q", cwd=tmp_path, env=env, check=True)
         assert srv.total == 3 and "3 ok" in proc.stdout
     # a base_url in the spec wins; without either, OpenAI's own endpoint
-    named = dslrun("plan", "spec.sel", cwd=tmp_path, env={"OPENAI_BASE_URL": ""}, check=True)
+    named = dslrun_here("plan", "spec.sel", cwd=tmp_path, env={"OPENAI_BASE_URL": ""}, check=True)
     assert "endpoint of rated: https://api.openai.com/v1 (OpenAI's default)" in named.stdout
     spec.write_text(spec.read_text().replace("model: test-model,", 'model: test-model, base_url: "http://h:1/v1",'))
-    named = dslrun("plan", "spec.sel", cwd=tmp_path, env={"OPENAI_BASE_URL": srv.base_url}, check=True)
+    named = dslrun_here("plan", "spec.sel", cwd=tmp_path, env={"OPENAI_BASE_URL": srv.base_url}, check=True)
     assert "endpoint of rated: http://h:1/v1 (base_url)" in named.stdout

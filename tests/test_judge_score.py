@@ -28,7 +28,7 @@ from dslrun.operators.llm.prompts import (
 )
 from dslrun.runtime.data.pool_files import read_pool
 from dslrun.runtime.run import check_credentials
-from testkit.cli import REPO, dslrun, write_pool
+from testkit.cli import REPO, dslrun, dslrun_here, write_pool
 from testkit.openai_server import OpenAITestServer
 
 pytest.importorskip("openai")
@@ -133,8 +133,9 @@ def project(tmp_path: Path, n: int) -> Path:
     return tmp_path
 
 
-def run(tmp_path: Path, srv: OpenAITestServer, *extra: str, check: bool = True):
-    return dslrun("run", "spec.sel", "--set", f"base_url={srv.base_url}", "-q", *extra, cwd=tmp_path,
+def run(tmp_path: Path, srv: OpenAITestServer, *extra: str, check: bool = True, here: bool = True):
+    """A run in this process (dslrun_here), or with ``here=False`` in a process of its own."""
+    return (dslrun_here if here else dslrun)("run", "spec.sel", "--set", f"base_url={srv.base_url}", "-q", *extra, cwd=tmp_path,
                   env={KEY_ENV: SECRET}, check=check)
 
 
@@ -242,7 +243,7 @@ def test_the_api_key_never_reaches_cache_logs_lock_or_outputs(tmp_path):
     project(tmp_path, 12)
     # Auth failures echo what the server saw; the key must still not be written anywhere.
     with OpenAITestServer(seed=4, fault_rate=0.3, retry_after="0.05", hang_s=30) as srv:
-        proc = run(tmp_path, srv, "--set", "threshold=-100")
+        proc = run(tmp_path, srv, "--set", "threshold=-100", here=False)  # all the process writes is scanned
     text = proc.stdout + proc.stderr
     for path in tmp_path.rglob("*"):
         if path.is_file():
@@ -282,7 +283,7 @@ def test_a_missing_key_variable_of_a_step_without_positions_is_reported(tmp_path
 
 def test_shipped_alpagasus_spec_runs_against_the_server(tmp_path):
     with OpenAITestServer(seed=5) as srv:
-        proc = dslrun("run", str(REPO / "specs" / "alpagasus.sel"), "--set", "limit=15", "--set",
+        proc = dslrun_here("run", str(REPO / "specs" / "alpagasus.sel"), "--set", "limit=15", "--set",
                       f"base_url={srv.base_url}", "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}",
                       "-q", "--out", "out", cwd=tmp_path, env={KEY_ENV: SECRET}, check=True)
         assert srv.total == 15
@@ -312,7 +313,7 @@ def test_local_backend_scores_deita_from_first_position_logits(tmp_path):
         f'c = judge-score(pool, template: deita-complexity, backend: local, model: "{folder}")\n'
         f'q = judge-score(c, template: alpagasus, backend: local, model: "{folder}", max_tokens: 8, column: acc)\n'
         f'save(q)\n')
-    dslrun("run", "spec.sel", "-q", cwd=tmp_path, check=True)
+    dslrun_here("run", "spec.sel", "-q", cwd=tmp_path, check=True)
     rows = scores(tmp_path)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -327,7 +328,7 @@ def test_local_backend_scores_deita_from_first_position_logits(tmp_path):
         assert row["score"] == pytest.approx(want, abs=1e-5) and row["score_reason"] is None
         # a random tiny model does not write a number: AlpaGasus' -1, with the reason kept
         assert row["acc"] == -1.0 and row["acc_reason"].startswith("unparsable reply")
-    again = dslrun("run", "spec.sel", "-q", cwd=tmp_path, check=True)
+    again = dslrun_here("run", "spec.sel", "-q", cwd=tmp_path, check=True)
     assert "api:" not in again.stdout  # everything came from the cache
 
 
@@ -376,7 +377,7 @@ def test_plan_counts_calls_tokens_and_money_before_any_call(tmp_path):
                                                        "concurrency: $concurrency, price: {input: 1.0, output: 2.0})")
     (tmp_path / "spec.sel").write_text(spec)
     with OpenAITestServer() as srv:
-        proc = dslrun("plan", "spec.sel", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True)
+        proc = dslrun_here("plan", "spec.sel", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True)
         assert srv.total == 0
     row = next(line for line in proc.stdout.splitlines() if "judge-score" in line).split()
     n_in, n_out = map(int, row[-2].split("+"))

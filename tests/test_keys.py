@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dslrun.core.keys import cache_params, node_fingerprint, stored_names
 from dslrun.operators.judge_score import JudgeParams, JudgeScore
-from testkit.cli import REPO, dslrun, write_pool
+from testkit.cli import REPO, dslrun_here, write_pool
 from testkit.openai_server import OpenAITestServer
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -75,13 +75,13 @@ def test_a_moved_recipe_with_a_renamed_column_on_another_port_pays_for_nothing(t
     cache = ["--cache-dir", str(tmp_path / "cache")]
     env = {KEY_ENV: "sk-test"}
     with OpenAITestServer() as srv:
-        dslrun("run", "spec.sel", "--set", f"url={srv.base_url}", *cache, "-q", "--out", "o", cwd=first, env=env,
+        dslrun_here("run", "spec.sel", "--set", f"url={srv.base_url}", *cache, "-q", "--out", "o", cwd=first, env=env,
                check=True)
         assert srv.total == 6
     moved = tmp_path / "elsewhere" / "copy"
     shutil.copytree(first, moved)
     with OpenAITestServer() as other:  # another port
-        dslrun("run", "spec.sel", "--set", f"url={other.base_url}", "--set", "col=quality", *cache, "-q",
+        dslrun_here("run", "spec.sel", "--set", f"url={other.base_url}", "--set", "col=quality", *cache, "-q",
                "--out", "o2", cwd=moved, env=env, check=True)
         assert other.total == 0
     import pyarrow.parquet as pq

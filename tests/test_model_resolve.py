@@ -233,3 +233,18 @@ def test_the_model_cache_is_the_folder_named_not_a_models_folder_inside_it(world
     monkeypatch.setenv("DSLRUN_MODEL_CACHE", str(world.cache))
     got = resolve_model("smollm2-135m", "causal-lm", model_cache_dir())
     assert got.path.parent == world.cache and not (world.cache / "models").exists()  # not models/models/<sha>
+
+
+def test_a_conversion_parses_each_gguf_once_and_puts_the_gguf_module_back(monkeypatch):
+    gguf = pytest.importorskip("gguf")
+    made: list[str] = []
+    monkeypatch.setattr(gguf, "GGUFReader", lambda path, mode="r": made.append(str(path)) or object())
+    monkeypatch.setattr(gguf, "get_tensor_name_map", lambda arch, n_blocks: object())
+    before = (gguf.GGUFReader, gguf.get_tensor_name_map)
+    with G._parse_once():
+        a = gguf.GGUFReader(Path("a.gguf"))
+        assert gguf.GGUFReader("a.gguf") is a and gguf.GGUFReader("b.gguf") is not a
+        assert gguf.get_tensor_name_map(1, 30) is gguf.get_tensor_name_map(1, 30)
+        assert gguf.get_tensor_name_map(1, 30) is not gguf.get_tensor_name_map(1, 31)
+    assert made == ["a.gguf", "b.gguf"]
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == before

@@ -8,7 +8,7 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from testkit.cli import alpaca, dslrun, write_pool
+from testkit.cli import alpaca, dslrun_here, write_pool
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -31,14 +31,14 @@ def spec(tiny) -> str:
 def test_necessity_trains_once_and_caches_answers_and_scores(tiny, tmp_path):
     write_pool(tmp_path / "p.json", alpaca(8))
     (tmp_path / "mods.sel").write_text(spec(tiny))
-    first = dslrun("mods.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
+    first = dslrun_here("mods.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     assert "fine-tuned" in first.stdout
     scores = {r["id"]: r for r in pq.read_table(tmp_path / "o" / "selected.scores.parquet").to_pylist()}
     selected = json.loads((tmp_path / "o" / "selected.json").read_text())
     assert len(selected) >= 3  # the seeds are always in
     ckpts = list((tmp_path / ".dslrun" / "finetune").iterdir())
     assert len(ckpts) == 1
-    again = dslrun("mods.sel", "-q", "--out", "o2", cwd=tmp_path, check=True)
+    again = dslrun_here("mods.sel", "-q", "--out", "o2", cwd=tmp_path, check=True)
     row = next(x.split() for x in again.stdout.splitlines() if x.startswith("n "))
     assert row[4:6] == ["16", "0"]  # 8 answers and 8 scores, every one a cache hit (statistics add up)
     # every answer is cached, so the checkpoint is neither trained nor even loaded
@@ -62,7 +62,7 @@ def test_scores_are_deita_expectations_of_the_tuned_models_answers(tiny, tmp_pat
     rows = alpaca(8)
     write_pool(tmp_path / "p.json", rows)
     (tmp_path / "mods.sel").write_text(spec(tiny).replace("save(both)", "save(n)"))
-    dslrun("mods.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
+    dslrun_here("mods.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     got = {r["id"]: r for r in pq.read_table(tmp_path / "o" / "selected.scores.parquet").to_pylist()}
     ids = read_pool(tmp_path / "p.json").table.ids
     (ckpt,) = (tmp_path / ".dslrun" / "finetune").iterdir()

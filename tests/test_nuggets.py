@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from testkit.cli import alpaca, dslrun, write_pool
+from testkit.cli import alpaca, dslrun_here, write_pool
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -83,9 +83,9 @@ def test_nuggets_step_scores_ranks_and_caches(tiny, lm, tmp_path):
     (tmp_path / "s.sel").write_text(f'p = load(path: "p.json")\ns = nuggets(p, anchors: "a.json", model: "{tiny}")\n'
                                     'k = rank(s, by: golden_score, top: 4)\nsave(k, path: "o.json")\n')
     env = {"DSLRUN_MODEL_CACHE": str(tmp_path / "m")}
-    plan = dslrun("plan", str(tmp_path / "s.sel"), cwd=tmp_path, env=env, check=True).stdout
+    plan = dslrun_here("plan", str(tmp_path / "s.sel"), cwd=tmp_path, env=env, check=True).stdout
     assert "0/10" in plan and "to compute: 10 samples, 65 model forward passes" in plan  # 10 × (1 + 5) + 5 zero-shot
-    dslrun(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    dslrun_here(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     got = pq.read_table(tmp_path / "o.scores.parquet").to_pylist()
     assert len(got) == 4
     zero = [hand_score(model, tok, None, r) for r in anchors]
@@ -94,7 +94,7 @@ def test_nuggets_step_scores_ranks_and_caches(tiny, lm, tmp_path):
         demo = promptify(r["instruction"], r["input"], r["output"])[1]
         one = [hand_score(model, tok, demo, a) for a in anchors]
         assert g["golden_score"] == golden_score(zero, one)
-    again = dslrun(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
+    again = dslrun_here(str(tmp_path / "s.sel"), "-q", "--out", ".", cwd=tmp_path, env=env, check=True)
     row = next(line.split() for line in again.stdout.splitlines() if line.startswith("s "))
     assert row[4:6] == ["10", "0"]
     assert json.loads((tmp_path / "run.json").read_text())["model_loads"] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dslrun.operators.llm.prompts import JUDGES
-from testkit.cli import dslrun, write_pool
+from testkit.cli import dslrun_here, write_pool
 from testkit.openai_replies import request_prompt
 from testkit.openai_server import OpenAITestServer
 
@@ -37,7 +37,7 @@ def project(tmp_path: Path, pool: list[dict], multi_turn: str = "per_turn") -> N
 
 
 def plan_row(tmp_path: Path, srv: OpenAITestServer) -> tuple[list[str], str]:
-    proc = dslrun("plan", "spec.sel", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True)
+    proc = dslrun_here("plan", "spec.sel", "--set", f"base_url={srv.base_url}", cwd=tmp_path, check=True)
     line = next(line for line in proc.stdout.splitlines() if "judge-score" in line)
     return line.split(), proc.stdout
 
@@ -70,7 +70,7 @@ def test_plan_leaves_out_turns_an_earlier_run_cached(tmp_path):
         return "500" if "Question 1 of conversation 0" in text or "Question 2 of conversation 0" in text else None
 
     with OpenAITestServer(fault_fn=fault) as srv:
-        dslrun("run", "spec.sel", "--set", f"base_url={srv.base_url}", "-q", cwd=tmp_path,
+        dslrun_here("run", "spec.sel", "--set", f"base_url={srv.base_url}", "-q", cwd=tmp_path,
                env={KEY_ENV: "sk-test"}, check=True)
         assert srv.total == 6
     with OpenAITestServer() as srv:

@@ -11,19 +11,21 @@ import json
 
 import pytest
 
-from testkit.cli import SHARED, SPECS, dslrun
+from testkit.cli import SHARED, SPECS, dslrun, dslrun_here
 
 RECIPES = sorted(p.stem for p in SPECS.glob("*.sel"))
 
 
+# In this process (dslrun_here): four commands a recipe, each a new interpreter that imported
+# torch again cost about 3 min of the default run; tests/test_cli_run.py runs the real command.
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_checks_explains_and_plans(recipe, tmp_path, request):
     for twin in (f"{recipe}.sel", f"{recipe}.yaml"):
-        dslrun("check", str(SPECS / twin), cwd=tmp_path, check=True)
-    dslrun("explain", str(SPECS / f"{recipe}.sel"), cwd=tmp_path, check=True)
+        dslrun_here("check", str(SPECS / twin), cwd=tmp_path, check=True)
+    dslrun_here("explain", str(SPECS / f"{recipe}.sel"), cwd=tmp_path, check=True)
     models = request.getfixturevalue("model_cache")  # plan resolves the offline model to key its lookups
-    plan = dslrun("plan", str(SPECS / f"{recipe}.sel"), "--set", "limit=20", cwd=tmp_path, check=True,
-                  env={"DSLRUN_MODEL_CACHE": str(models)})
+    plan = dslrun_here("plan", str(SPECS / f"{recipe}.sel"), "--set", "limit=20", cwd=tmp_path, check=True,
+                       env={"DSLRUN_MODEL_CACHE": str(models)})
     assert "load" in plan.stdout
 
 

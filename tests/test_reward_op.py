@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from testkit.cli import alpaca, dslrun, write_pool
+from testkit.cli import alpaca, dslrun_here, write_pool
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -56,8 +56,8 @@ def test_reward_filter_in_a_spec_is_cached(tiny_rm, tmp_path):
     write_pool(tmp_path / "p.json", alpaca(8))
     (tmp_path / "s.sel").write_text(f'p = load(path: "p.json")\nr = reward(p, model: "{tiny_rm}")\n'
                                     "k = rank(r, by: reward, top: 3)\nsave(k)\n")
-    dslrun("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
+    dslrun_here("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     assert len(json.loads((tmp_path / "o" / "selected.json").read_text())) == 3
-    again = dslrun("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
+    again = dslrun_here("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     row = next(x.split() for x in again.stdout.splitlines() if x.startswith("r "))
     assert row[4:6] == ["8", "0"]

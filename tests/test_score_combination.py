@@ -11,7 +11,7 @@ from dslrun.core.expr import evaluate
 from dslrun.dsl.parse import parse_expression
 from dslrun.operators.quota import equal_quotas, proportional_quotas
 from dslrun.runtime.data.table import Table, as_column
-from testkit.cli import dslrun, write_pool
+from testkit.cli import dslrun_here, write_pool
 
 
 def test_rrf_by_hand_with_ties_and_missing():
@@ -61,7 +61,7 @@ def _pool(tmp_path):
 def _selected(tmp_path, body: str) -> list[str]:
     _pool(tmp_path)
     (tmp_path / "s.sel").write_text('p = load(path: "p.json")\nl = length(p)\n' + body + "\nsave(q)\n")
-    dslrun("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
+    dslrun_here("s.sel", "-q", "--out", "o", cwd=tmp_path, check=True)
     return [r["instruction"] for r in json.loads((tmp_path / "o" / "selected.json").read_text())]
 
 
@@ -86,7 +86,7 @@ def test_quota_needs_exactly_one_rule(tmp_path):
     _pool(tmp_path)
     (tmp_path / "s.sel").write_text('p = load(path: "p.json")\nq = quota(p, group: category, k: 3, per_group: 1)\n'
                                     "save(q)\n")
-    r = dslrun("check", "s.sel", cwd=tmp_path)
+    r = dslrun_here("check", "s.sel", cwd=tmp_path)
     assert r.returncode == 2
     assert "exactly one of" in r.stderr and "s.sel:2:" in r.stderr
 

@@ -10,7 +10,7 @@ from dslrun.core.errors import ErrorList
 from dslrun.dsl.compile import compile_spec
 from dslrun.dsl.load import load_spec
 from dslrun.runtime.cli import parse_overrides
-from testkit.cli import SPECS, alpaca, dslrun, write_pool
+from testkit.cli import SPECS, alpaca, dslrun_here, write_pool
 
 
 def compiled(spec: str, *sets: str, cwd=None):
@@ -67,7 +67,7 @@ def test_a_path_from_the_command_line_is_relative_to_the_current_folder(tmp_path
 
 
 def test_the_run_uses_it_and_the_lock_file_records_it(tmp_path):
-    r = dslrun(str(SPECS / "longest.sel"), "--set", "longest.top=7", "--set", "pool.limit=30", "--out", "o", "-q",
+    r = dslrun_here(str(SPECS / "longest.sel"), "--set", "longest.top=7", "--set", "pool.limit=30", "--out", "o", "-q",
                cwd=tmp_path, check=True)
     assert r.returncode == 0
     assert len(json.loads((tmp_path / "o" / "selected.json").read_text())) == 7
@@ -78,17 +78,17 @@ def test_the_run_uses_it_and_the_lock_file_records_it(tmp_path):
 
 
 def test_an_unknown_step_from_the_cli_is_a_spec_error_exit_2(tmp_path):
-    r = dslrun(str(SPECS / "longest.sel"), "--set", "longst.top=7", "-q", cwd=tmp_path)
+    r = dslrun_here(str(SPECS / "longest.sel"), "--set", "longst.top=7", "-q", cwd=tmp_path)
     assert r.returncode == 2 and "did you mean `longest`?" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_the_lock_file_records_a_command_line_pool_relative_to_where_the_run_started(tmp_path):
     write_pool(tmp_path / "mine.json", alpaca(12))
-    dslrun(str(SPECS / "longest.sel"), "--set", "pool=mine.json", "--set", "k=3", "--out", "runs/o", "-q",
+    dslrun_here(str(SPECS / "longest.sel"), "--set", "pool=mine.json", "--set", "k=3", "--out", "runs/o", "-q",
            cwd=tmp_path, check=True)
     lock = json.loads((tmp_path / "runs" / "o" / "dslrun.lock.json").read_text())
     assert lock["inputs"][0]["path"] == "mine.json" and lock["inputs"][0]["relative_to"] == "cwd"  # not ../../..
     assert next(n for n in lock["nodes"] if n["name"] == "pool")["params"]["path"] == "mine.json"
-    dslrun(str(SPECS / "longest.sel"), "--set", "k=3", "--out", "runs/p", "-q", cwd=tmp_path, check=True)
+    dslrun_here(str(SPECS / "longest.sel"), "--set", "k=3", "--out", "runs/p", "-q", cwd=tmp_path, check=True)
     spec_own = json.loads((tmp_path / "runs" / "p" / "dslrun.lock.json").read_text())["inputs"][0]
     assert (spec_own["path"], spec_own["relative_to"]) == ("data/alpaca_random_1k.json", "spec")

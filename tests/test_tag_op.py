@@ -10,7 +10,7 @@ import pytest
 from dslrun.operators.llm import tag_norm
 from dslrun.operators.llm.instag import instag_messages, parse_tags
 from dslrun.operators.llm.prompts import ParseError
-from testkit.cli import REPO, dslrun, write_pool
+from testkit.cli import REPO, dslrun_here, write_pool
 from testkit.openai_server import OpenAITestServer
 
 pytest.importorskip("openai")
@@ -86,7 +86,7 @@ def test_instag_spec_tags_normalises_and_samples_by_coverage(tmp_path):
     args = ["run", str(REPO / "specs" / "instag.sel"), "-q", "--out", "out", "--set", "pool=pool.json",
             "--set", "model=test-model", "--set", f"api_key_env={KEY_ENV}", "--set", "k=6"]
     with OpenAITestServer(reply=tags_reply) as srv:
-        dslrun(*args, "--set", f"base_url={srv.base_url}", cwd=tmp_path, env={KEY_ENV: "sk-x"}, check=True)
+        dslrun_here(*args, "--set", f"base_url={srv.base_url}", cwd=tmp_path, env={KEY_ENV: "sk-x"}, check=True)
         assert srv.total == 20
         import pyarrow.parquet as pq
 
@@ -97,7 +97,7 @@ def test_instag_spec_tags_normalises_and_samples_by_coverage(tmp_path):
         first = json.loads((tmp_path / "out" / "selected.json").read_text())[0]
         assert int(first["instruction"].split()[1]) % 4 == 3
         assert rows[0]["tags"] == ["topic 0", "topic 1", "topic 2", "general"]
-        dslrun(*args, "--set", f"base_url={srv.base_url}", "--set", "alpha=11", cwd=tmp_path,
+        dslrun_here(*args, "--set", f"base_url={srv.base_url}", "--set", "alpha=11", cwd=tmp_path,
                env={KEY_ENV: "sk-x"}, check=True)
         assert srv.total == 20  # normalisation changed, no call made
         rows = pq.read_table(tmp_path / "out" / "selected.scores.parquet").to_pylist()

