@@ -21,6 +21,7 @@ from dslrun.runtime.data.id_column import equal_ids
 from dslrun.runtime.data.lazy_column import LazyColumn
 from dslrun.runtime.data.table import as_column
 from dslrun.runtime.lineage.reasons import reasons_for
+from dslrun.runtime.lineage.score_columns import Codes, ScoreColumn, take_rows
 
 NAME = "pool.scores.parquet"
 TEXT = {"instruction", "input", "output", "messages"}
@@ -35,10 +36,6 @@ def _keys(t: Any) -> list[tuple[str, int]]:
     """A row's identity: its sample id and its row in the pool file (exact duplicates share an id)."""
     rows = t.column("_row").tolist() if "_row" in t else [-1] * len(t)
     return list(zip(t.ids.tolist(), (int(r) for r in rows)))
-
-
-def _take(stored: Any, idx: np.ndarray) -> Any:
-    return stored.take(idx) if isinstance(stored, LazyColumn) else stored[idx]
 
 
 class _Index:
@@ -61,7 +58,7 @@ class _Index:
             increasing = bool(np.all(rows[1:] > rows[:-1]))  # as readers number rows: unique
             if len(rows) and rows.min() >= 0 and (increasing or len(np.unique(rows)) == len(rows)):
                 self.pool, self.ids, self.rows = t, t.stored("id"), rows
-                self.pools = _Codes.constant(loads[0], len(rows))
+                self.pools = Codes.constant(loads[0], len(rows))
                 if increasing and rows[-1] == len(rows) - 1:  # rows 0..n-1 (nothing quarantined): row is position
                     self.by_row = rows
                     return
@@ -69,7 +66,7 @@ class _Index:
                 self.by_row[rows] = np.arange(len(rows))
                 return
             if not len(rows):
-                self.ids, self.rows, self.pools = np.zeros(0, dtype=object), rows, _Codes.constant("", 0)
+                self.ids, self.rows, self.pools = np.zeros(0, dtype=object), rows, Codes.constant("", 0)
                 self.by_row = np.zeros(0, dtype=np.int64)
                 return
         keys: list[tuple[str, int]] = []
@@ -83,7 +80,7 @@ class _Index:
                     pools.append(name)
         self.ids = np.array([k[0] for k in keys], dtype=object)
         self.rows = np.array([k[1] for k in keys], dtype=np.int64)
-        self.pools = _Codes.of(pools)
+        self.pools = Codes.of(pools)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -108,7 +105,7 @@ class _Index:
         pos[inside] = rows[inside] if self.by_row is self.rows else self.by_row[rows[inside]]
         found = np.flatnonzero(pos >= 0)
         same = np.zeros(len(t), dtype=bool)
-        same[found] = equal_ids(_take(self.ids, pos[found]), _take(t.stored("id"), found))
+        same[found] = equal_ids(take_rows(self.ids, pos[found]), take_rows(t.stored("id"), found))
         pos[~same] = -1
         return pos
 
@@ -122,136 +119,10 @@ class _Index:
         return pa.array(part.values() if isinstance(part, LazyColumn) else part, type=pa.string(), from_pandas=True)
 
 
-class _Codes:
-    """A text column of a few distinct values (step and pool names) as small integer codes; -1: none."""
-
-    def __init__(self, names: list[str], codes: np.ndarray):
-        self.names, self.codes = names, codes
-
-    @classmethod
-    def constant(cls, name: str, n: int) -> _Codes:
-        return cls([name], np.broadcast_to(np.int16(0), (n,)))
-
-    @classmethod
-    def of(cls, values: list[str]) -> _Codes:
-        names = list(dict.fromkeys(values))
-        code = {v: i for i, v in enumerate(names)}
-        return cls(names, np.fromiter((code[v] for v in values), np.int16, len(values)))
-
-    @classmethod
-    def empty(cls, n: int) -> _Codes:
-        return cls([], np.full(n, -1, dtype=np.int16))
-
-    def set(self, at: np.ndarray, name: str) -> None:
-        if name not in self.names:
-            self.names.append(name)
-        self.codes[at] = self.names.index(name)
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        """These rows as an object array of names (None where there is none)."""
-        names = np.empty(len(self.names) + 1, dtype=object)
-        names[1:] = self.names
-        return names[self.codes[rows] + 1]
-
-
-class _Column:
-    """One score column over every loaded sample: typed (numbers, with a mask of the samples
-    that have a value) while every step's values are numbers, Python objects otherwise. A
-    million-row pool's numbers as Python objects were most of a run's peak memory.
-
-    A step's column that covers every sample in order is adopted as the step holds it
-    (``source``), not copied; it is copied only when a later step writes other values. A
-    later step that passes on the same values for some rows (a subset of them, ranked) writes
-    nothing."""
-
-    def __init__(self, n: int, dtype: np.dtype):
-        self.dtype = dtype
-        self.typed = dtype.kind in "biuf"
-        self._values = np.zeros(n, dtype) if self.typed else np.full(n, None, dtype=object)
-        self._valid: np.ndarray | None = np.zeros(n, dtype=bool)  # None: every sample has a value
-        self.source: Any = None  # an adopted step column (an array or a LazyColumn)
-        self.last: tuple[int, int] | None = None  # (id of the stored column, id of its table's _row) put last
-
-    @classmethod
-    def adopt(cls, stored: Any, dtype: np.dtype) -> _Column:
-        col = cls(0, dtype)
-        col.source, col._valid = stored, None
-        return col
-
-    @property
-    def values(self) -> np.ndarray:
-        if self.source is not None:
-            src = self.source.values() if isinstance(self.source, LazyColumn) else self.source
-            return src if self.typed else np.asarray(src, dtype=object)
-        return self._values
-
-    @property
-    def valid(self) -> np.ndarray:
-        return np.ones(len(self.values), dtype=bool) if self._valid is None else self._valid
-
-    def _own(self) -> None:
-        """Copy an adopted column before writing to it (it is a step's own array)."""
-        if self.source is not None:
-            values = self.values
-            self._values = values.copy() if values is self.source else values
-            self.source, self._valid = None, np.ones(len(self._values), dtype=bool)
-
-    def holds(self, at: np.ndarray, values: np.ndarray) -> bool:
-        """Whether the samples at ``at`` have these numbers already (same type): nothing to write."""
-        if not self.typed or values.dtype != self.dtype:
-            return False
-        if self._valid is not None and not self._valid[at].all():
-            return False
-        if self.source is not None:
-            current = _take(self.source, at)
-            current = current.values() if isinstance(current, LazyColumn) else current
-        else:
-            current = self._values[at]
-        return bool(np.array_equal(current, values, equal_nan=values.dtype.kind == "f"))
-
-    def put(self, at: np.ndarray, values: np.ndarray) -> None:
-        if self.holds(at, values):
-            return
-        self._own()
-        assert self._valid is not None
-        if self.typed and values.dtype.kind not in "biuf":
-            objects = np.full(len(self._values), None, dtype=object)
-            objects[self._valid] = self._values[self._valid].astype(object)
-            self._values, self.typed = objects, False
-        if self.typed and values.dtype != self._values.dtype:
-            self._values = self._values.astype(np.result_type(self._values.dtype, values.dtype))
-        self.dtype = self._values.dtype
-        self._values[at] = values if self.typed else np.asarray(values, dtype=object)
-        self._valid[at] = True
-
-    def __getitem__(self, i: int) -> Any:
-        if self.source is not None:
-            return self.source.value(i) if isinstance(self.source, LazyColumn) else self.source[i]
-        return self._values[i] if self._valid is not None and self._valid[i] else None
-
-    def numbers(self) -> bool:
-        """Written as numbers a row group at a time (``arrow``), or else as free-form values whole."""
-        return self.typed and (self._valid is None or bool(self._valid.any()))
-
-    def arrow(self, lo: int, hi: int) -> Any:
-        import pyarrow as pa
-
-        if self.source is not None:
-            part = self.source.slice(lo, hi) if isinstance(self.source, LazyColumn) else self.source[lo:hi]
-            values = part.values() if isinstance(part, LazyColumn) else part
-            return pa.array(values, mask=np.zeros(len(values), dtype=bool), from_pandas=True)  # NaN: null
-        assert self._valid is not None
-        return pa.array(self._values[lo:hi], mask=~self._valid[lo:hi], from_pandas=True)
-
-    def output(self) -> list[Any]:
-        """Free-form values (``numbers()`` is false): a list with None where a sample has none."""
-        return [v if ok else None for v, ok in zip(self.values.tolist(), self.valid.tolist())]
-
-
 def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
     index = _Index(plan, tables)
     n = len(index)
-    scores: dict[str, _Column] = {}
+    scores: dict[str, ScoreColumn] = {}
     positions: dict[str, np.ndarray] = {}
     for name in plan.order:
         t = tables.get(name)
@@ -269,10 +140,10 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
             if col is not None and col.last == (id(stored), row_id):
                 continue  # the same array of the same rows, passed on by a later step: put already
             if col is None and whole:
-                col = scores[c] = _Column.adopt(stored, t.dtype(c))
+                col = scores[c] = ScoreColumn.adopt(stored, t.dtype(c))
             else:
                 values = t.column(c)
-                col = scores.setdefault(c, _Column(n, values.dtype))
+                col = scores.setdefault(c, ScoreColumn(n, values.dtype))
                 col.put(pos[ok], values if ok.all() else values[ok])
             col.last = (id(stored), row_id)
     targets = [t for t in _targets(plan) if t in tables]
@@ -281,7 +152,7 @@ def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:
         pos = positions[t]
         kept[pos[pos >= 0]] = True
     dropped = np.zeros(n, dtype=bool)
-    dropped_by = _Codes.empty(n)
+    dropped_by = Codes.empty(n)
     reason = np.full(n, None, dtype=object)
     ancestors = set(targets).union(*(nx.ancestors(plan.graph, t) for t in targets)) if targets else set()
     failures = {c: v for c, v in scores.items() if c.endswith("_reason")}
@@ -354,13 +225,13 @@ def write(plan: Any, tables: dict[str, Any], out_dir: Path) -> Path:
     def part(c: str, v: Any, lo: int, hi: int) -> Any:
         if c == "id":
             return index.id_arrow(lo, hi)
-        if isinstance(v, _Column):
+        if isinstance(v, ScoreColumn):
             return v.arrow(lo, hi)
         return pa.array(v[lo:hi], type=fixed[c], from_pandas=True)
 
     # A free-form column is converted whole (its type depends on every value); the rest a row
     # group at a time, so a pool of millions never holds all of it in Arrow and numpy at once.
-    whole = {c: _free_form(v.output()) for c, v in data.items() if isinstance(v, _Column) and not v.numbers()}
+    whole = {c: _free_form(v.output()) for c, v in data.items() if isinstance(v, ScoreColumn) and not v.numbers()}
     types = {c: fixed[c] if c in fixed else whole[c].type if c in whole else part(c, v, 0, 0).type
              for c, v in data.items()}
     meta = {b"dslrun.steps": json.dumps(path_steps(plan, tables)).encode()}
