@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.data.lazy_column import BLOCK_ROWS, ArrayColumn, LazyColumn
+from dslrun.runtime.data.lazy_column import BLOCK_ROWS, ArrayColumn, values_of
 
 DIGITS = 16
 _HEX = re.compile(r"[0-9a-f]{16}")
@@ -57,11 +57,6 @@ class HexIds(ArrayColumn):
         text = self.digests[np.asarray(positions, dtype=np.int64)].tobytes().hex()
         return [text[i:i + DIGITS] for i in range(0, len(text), DIGITS)]
 
-    def values(self) -> np.ndarray:
-        out = np.empty(len(self), dtype=object)
-        out[:] = self.read(np.arange(len(self), dtype=np.int64)) if len(self) else []
-        return out
-
     def value(self, row: int) -> str:
         return self.digests[row:row + 1].tobytes().hex() if row >= 0 else self.value(len(self) + row)
 
@@ -89,8 +84,7 @@ def equal_ids(a: Any, b: Any) -> np.ndarray:
     """Row by row, whether two id columns of the same length (as stored) hold the same id."""
     if isinstance(a, HexIds) and isinstance(b, HexIds):
         return a.digests == b.digests
-    a, b = (c.values() if isinstance(c, LazyColumn) else np.asarray(c, dtype=object) for c in (a, b))
-    return np.asarray(a == b, dtype=bool)
+    return np.asarray(np.asarray(values_of(a), dtype=object) == np.asarray(values_of(b), dtype=object), dtype=bool)
 
 
 def rows_with_id(column: Any, sid: str) -> np.ndarray:
@@ -99,5 +93,4 @@ def rows_with_id(column: Any, sid: str) -> np.ndarray:
         if not _HEX.fullmatch(sid):
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(column.digests == np.frombuffer(bytes.fromhex(sid), dtype=">u8")[0])
-    values = column.values() if isinstance(column, LazyColumn) else np.asarray(column, dtype=object)
-    return np.flatnonzero(values == sid)
+    return np.flatnonzero(np.asarray(values_of(column), dtype=object) == sid)

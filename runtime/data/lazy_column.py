@@ -146,5 +146,19 @@ class StoredColumn(LazyColumn):
         return f"{type(self).__name__}({self.name!r}, {self._n} rows in {self.store.dir or 'memory'})"
 
 
+def values_of(stored: np.ndarray | LazyColumn) -> np.ndarray:
+    """A column as held (an array or a ``LazyColumn``) as the array of its values."""
+    return stored.values() if isinstance(stored, LazyColumn) else stored
+
+
+def take_rows(stored: Any, idx: np.ndarray) -> Any:
+    """These rows of a column as held (a ``LazyColumn`` composes them and reads nothing)."""
+    return stored.take(idx) if isinstance(stored, LazyColumn) else stored[idx]
+
+
+def slice_rows(stored: Any, lo: int, hi: int) -> Any:
+    return stored.slice(lo, hi) if isinstance(stored, LazyColumn) else stored[lo:hi]
+
+
 def _as_array(values: np.ndarray) -> np.ndarray:
     return values

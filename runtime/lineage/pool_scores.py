@@ -18,10 +18,10 @@ import numpy as np
 
 from dslrun.runtime.data.arrow_records import text_if_mixed
 from dslrun.runtime.data.id_column import equal_ids
-from dslrun.runtime.data.lazy_column import LazyColumn
+from dslrun.runtime.data.lazy_column import LazyColumn, slice_rows, take_rows, values_of
 from dslrun.runtime.data.table import as_column
 from dslrun.runtime.lineage.reasons import reasons_for
-from dslrun.runtime.lineage.score_columns import Codes, ScoreColumn, take_rows
+from dslrun.runtime.lineage.score_columns import Codes, ScoreColumn
 
 NAME = "pool.scores.parquet"
 TEXT = {"instruction", "input", "output", "messages"}
@@ -112,11 +112,11 @@ class _Index:
     def id_arrow(self, lo: int, hi: int) -> Any:
         import pyarrow as pa
 
-        part = self.ids.slice(lo, hi) if isinstance(self.ids, LazyColumn) else self.ids[lo:hi]
+        part = slice_rows(self.ids, lo, hi)
         held = part.arrow() if isinstance(part, LazyColumn) else None
         if held is not None:
             return held
-        return pa.array(part.values() if isinstance(part, LazyColumn) else part, type=pa.string(), from_pandas=True)
+        return pa.array(values_of(part), type=pa.string(), from_pandas=True)
 
 
 def build(plan: Any, tables: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dslrun.runtime.data.lazy_column import LazyColumn
-
-
-def take_rows(stored: Any, idx: np.ndarray) -> Any:
-    """These rows of a column as held (an array, or a ``LazyColumn`` that reads nothing yet)."""
-    return stored.take(idx) if isinstance(stored, LazyColumn) else stored[idx]
+from dslrun.runtime.data.lazy_column import LazyColumn, slice_rows, take_rows, values_of
 
 
 class Codes:
@@ -78,7 +73,7 @@ class ScoreColumn:
     @property
     def values(self) -> np.ndarray:
         if self.source is not None:
-            src = self.source.values() if isinstance(self.source, LazyColumn) else self.source
+            src = values_of(self.source)
             return src if self.typed else np.asarray(src, dtype=object)
         return self._values
 
@@ -100,8 +95,7 @@ class ScoreColumn:
         if self._valid is not None and not self._valid[at].all():
             return False
         if self.source is not None:
-            current = take_rows(self.source, at)
-            current = current.values() if isinstance(current, LazyColumn) else current
+            current = values_of(take_rows(self.source, at))
         else:
             current = self._values[at]
         return bool(np.array_equal(current, values, equal_nan=values.dtype.kind == "f"))
@@ -134,8 +128,7 @@ class ScoreColumn:
         import pyarrow as pa
 
         if self.source is not None:
-            part = self.source.slice(lo, hi) if isinstance(self.source, LazyColumn) else self.source[lo:hi]
-            values = part.values() if isinstance(part, LazyColumn) else part
+            values = values_of(slice_rows(self.source, lo, hi))
             return pa.array(values, mask=np.zeros(len(values), dtype=bool), from_pandas=True)  # NaN: null
         assert self._valid is not None
         return pa.array(self._values[lo:hi], mask=~self._valid[lo:hi], from_pandas=True)
