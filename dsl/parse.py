@@ -18,7 +18,7 @@ from typing import Any
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from dslrun.core.errors import Collector, ErrorList, Span, register_source
+from dslrun.core.errors import Collector, ErrorList, Span, SpecError, register_source
 from dslrun.core.values import Binary, Call, DictV, ListV, Lit, Param, Ref, Unary, Value
 from dslrun.dsl.doc_comments import attach_docs
 from dslrun.dsl.ir import ParamDef, Setting, Spec, Step
@@ -38,7 +38,7 @@ _TOKEN_NAMES = {
     "RPAR": "`)`", "LPAR": "`(`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",
     "NAME": "a name", "IDENT": "a name", "STRING": "a string", "NUMBER": "a number",
     "PARAM": "a `$param`", "RSQB": "`]`", "LSQB": "`[`", "LBRACE": "`{`", "RBRACE": "`}`",
-    "$END": "end of file", "PARAM_KW": "`param`", "COMP_OP": "a comparison",
+    "$END": "end of file", "MINUS": "`-`", "PLUS": "`+`", "PARAM_KW": "`param`", "COMP_OP": "a comparison",
 }
 
 
@@ -56,7 +56,7 @@ def _collect_comment(tok: Token) -> Token:
 def _parser() -> Lark:
     grammar = resources.files("dslrun.dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                lexer_callbacks={"COMMENT": _collect_comment})
+                start=["start", "expression"], lexer_callbacks={"COMMENT": _collect_comment})
 
 
 def _span(file: str, meta_or_tok) -> Span:
@@ -95,6 +95,9 @@ class _Build(Transformer):
     # ---- statements ----
     def start(self, items):
         return [i for i in items if i is not None]
+
+    def expression(self, items):
+        return items[0]
 
     @v_args(meta=True)
     def param_def(self, meta, items):
@@ -265,7 +268,7 @@ def _check_tree(tree: Tree, file: str, shift=lambda s: s) -> None:
         stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
 
 
-def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
+def _syntax_error(file: str, text: str, err: UnexpectedInput, expression: bool = False) -> ErrorList:
     line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
     span = Span(file, line, col, line, col + 1)
     if isinstance(err, UnexpectedCharacters):
@@ -282,7 +285,8 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
     else:
         assert isinstance(err, UnexpectedToken)
         tok = err.token
-        shown = "end of file" if tok.type == "$END" else f"`{tok}`"
+        end = "end of the value" if expression else "end of file"
+        shown = end if tok.type == "$END" else f"`{tok}`"
         expected = sorted({_TOKEN_NAMES.get(e, f"`{e.lower()}`") for e in err.expected})
         msg = f"unexpected {shown}"
         hint = "expected " + ", ".join(expected[:8]) if expected else None
@@ -291,43 +295,52 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> ErrorList:
             span = Span(file, len(lines), len(lines[-1]) + 1)
         elif "COMMA" in err.expected and "RPAR" in err.expected:
             hint = "a `,` between parameters, or the call's closing `)`, is missing before this"
+        elif expression and "$END" in err.expected:
+            msg = f"unexpected {shown} after a complete value"
+            hint = "a value is one expression: an operator may be missing before this, or quote it as a string"
     c = Collector()
     c.add(span, msg, hint)
     return ErrorList(c.errors)
 
 
 def parse_expression(text: str, file: str = "<expr>", line: int = 1, col: int = 1) -> Value:
-    """Parse one expression (used for YAML strings and ``--set``), positions offset to its origin."""
-    errors = Collector()
+    """Parse one expression (used for YAML strings and ``--set``), positions offset to its origin.
+
+    Parsed from the grammar's ``expression`` start, so the text is one value and nothing else:
+    ``1 save(...)`` or ``5 engine: ray`` is a syntax error, never a second statement.
+    """
     check_size(len(text), file)
     check_tokens(text, file)
-    # Wrapped as a parameter statement so one grammar serves both.
-    prefix = "param _ = "
-    try:
-        tree = _parser().parse(prefix + text)
-    except UnexpectedInput as err:
-        if hasattr(err, "column") and err.line == 1:
-            err.column = max(1, err.column - len(prefix)) + col - 1
-            err.line = line
-        raise _syntax_error(file, text, err) from None
 
     def moved(s: Span) -> Span:
         if not s.line:
             return s
-        c0 = max(1, s.col - len(prefix)) + col - 1 if s.line == 1 else s.col
-        return Span(file, line + s.line - 1, c0, line + s.line - 1, c0 + 1)
+        c0 = s.col + col - 1 if s.line == 1 else s.col
+        c1 = s.end_col + col - 1 if s.end_line == 1 else s.end_col
+        return Span(file, line + s.line - 1, c0, line + max(s.end_line, 1) - 1, c1)
 
-    _check_tree(tree, file, moved)
-    (pdef,) = _Build(file, errors).transform(tree)
-    errors.raise_if_any()
-    return _shift(pdef.default, file, line, col, len(prefix))
+    errors = Collector()
+    try:
+        tree = _parser().parse(text, start="expression")
+        _check_tree(tree, file)
+        value = _Build(file, errors).transform(tree)
+        errors.raise_if_any()
+    except UnexpectedInput as err:
+        raise _moved(_syntax_error(file, text, err, expression=True), moved) from None
+    except ErrorList as err:
+        raise _moved(err, moved) from None
+    return _shift(value, file, line, col)
 
 
-def _shift(v: Value, file: str, line: int, col: int, prefix: int) -> Value:
+def _moved(err: ErrorList, moved) -> ErrorList:
+    return ErrorList(SpecError(moved(e.span), e.message, e.hint) for e in err.errors)
+
+
+def _shift(v: Value, file: str, line: int, col: int) -> Value:
     def moved(s: Span | None) -> Span | None:
         if s is None or not s.line:
             return s
-        return Span(file, line, s.col - prefix + col - 1, line, s.end_col - prefix + col - 1)
+        return Span(file, line, s.col + col - 1, line, s.end_col + col - 1)
 
     # Rebuild with shifted spans: values are frozen.
     def rebuild(node):
@@ -354,7 +367,7 @@ def parse_sel(text: str, file: str = "<spec>") -> Spec:
     comments: list[Token] = []
     _comment_sink.tokens = comments
     try:
-        tree = _parser().parse(text)
+        tree = _parser().parse(text, start="start")
     except UnexpectedInput as err:
         raise _syntax_error(file, text, err) from None
     finally:

@@ -123,6 +123,29 @@ def test_syntax_error_has_position_and_hint():
     assert "closing `)`" in text
 
 
+@pytest.mark.parametrize("text", ["1e999len(output)", "1 len(output)", "5 engine: ray", "1 save(x, format: json)",
+                                  "a\nparam b = 2"])
+def test_an_expression_is_one_value_and_nothing_after_it(text):
+    # Parsed as `param _ = TEXT`, these were a second statement and crashed with a ValueError.
+    with pytest.raises(ErrorList) as e:
+        parse_expression(text, "v.yaml", 7, 12)
+    (err,) = e.value.errors
+    assert err.message.endswith("after a complete value"), err.message
+    assert err.span.file == "v.yaml" and err.span.line in (7, 8)
+
+
+def test_an_error_inside_a_yaml_expression_points_into_the_yaml_file():
+    text = ("steps:\n  - {name: p, op: load, path: x.json}\n"
+            "  - {name: d, op: derive, input: p, column: y, expr: n_turns + 1e999}\n")
+    with pytest.raises(ErrorList) as e:
+        parse_text(text, "e.yaml", "yaml")
+    (err,) = e.value.errors
+    assert (str(err.span), err.message) == ("e.yaml:3:64", "number out of range (inf)")
+    with pytest.raises(ErrorList) as e:
+        parse_text(text.replace("n_turns + 1e999", "n_turns +"), "e.yaml", "yaml")
+    assert str(e.value.errors[0].span) == "e.yaml:3:63"
+
+
 def test_yaml_duplicate_key_is_an_error():
     with pytest.raises(ErrorList) as e:
         parse_text("steps:\n  - op: load\n    path: a\n    path: b\n", "d.yaml", "yaml")

@@ -41,6 +41,13 @@ def test_expression_and_step_fields_are_read_as_the_spec_reads_them():
     assert plan.nodes["cherry"].op.params.order == "score"
 
 
+def test_a_value_followed_by_more_text_is_a_spec_error_not_a_crash():
+    # `1 len(output)` used to parse as two statements and end in an internal error (ValueError).
+    assert "expected int like the default" in errors_of("longest.sel", "k=1 len(output)")
+    text = errors_of("longest.sel", "longest.by=1 len(output)")
+    assert "not an expression (unexpected `len` after a complete value)" in text
+
+
 def test_unknown_step_has_a_suggestion():
     text = errors_of("alpagasus.sel", "rate.concurrency=4")
     assert "the spec has no step `rate`" in text and "did you mean `rated`?" in text
