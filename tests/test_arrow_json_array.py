@@ -11,6 +11,7 @@ import pytest
 
 from dslrun.runtime.data import arrow_json_array, arrow_jsonl
 from dslrun.runtime.data.arrow_json_array import read_clean_json_array
+from dslrun.runtime.data.arrow_jsonl import NotClean
 from dslrun.runtime.data.pool_files import PoolError, read_pool
 from testkit.cli import POOL, SHARED
 from testkit.pool_tables import mixed_records, same_quarantine, same_table
@@ -193,6 +194,15 @@ def test_each_element_is_read_as_the_per_record_path_reads_it(tmp_path, monkeypa
     same_quarantine(got, slow)
     if text in QUARANTINED + ACCEPTED:
         assert bool(slow.quarantined) == (text in QUARANTINED)
+
+
+@pytest.mark.parametrize("between", [' "x",', ", 5", " true,", ", -", " true"])
+def test_anything_but_whitespace_between_elements_is_the_readers_own_reason_to_fall_back(tmp_path, between):
+    # Arrow would reject most of these too; the reader must not depend on it to stay exact.
+    path = tmp_path / "pool.json"
+    path.write_text("[" + GOOD + between + ("" if between == " true" else " " + GOOD) + "]", encoding="utf-8")
+    with pytest.raises(NotClean, match="something other than whitespace between elements"):
+        arrow_json_array._ArrayReader(path, 0, {}, None, None).read()
 
 
 def test_bad_utf8_falls_back(tmp_path, monkeypatch):
