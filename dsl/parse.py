@@ -254,7 +254,7 @@ class _Build(Transformer):
         return Unary(op="-", operand=operand, span=self._s(meta))
 
 
-def _check_tree(tree: Tree, file: str, shift=lambda s: s) -> None:
+def _check_tree(tree: Tree, file: str) -> None:
     """Depth and size of the parse tree, walked without recursion before anything recurses over it."""
     count = 0
     stack: list[tuple[Tree, int]] = [(tree, 0)]
@@ -262,7 +262,7 @@ def _check_tree(tree: Tree, file: str, shift=lambda s: s) -> None:
         node, depth = stack.pop()
         count += 1
         if count > MAX_NODES or depth > MAX_DEPTH:
-            at = shift(_span(file, node.meta))
+            at = _span(file, node.meta)
             span = Span(file, at.line, at.col)
             raise ErrorList([too_many(span) if count > MAX_NODES else too_deep(span)])
         stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
@@ -311,40 +311,34 @@ def parse_expression(text: str, file: str = "<expr>", line: int = 1, col: int = 
     """
     check_size(len(text), file)
     check_tokens(text, file)
-
-    def moved(s: Span) -> Span:
-        if not s.line:
-            return s
-        c0 = s.col + col - 1 if s.line == 1 else s.col
-        c1 = s.end_col + col - 1 if s.end_line == 1 else s.end_col
-        return Span(file, line + s.line - 1, c0, line + max(s.end_line, 1) - 1, c1)
-
+    moved = _mover(file, line, col)
     errors = Collector()
     try:
         tree = _parser().parse(text, start="expression")
         _check_tree(tree, file)
         value = _Build(file, errors).transform(tree)
         errors.raise_if_any()
-    except UnexpectedInput as err:
-        raise _moved(_syntax_error(file, text, err, expression=True), moved) from None
-    except ErrorList as err:
-        raise _moved(err, moved) from None
-    return _shift(value, file, line, col)
+    except (UnexpectedInput, ErrorList) as err:
+        found = _syntax_error(file, text, err, expression=True) if isinstance(err, UnexpectedInput) else err
+        raise ErrorList(SpecError(moved(e.span), e.message, e.hint) for e in found.errors) from None
+    return _shift(value, moved)
 
 
-def _moved(err: ErrorList, moved) -> ErrorList:
-    return ErrorList(SpecError(moved(e.span), e.message, e.hint) for e in err.errors)
-
-
-def _shift(v: Value, file: str, line: int, col: int) -> Value:
-    def moved(s: Span | None) -> Span | None:
-        if s is None or not s.line:
+def _mover(file: str, line: int, col: int):
+    """Span in an expression's text → span in the file it came from (it starts at ``line``:``col``)."""
+    def moved(s: Span) -> Span:
+        if not s.line:
             return s
-        return Span(file, line, s.col + col - 1, line, s.end_col + col - 1)
+        c0 = s.col + col - 1 if s.line == 1 else s.col
+        c1 = s.end_col + col - 1 if s.end_line <= 1 else s.end_col
+        return Span(file, line + s.line - 1, c0, line + max(s.end_line, 1) - 1, c1)
+    return moved
 
+
+def _shift(v: Value, moved) -> Value:
     # Rebuild with shifted spans: values are frozen.
     def rebuild(node):
-        updates: dict[str, Any] = {"span": moved(node.span)}
+        updates: dict[str, Any] = {"span": node.span and moved(node.span)}
         if isinstance(node, ListV):
             updates["items"] = tuple(rebuild(i) for i in node.items)
         elif isinstance(node, DictV):
