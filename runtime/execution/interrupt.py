@@ -81,14 +81,37 @@ def _quit_now(message: str) -> None:
     os._exit(EXIT_INTERRUPTED)  # no traceback, no waiting on worker threads; committed rows are safe
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """The Python-level handler: present so that CPython's C-level one runs and writes the wakeup fd."""
+
+
+_END = 0  # no signal has the number 0: the run's end writes it (a forked child may hold the pipe open)
+
+
+def _read_signals(fd: int, on_sigint: Callable[[], None]) -> None:
+    while True:
+        for signum in os.read(fd, 64):
+            if signum == _END:
+                return
+            if signum == signal.SIGINT:
+                on_sigint()
+
+
 @contextmanager
 def sigint_handler(grace: float = DEFAULT_GRACE, write: Callable[[str], Any] | None = None) -> Iterator[Controller]:
-    """Install the two-stage Ctrl-C handler for the duration of a run (main thread only)."""
+    """Install the two-stage Ctrl-C handler for the duration of a run (main thread only).
+
+    CPython runs a Python signal handler in the main thread only, once that thread runs bytecode
+    again; the kernel hands a Ctrl-C to any thread of the process, and when a worker takes it, a
+    main thread blocked waiting for steps is not woken (a first Ctrl-C went unanswered, a second
+    waited out the grace: seen on CI). So the handler's work is done by a thread of its own that
+    reads the wakeup fd, which CPython's C-level handler writes in whichever thread took the signal.
+    """
     write = write or (lambda s: print(s, file=sys.stderr, flush=True))
     CONTROLLER.reset()
     count = [0]
 
-    def handler(signum: int, frame: Any) -> None:
+    def on_sigint() -> None:
         count[0] += 1
         if count[0] > 1:
             _quit_now("interrupted again: exiting now; everything cached so far is kept (run again to resume)")
@@ -103,8 +126,18 @@ def sigint_handler(grace: float = DEFAULT_GRACE, write: Callable[[str], Any] | N
     if threading.current_thread() is not threading.main_thread():  # e.g. embedded: leave signals alone
         yield CONTROLLER
         return
-    previous = signal.signal(signal.SIGINT, handler)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # set_wakeup_fd's requirement: a signal handler never blocks
+    reader = threading.Thread(target=_read_signals, args=(read_end, on_sigint), name="dslrun-sigint", daemon=True)
+    reader.start()
+    previous = signal.signal(signal.SIGINT, _ignore)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     try:
         yield CONTROLLER
     finally:
+        signal.set_wakeup_fd(previous_fd)
         signal.signal(signal.SIGINT, previous)
+        os.write(write_end, bytes([_END]))
+        reader.join()
+        os.close(write_end)
+        os.close(read_end)
