@@ -75,14 +75,15 @@ def test_logprobs_in_openai_shape():
 @pytest.mark.parametrize("kind", ["429", "500", "hang", "drop", "malformed", "bad_json"])
 def test_each_fault_kind_is_produced(kind):
     with OpenAITestServer(fault_fn=lambda req, n: kind, retry_after="7") as srv:
-        t0 = time.monotonic()
-        try:
-            r = chat(srv, timeout=0.5)
+        try:  # only a hang needs the client's timeout; for the rest it is a bound, never reached
+            r = chat(srv, timeout=0.5 if kind == "hang" else 120)
             error = None
         except Exception as exc:  # noqa: BLE001 - the kind of exception is the point
             error = exc
-        took = time.monotonic() - t0
-        time.sleep(0.05)
+        if kind == "hang":  # the server notices the client leave: wait for it, not for a moment
+            deadline = time.monotonic() + 120
+            while srv.stats().in_flight and time.monotonic() < deadline:
+                time.sleep(0.01)
         stats = srv.stats()
     assert stats.outcomes[kind] == 1 and stats.total == 1
     if kind == "429":
@@ -91,7 +92,7 @@ def test_each_fault_kind_is_produced(kind):
     elif kind == "500":
         assert isinstance(error, openai.InternalServerError)
     elif kind == "hang":
-        assert isinstance(error, openai.APITimeoutError) and took < 3
+        assert isinstance(error, openai.APITimeoutError)  # the server would have held it for 600 s
         assert stats.in_flight == 0  # the server noticed the client leave
     elif kind == "drop":
         assert isinstance(error, openai.APIConnectionError)
