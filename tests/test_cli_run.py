@@ -148,14 +148,17 @@ def test_sigkill_mid_run_resumes_to_the_same_output(tmp_path):
     spec = tmp_path / "s.sel"
     spec.write_text('p = load(path: "p.json")\ns = slow-score(p, delay: 0.05)\nt = rank(s, by: slow_score, top: 50)\nsave(t)\n')
     log = tmp_path / "computed.log"
-    env = {**os.environ, **PLUGIN_ENV, "SLOW_SCORE_LOG": str(log)}
+    env = {**os.environ, **PLUGIN_ENV, "SLOW_SCORE_LOG": str(log), "SLOW_SCORE_HOLD_AFTER": "100"}
     args = [sys.executable, "-m", "dslrun.runtime.cli", str(spec), "-q", "--batch-rows", "10", "--out", "o"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 100):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:  # the step holds once 100 are logged, so the kill lands mid-run (the deadline is a bound only)
+        deadline = time.monotonic() + 120
+        while not log.exists() or len(log.read_text().splitlines()) < 100:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never reached 100 samples"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     before = len(log.read_text().splitlines())
     assert 100 <= before < 300, "the kill must land mid-run"
     assert not (tmp_path / "o" / "selected.json").exists()

@@ -1,14 +1,18 @@
 """A deliberately slow per-sample operator for kill-and-resume tests.
 
 Every computed sample id is appended to the file named by $SLOW_SCORE_LOG, so
-a test can count how often each sample was paid for.
+a test can count how often each sample was paid for. With $SLOW_SCORE_HOLD_AFTER=N the
+step stops once N ids are logged and waits there for good: a test that kills the run then
+kills it mid-run on every machine, however busy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
+from pathlib import Path
 
 from pydantic import Field
 
@@ -38,6 +42,9 @@ class SlowScore(SampleOperator[SlowScoreParams]):
                 f.write("".join(f"{sid}\n" for sid in batch.ids))
                 f.flush()
                 os.fsync(f.fileno())
+            hold = os.environ.get("SLOW_SCORE_HOLD_AFTER")
+            if hold is not None and len(Path(log).read_text().splitlines()) >= int(hold):
+                threading.Event().wait()  # until the test kills the run
         return [{"slow_score": int(hashlib.sha256(sid.encode()).hexdigest()[:6], 16) / 0xFFFFFF}
                 for sid in batch.ids]
 
