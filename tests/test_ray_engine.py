@@ -47,7 +47,8 @@ def ops_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(ops_log):
-    with LocalRayCluster(cpus=(2, 2), env={"RAY_OPS_LOG": str(ops_log)}) as c:
+    env = {"RAY_OPS_LOG": str(ops_log), "RAY_OPS_HOLD": str(ops_log.with_name("hold"))}
+    with LocalRayCluster(cpus=(2, 2), env=env) as c:
         yield c
 
 
@@ -204,15 +205,20 @@ def test_killed_replica_and_killed_driver_lose_nothing_and_pay_nothing_twice(clu
 
     # 1. A model replica's worker process is killed mid-step: Ray restarts the replica, the
     #    batch it held is computed again, and the run finishes by itself.
+    #    Batches hold once `rows` samples are logged, until the test lets go: the kill lands mid-step.
+    hold = ops_log.with_name("hold")
     server.reset()
     ops_log.unlink(missing_ok=True)
+    hold.write_text(str(rows))
     driver = start_ray_run(tmp_path, cluster, "cache-1", args)
     try:
         wait_for(lambda: len(log_lines(ops_log)) >= rows, 90, "no model batch finished")
         victim = log_lines(ops_log)[0][0]
         os.kill(victim, signal.SIGKILL)
+        hold.unlink()
         stdout, _ = driver.communicate(timeout=120)
     finally:
+        hold.unlink(missing_ok=True)
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 0, stdout
@@ -227,12 +233,14 @@ def test_killed_replica_and_killed_driver_lose_nothing_and_pay_nothing_twice(clu
     #    reply come from the cache; only what was never committed is computed.
     server.reset()
     ops_log.unlink()
+    hold.write_text(str(4 * rows))  # batches past the first three wait for the kill
     driver = start_ray_run(tmp_path, cluster, "cache-2", args)
     try:
         wait_for(lambda: len(log_lines(ops_log)) >= 4 * rows, 90, "no model batch finished")
         driver.kill()
         driver.wait(30)
     finally:
+        hold.unlink(missing_ok=True)
         if driver.poll() is None:
             driver.kill()
     before = {s for _, s in log_lines(ops_log)}
